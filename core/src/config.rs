@@ -1,0 +1,167 @@
+//! The coordinator's tunables, with the defaults the spec documents.
+//!
+//! Every field is a plain value so a `Config` can be built in a `const` and put in a `static`
+//! next to the coordinator on a microcontroller.
+
+use crate::time::Duration;
+
+/// How the coordinator times refreshes, waits and retries.
+///
+/// The times of one access token, from when it was installed (`t0`) with a known lifetime `L`:
+///
+/// ```text
+/// t0                    refresh_at             stale_at          t0 + L (server expiry)
+/// |---- fresh ------------|---- early window -----|--- margin ---|
+///                          one refresh runs while   requests park
+///                          requests still go out    until the refresh ends
+/// ```
+///
+/// `stale_at = t0 + L - margin` and `refresh_at = stale_at - ahead`, where `margin` and `ahead`
+/// are [`Config::expiry_margin`] and [`Config::refresh_ahead`] clamped for short-lived tokens (see
+/// [`Config::timing_for`]), so a 30 s token neither starts out stale nor refreshes forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// How long before a token turns stale a proactive refresh may start (default 60 s).
+    /// Clamped to half of what is left of a token's lifetime after the margin.
+    pub refresh_ahead: Duration,
+    /// How long before the server's expiry the token is treated as expired, to absorb clock skew
+    /// and the request's own travel time (default 10 s). Clamped to a quarter of the lifetime.
+    pub expiry_margin: Duration,
+    /// How long one refresh call may take before it counts as a transient failure (default 30 s).
+    /// A success that arrives later is still installed.
+    pub refresh_timeout: Duration,
+    /// How long a parked request waits for a refresh before it is rejected with
+    /// [`Rejection::Timeout`](crate::Rejection::Timeout) (default 30 s).
+    pub wait_timeout: Duration,
+    /// How many times one request may be replayed after an "expired" answer (default 1). A request
+    /// that is still refused after that is rejected with
+    /// [`Rejection::Unauthorized`](crate::Rejection::Unauthorized) instead of looping.
+    pub replay_limit: u8,
+    /// How many refresh attempts one expiry episode may make before the parked requests are
+    /// rejected with [`Rejection::RefreshUnavailable`](crate::Rejection::RefreshUnavailable)
+    /// (default 4). The refresh token is kept: only a refusal logs the user out.
+    pub max_refresh_attempts: u8,
+    /// Delay between attempts after a transient failure.
+    pub backoff: Backoff,
+}
+
+/// Exponential backoff with "equal jitter" after transient refresh failures.
+///
+/// After the `k`-th consecutive failure the base delay is `initial * 2^(k-1)`, capped at `max`;
+/// the actual delay is drawn uniformly from `[base / 2, base]` with a generator seeded by `seed`,
+/// so that many devices that failed together do not retry together. A server's `Retry-After` hint
+/// replaces the drawn delay, capped at `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Base delay after the first failure (default 500 ms).
+    pub initial: Duration,
+    /// Upper bound of every delay, including a server's `Retry-After` hint (default 30 s).
+    pub max: Duration,
+    /// Seed for the jitter generator. Give each device or process its own (a serial number, a
+    /// random value at start) to spread retries out.
+    pub seed: u64,
+}
+
+/// The times of one access token, derived from its lifetime by [`Config::timing_for`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenTiming {
+    /// From the token's installation until a proactive refresh may start.
+    pub refresh_after: Duration,
+    /// From the token's installation until requests stop using it and park instead.
+    /// Always `>= refresh_after`.
+    pub stale_after: Duration,
+}
+
+impl Config {
+    /// The documented defaults, usable in a `const`.
+    pub const DEFAULT: Self = Self {
+        refresh_ahead: Duration::from_secs(60),
+        expiry_margin: Duration::from_secs(10),
+        refresh_timeout: Duration::from_secs(30),
+        wait_timeout: Duration::from_secs(30),
+        replay_limit: 1,
+        max_refresh_attempts: 4,
+        backoff: Backoff::DEFAULT,
+    };
+
+    /// When a token with the given lifetime turns stale and when it may be refreshed early.
+    ///
+    /// The margin is at most a quarter of the lifetime and the early window at most half of what
+    /// remains, so every token is usable for at least three eighths of its lifetime before a
+    /// refresh starts: a 30 s token refreshes after 11.25 s, not at once and not in a loop.
+    #[must_use]
+    pub const fn timing_for(&self, lifetime: Duration) -> TokenTiming {
+        let margin = self.expiry_margin.min(lifetime.div(4));
+        let stale_after = lifetime.saturating_sub(margin);
+        let ahead = self.refresh_ahead.min(stale_after.div(2));
+        TokenTiming { refresh_after: stale_after.saturating_sub(ahead), stale_after }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl Backoff {
+    /// The documented defaults: 500 ms doubling up to 30 s, seed 0.
+    pub const DEFAULT: Self =
+        Self { initial: Duration::from_millis(500), max: Duration::from_secs(30), seed: 0 };
+
+    /// The base delay (before jitter) after `failures` consecutive failures (1 for the first).
+    #[must_use]
+    pub const fn base_delay(&self, failures: u8) -> Duration {
+        let exponent = if failures == 0 { 0 } else { failures - 1 };
+        // 2^63 ms is already far past any cap; clamp the shift so it cannot overflow.
+        let factor = 1u64 << if exponent > 62 { 62 } else { exponent };
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lived_token_uses_the_configured_windows() {
+        let t = Config::DEFAULT.timing_for(Duration::from_secs(3600));
+        assert_eq!(t.stale_after, Duration::from_secs(3590));
+        assert_eq!(t.refresh_after, Duration::from_secs(3530));
+    }
+
+    #[test]
+    fn short_lived_token_is_clamped_so_it_neither_starts_stale_nor_refreshes_at_once() {
+        let t = Config::DEFAULT.timing_for(Duration::from_secs(30));
+        assert_eq!(t.stale_after, Duration::from_millis(22_500));
+        assert_eq!(t.refresh_after, Duration::from_millis(11_250));
+        let t = Config::DEFAULT.timing_for(Duration::from_millis(100));
+        assert_eq!(t.stale_after, Duration::from_millis(75));
+        assert_eq!(t.refresh_after, Duration::from_millis(38));
+    }
+
+    #[test]
+    fn zero_and_extreme_lifetimes_do_not_overflow() {
+        let t = Config::DEFAULT.timing_for(Duration::ZERO);
+        assert_eq!((t.refresh_after, t.stale_after), (Duration::ZERO, Duration::ZERO));
+        let t = Config::DEFAULT.timing_for(Duration::MAX);
+        assert!(t.refresh_after <= t.stale_after);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff::DEFAULT;
+        assert_eq!(b.base_delay(1), Duration::from_millis(500));
+        assert_eq!(b.base_delay(2), Duration::from_millis(1_000));
+        assert_eq!(b.base_delay(4), Duration::from_millis(4_000));
+        assert_eq!(b.base_delay(10), Duration::from_secs(30));
+        assert_eq!(b.base_delay(255), Duration::from_secs(30));
+        assert_eq!(b.base_delay(0), Duration::from_millis(500));
+    }
+}

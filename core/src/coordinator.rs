@@ -1,0 +1,669 @@
+//! The refresh coordinator: the sans-IO state machine that decides, for every request, whether it
+//! goes out now, waits for a refresh, or is turned away, and makes sure exactly one refresh runs
+//! per expiry.
+
+use crate::config::Config;
+use crate::error::{RefreshResultError, Rejected, Rejection};
+use crate::queue::{ParkQueue, Parked};
+use crate::ticket::{Generation, RefreshId, RequestId, Ticket};
+use crate::time::{Duration, Instant};
+
+/// Keeps one set of credentials fresh for many requests, with room for `N` parked requests.
+///
+/// The coordinator owns no socket, reads no clock and allocates nothing: the caller feeds it
+/// events and carries out what it asks for. It never holds token bytes either: it tracks which
+/// [`Generation`] of access token is current, and the caller keeps the bytes (see
+/// [`TokenSet`](crate::TokenSet)) and sends each request with the token of its ticket.
+///
+/// # Methods
+///
+/// - **Getters**: [`state`](Self::state), [`generation`](Self::generation),
+///   [`parked_len`](Self::parked_len), [`parked`](Self::parked),
+///   [`refresh_in_flight`](Self::refresh_in_flight), [`config`](Self::config), [`now`](Self::now).
+/// - **Inputs**, each with the caller's current time:
+///   [`handle_login`](Self::handle_login), [`handle_restore`](Self::handle_restore),
+///   [`handle_logout`](Self::handle_logout), [`handle_request`](Self::handle_request),
+///   [`handle_response`](Self::handle_response), [`handle_cancel`](Self::handle_cancel),
+///   [`handle_refresh_success`](Self::handle_refresh_success),
+///   [`handle_refresh_failure`](Self::handle_refresh_failure),
+///   [`handle_timeout`](Self::handle_timeout).
+/// - **Outputs**: [`poll_action`](Self::poll_action) and [`poll_timeout`](Self::poll_timeout).
+///
+/// # Driving it
+///
+/// After any input, the caller MUST:
+/// 1. call [`poll_action`](Self::poll_action) until it returns `None`, carrying out each
+///    [`Action`] (start the refresh, send the request with the current token, answer the request
+///    with its rejection);
+/// 2. then call [`poll_timeout`](Self::poll_timeout) and arrange to call
+///    [`handle_timeout`](Self::handle_timeout) at that instant (or at the next input, whichever
+///    comes first). `None` means nothing waits on time.
+///
+/// Time that goes backwards is clamped to the latest instant seen. No input sequence panics.
+#[derive(Debug)]
+pub struct Coordinator<const N: usize> {
+    config: Config,
+    state: State,
+    /// The generation of the current access token; [`Generation::NONE`] before the first login.
+    generation: Generation,
+    /// The latest instant seen; inputs with an earlier `now` are treated as happening now.
+    now: Instant,
+    queue: ParkQueue<N>,
+    /// The id the next refresh attempt gets.
+    next_refresh: RefreshId,
+    /// Attempts with a smaller id were made for credentials that a login, restore or logout has
+    /// replaced since: their results are not applied.
+    session_start: RefreshId,
+    /// An attempt decided on but not yet handed out by `poll_action`.
+    start_pending: Option<RefreshId>,
+    /// State of the jitter generator (splitmix64).
+    rng: u64,
+}
+
+/// The coordinator's state, with the data that only makes sense in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// No refresh is running. The access token may be fresh, in its early window, or known to be
+    /// expired (a refresh starts as soon as a request needs it).
+    Idle {
+        /// What is known about the current access token.
+        access: Access,
+    },
+    /// One refresh is in flight, or the episode waits out a backoff between attempts.
+    Refreshing {
+        /// What is known about the current access token: while it is still usable (the early
+        /// window), requests keep going out with it.
+        access: Access,
+        /// Attempts of this episode that failed transiently so far.
+        failures: u8,
+        /// Whether an attempt is in flight or the episode is backing off.
+        phase: Phase,
+    },
+    /// No usable credentials. Every request is refused with [`Rejection::NeedsLogin`] and no
+    /// refresh starts until [`handle_login`](Coordinator::handle_login) or
+    /// [`handle_restore`](Coordinator::handle_restore).
+    Failed {
+        /// How the credentials were lost.
+        cause: FailCause,
+    },
+}
+
+/// What the coordinator knows about the current access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// There is no access token, or the server refused it: requests park.
+    Expired,
+    /// The token was valid when installed. `refresh_at <= stale_at`; both are [`Instant::MAX`]
+    /// when the lifetime is unknown (the token is then used until the server refuses it).
+    Valid {
+        /// From here on, the next request starts a proactive refresh and still goes out.
+        refresh_at: Instant,
+        /// From here on, requests park until a new token arrives.
+        stale_at: Instant,
+    },
+}
+
+/// Where a refresh episode stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Attempt `id` is in flight; at `timeout_at` it counts as a transient failure.
+    InFlight {
+        /// The attempt in flight.
+        id: RefreshId,
+        /// When the attempt is given up on.
+        timeout_at: Instant,
+    },
+    /// The last attempt failed transiently; the next one starts at `retry_at`.
+    Backoff {
+        /// When the next attempt starts.
+        retry_at: Instant,
+    },
+}
+
+/// Why the coordinator is [`State::Failed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailCause {
+    /// No credentials were ever installed.
+    NeverLoggedIn,
+    /// The token endpoint refused the refresh token (`invalid_grant` and friends).
+    Refused,
+    /// The application logged out.
+    LoggedOut,
+}
+
+/// How a request may proceed, from [`Coordinator::handle_request`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Admission {
+    /// Send the request now with the access token of the ticket's generation.
+    Send(Ticket),
+    /// The request waits for a refresh. It is released later by [`Action::Send`] or
+    /// [`Action::Reject`] from [`Coordinator::poll_action`].
+    Parked,
+}
+
+/// What the server said about a request, as far as authorization goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Anything but "token expired": the response goes to the application as it is (a 404 or a
+    /// 500 is `Accepted` too).
+    Accepted,
+    /// The server refused the access token: a 401, or an API's own expiry signal.
+    Expired,
+}
+
+/// What to do with a response, from [`Coordinator::handle_response`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Outcome {
+    /// Hand the response to the application.
+    Done,
+    /// Send the request again now, with the token of this ticket's generation: the refusal was
+    /// for an older token than the current one.
+    Replay(Ticket),
+    /// The request waits for a refresh; it is released later by [`Coordinator::poll_action`].
+    Parked,
+    /// The request will not be sent again.
+    Rejected(Rejected),
+}
+
+/// Why a refresh attempt failed, as the caller classified it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefreshFailure {
+    /// Worth retrying: a network error, a timeout, 408, 429 or 5xx. `retry_after` is the server's
+    /// `Retry-After` hint, if any; it replaces the backoff delay, capped at
+    /// [`Backoff::max`](crate::Backoff::max).
+    Transient {
+        /// The server's hint of when to try again.
+        retry_after: Option<Duration>,
+    },
+    /// A definite refusal (`invalid_grant`, or 400/401 from the token endpoint): the refresh token
+    /// is no good and the user must log in again.
+    Refused,
+}
+
+/// Something the caller must do, from [`Coordinator::poll_action`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// Start a refresh call now and report its result with this id.
+    Refresh(RefreshId),
+    /// Send this parked request now with the access token of the ticket's generation.
+    Send(Ticket),
+    /// Answer this parked request with its rejection.
+    Reject(Rejected),
+}
+
+impl<const N: usize> Coordinator<N> {
+    /// A coordinator with no credentials ([`State::Failed`] with [`FailCause::NeverLoggedIn`]).
+    /// `const`, so it can live in a `static`.
+    #[must_use]
+    pub const fn new(config: Config) -> Self {
+        Self {
+            config,
+            state: State::Failed { cause: FailCause::NeverLoggedIn },
+            generation: Generation::NONE,
+            now: Instant::ZERO,
+            queue: ParkQueue::new(),
+            next_refresh: RefreshId(1),
+            session_start: RefreshId(1),
+            start_pending: None,
+            rng: config.backoff.seed,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Getters
+
+    /// The current state.
+    #[must_use]
+    pub const fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The generation of the current access token.
+    #[must_use]
+    pub const fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// The configuration the coordinator was built with.
+    #[must_use]
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The latest instant the coordinator has seen.
+    #[must_use]
+    pub const fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// How many requests are parked, including rejected ones not yet drained by `poll_action`.
+    #[must_use]
+    pub fn parked_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The ids of the parked requests, oldest first.
+    pub fn parked(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.queue.iter().map(|p| p.id)
+    }
+
+    /// The refresh attempt the coordinator considers in flight, if any.
+    #[must_use]
+    pub const fn refresh_in_flight(&self) -> Option<RefreshId> {
+        match self.state {
+            State::Refreshing { phase: Phase::InFlight { id, .. }, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// True if a request made now would be sent at once.
+    #[must_use]
+    pub fn has_usable_token(&self) -> bool {
+        self.access().is_some_and(|a| a.is_usable(self.now))
+    }
+
+    /// True in [`State::Failed`]: the application must log in.
+    #[must_use]
+    pub const fn needs_login(&self) -> bool {
+        matches!(self.state, State::Failed { .. })
+    }
+
+    /// Whether a refresh result for `id` would be applied: false for an attempt that belongs to
+    /// replaced credentials or was never handed out. Adapters check this before they persist a
+    /// rotated refresh token.
+    #[must_use]
+    pub fn is_live_refresh(&self, id: RefreshId) -> bool {
+        id >= self.session_start && id < self.next_refresh
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Inputs
+
+    /// New credentials after a login: an access token valid for `lifetime` (`None` if unknown)
+    /// and a refresh token. Returns the new generation, under which the caller MUST store the
+    /// access token.
+    ///
+    /// Any refresh in flight is abandoned (its result will be [`RefreshResultError::Superseded`]),
+    /// parked requests that still wait are released with the new token.
+    pub fn handle_login(&mut self, now: Instant, lifetime: Option<Duration>) -> Generation {
+        let now = self.advance(now);
+        self.begin_session();
+        self.generation = self.generation.next();
+        self.state = State::Idle { access: self.access_from(now, lifetime) };
+        self.generation
+    }
+
+    /// Credentials without a usable access token, e.g. a refresh token restored from flash at
+    /// boot. The first request that needs a token starts a refresh.
+    pub fn handle_restore(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.begin_session();
+        self.state = State::Idle { access: Access::Expired };
+        self.settle(now);
+    }
+
+    /// Forget the credentials. Parked requests are rejected with [`Rejection::NeedsLogin`] and any
+    /// refresh in flight is abandoned.
+    pub fn handle_logout(&mut self, now: Instant) {
+        self.advance(now);
+        self.begin_session();
+        self.enter_failed(FailCause::LoggedOut);
+    }
+
+    /// A request `id` is about to be sent.
+    ///
+    /// # Errors
+    /// [`Rejection::NeedsLogin`] in [`State::Failed`], [`Rejection::QueueFull`] if it would have to
+    /// park and `N` requests are parked already, [`Rejection::DuplicateRequest`] if `id` is
+    /// parked already. The coordinator keeps no trace of a rejected request.
+    pub fn handle_request(&mut self, now: Instant, id: RequestId) -> Result<Admission, Rejected> {
+        let now = self.advance(now);
+        let Some(access) = self.access() else {
+            return Err(Rejected { id, reason: Rejection::NeedsLogin });
+        };
+        if access.is_usable(now) {
+            if let (State::Idle { .. }, Access::Valid { refresh_at, .. }) = (self.state, access)
+                && now >= refresh_at
+            {
+                self.start_episode(now);
+            }
+            return Ok(Admission::Send(self.ticket(id, 0)));
+        }
+        let parked = self.park(now, id, 0);
+        self.settle(now);
+        parked.map(|()| Admission::Parked)
+    }
+
+    /// The server answered request `ticket.id`.
+    ///
+    /// An `Expired` verdict for an older generation than the current one is replayed at once
+    /// (another request already caused the refresh); for the current generation it marks the
+    /// token expired, starts a refresh if none runs, and parks the request. A request that has
+    /// used up [`Config::replay_limit`] is rejected with [`Rejection::Unauthorized`].
+    pub fn handle_response(&mut self, now: Instant, ticket: Ticket, verdict: Verdict) -> Outcome {
+        let now = self.advance(now);
+        let id = ticket.id;
+        let reject = |reason| Outcome::Rejected(Rejected { id, reason });
+        if verdict == Verdict::Accepted {
+            return Outcome::Done;
+        }
+        let Some(access) = self.access() else {
+            return reject(Rejection::NeedsLogin);
+        };
+        if ticket.replays >= self.config.replay_limit {
+            return reject(Rejection::Unauthorized);
+        }
+        let replays = ticket.replays.saturating_add(1);
+        if ticket.generation < self.generation && access.is_usable(now) {
+            return Outcome::Replay(self.ticket(id, replays));
+        }
+        if ticket.generation >= self.generation {
+            self.expire_access();
+        }
+        let parked = self.park(now, id, replays);
+        self.settle(now);
+        match parked {
+            Ok(()) => Outcome::Parked,
+            Err(rejected) => Outcome::Rejected(rejected),
+        }
+    }
+
+    /// The caller gave up on parked request `id` (its user went away). Returns whether it was
+    /// parked; it will get no [`Action`].
+    pub fn handle_cancel(&mut self, now: Instant, id: RequestId) -> bool {
+        self.advance(now);
+        self.queue.remove(id)
+    }
+
+    /// Refresh `id` brought a new access token valid for `lifetime` (`None` if unknown).
+    /// Returns the new generation, under which the caller MUST store the new tokens (after
+    /// persisting a rotated refresh token) before it carries out the next [`Action`].
+    ///
+    /// A success is applied even if the attempt had timed out or a later attempt is in flight:
+    /// the server has rotated the refresh token, so throwing the result away would lose it.
+    ///
+    /// # Errors
+    /// [`RefreshResultError::Superseded`] if credentials were installed or removed since the
+    /// attempt started (the caller MUST drop the tokens it brought);
+    /// [`RefreshResultError::Unknown`] for an id never handed out.
+    pub fn handle_refresh_success(
+        &mut self,
+        now: Instant,
+        id: RefreshId,
+        lifetime: Option<Duration>,
+    ) -> Result<Generation, RefreshResultError> {
+        let now = self.advance(now);
+        self.check_live(id)?;
+        self.start_pending = None;
+        self.generation = self.generation.next();
+        self.state = State::Idle { access: self.access_from(now, lifetime) };
+        self.settle(now);
+        Ok(self.generation)
+    }
+
+    /// Refresh `id` failed.
+    ///
+    /// A transient failure backs off and retries, up to [`Config::max_refresh_attempts`] per
+    /// episode, after which the parked requests are rejected with
+    /// [`Rejection::RefreshUnavailable`] and the refresh token is kept. A refusal rejects every
+    /// parked request with [`Rejection::NeedsLogin`] and enters [`State::Failed`].
+    ///
+    /// # Errors
+    /// [`RefreshResultError::NotCurrent`] for an attempt that is no longer in flight (it timed
+    /// out, or a success arrived since): the failure is ignored, so a superseded attempt cannot log
+    /// the user out. [`RefreshResultError::Superseded`] and [`RefreshResultError::Unknown`] as for
+    /// [`handle_refresh_success`](Self::handle_refresh_success).
+    pub fn handle_refresh_failure(
+        &mut self,
+        now: Instant,
+        id: RefreshId,
+        failure: RefreshFailure,
+    ) -> Result<(), RefreshResultError> {
+        let now = self.advance(now);
+        self.check_live(id)?;
+        if self.refresh_in_flight() != Some(id) {
+            return Err(RefreshResultError::NotCurrent);
+        }
+        match failure {
+            RefreshFailure::Refused => self.enter_failed(FailCause::Refused),
+            RefreshFailure::Transient { retry_after } => self.fail_attempt(now, retry_after),
+        }
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Time has passed: fire refresh timeouts, backoff ends and wait deadlines that are due.
+    /// Every other input does the same first, so this is only needed when nothing else happens.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Outputs
+
+    /// The next thing the caller must do, or `None` when there is nothing to do until the next
+    /// input. Parked requests come out in the order they were parked.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if let Some(id) = self.start_pending.take()
+            && self.refresh_in_flight() == Some(id)
+        {
+            return Some(Action::Refresh(id));
+        }
+        let front = self.queue.front()?;
+        if let Some(reason) = front.fate {
+            let id = front.id;
+            self.queue.pop_front();
+            return Some(Action::Reject(Rejected { id, reason }));
+        }
+        if !self.has_usable_token() {
+            return None;
+        }
+        let parked = self.queue.pop_front()?;
+        Some(Action::Send(self.ticket(parked.id, parked.replays)))
+    }
+
+    /// When the caller must call [`handle_timeout`](Self::handle_timeout) next, or `None` if
+    /// nothing waits on time. An instant at or before [`now`](Self::now) means "at once": an
+    /// action is ready for [`poll_action`](Self::poll_action).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.action_ready() {
+            return Some(self.now);
+        }
+        let refresh = match self.state {
+            State::Refreshing { phase: Phase::InFlight { timeout_at, .. }, .. } => Some(timeout_at),
+            State::Refreshing { phase: Phase::Backoff { retry_at }, .. } => Some(retry_at),
+            State::Idle { .. } | State::Failed { .. } => None,
+        };
+        match (refresh, self.queue.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Helpers
+
+    /// Clamps `now` to the latest instant seen and fires whatever is due.
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        let now = self.now;
+        if let State::Refreshing { phase: Phase::InFlight { timeout_at, .. }, .. } = self.state
+            && now >= timeout_at
+        {
+            self.fail_attempt(now, None);
+        }
+        if let State::Refreshing { phase: Phase::Backoff { retry_at }, .. } = self.state
+            && now >= retry_at
+        {
+            self.start_attempt(now);
+        }
+        self.queue.expire(now);
+        now
+    }
+
+    /// The token knowledge of the current state; `None` in [`State::Failed`].
+    const fn access(&self) -> Option<Access> {
+        match self.state {
+            State::Idle { access } | State::Refreshing { access, .. } => Some(access),
+            State::Failed { .. } => None,
+        }
+    }
+
+    fn expire_access(&mut self) {
+        if let State::Idle { access } | State::Refreshing { access, .. } = &mut self.state {
+            *access = Access::Expired;
+        }
+    }
+
+    const fn access_from(&self, now: Instant, lifetime: Option<Duration>) -> Access {
+        match lifetime {
+            None => Access::Valid { refresh_at: Instant::MAX, stale_at: Instant::MAX },
+            Some(lifetime) => {
+                let timing = self.config.timing_for(lifetime);
+                Access::Valid {
+                    refresh_at: now.saturating_add(timing.refresh_after),
+                    stale_at: now.saturating_add(timing.stale_after),
+                }
+            }
+        }
+    }
+
+    const fn ticket(&self, id: RequestId, replays: u8) -> Ticket {
+        Ticket { id, generation: self.generation, replays }
+    }
+
+    fn park(&mut self, now: Instant, id: RequestId, replays: u8) -> Result<(), Rejected> {
+        let deadline_at = now.saturating_add(self.config.wait_timeout);
+        self.queue
+            .push(Parked { id, replays, deadline_at, fate: None })
+            .map_err(|reason| Rejected { id, reason })
+    }
+
+    /// Starts a refresh if requests wait for a token and nothing else will bring one.
+    fn settle(&mut self, now: Instant) {
+        if let State::Idle { access } = self.state
+            && !access.is_usable(now)
+            && self.queue.has_waiting()
+        {
+            self.start_episode(now);
+        }
+    }
+
+    /// From `Idle`: the first attempt of a new episode.
+    fn start_episode(&mut self, now: Instant) {
+        if let State::Idle { access } = self.state {
+            self.state =
+                State::Refreshing { access, failures: 0, phase: Phase::Backoff { retry_at: now } };
+            self.start_attempt(now);
+        }
+    }
+
+    /// The next attempt of the running episode.
+    fn start_attempt(&mut self, now: Instant) {
+        if let State::Refreshing { phase, .. } = &mut self.state {
+            let id = self.next_refresh;
+            self.next_refresh = RefreshId(id.0.saturating_add(1));
+            *phase =
+                Phase::InFlight { id, timeout_at: now.saturating_add(self.config.refresh_timeout) };
+            self.start_pending = Some(id);
+        }
+    }
+
+    /// The attempt in flight failed transiently (or timed out): back off, or end the episode.
+    fn fail_attempt(&mut self, now: Instant, retry_after: Option<Duration>) {
+        let State::Refreshing { access, failures, .. } = self.state else {
+            return;
+        };
+        let failures = failures.saturating_add(1);
+        if failures >= self.config.max_refresh_attempts {
+            self.queue.doom_all(Rejection::RefreshUnavailable);
+            // A token still usable stays usable, but no new proactive episode starts for it:
+            // the next one starts when it turns stale.
+            let access = match access {
+                Access::Valid { stale_at, .. } if now < stale_at => {
+                    Access::Valid { refresh_at: stale_at, stale_at }
+                }
+                _ => Access::Expired,
+            };
+            self.state = State::Idle { access };
+            return;
+        }
+        let backoff = self.config.backoff;
+        let delay = match retry_after {
+            Some(hint) => hint.min(backoff.max),
+            None => self.jitter(backoff.base_delay(failures)),
+        };
+        self.state = State::Refreshing {
+            access,
+            failures,
+            phase: Phase::Backoff { retry_at: now.saturating_add(delay) },
+        };
+    }
+
+    fn enter_failed(&mut self, cause: FailCause) {
+        self.queue.doom_all(Rejection::NeedsLogin);
+        self.start_pending = None;
+        self.state = State::Failed { cause };
+    }
+
+    /// New credentials (or none): results of attempts started before now are superseded.
+    fn begin_session(&mut self) {
+        self.session_start = self.next_refresh;
+        self.start_pending = None;
+    }
+
+    const fn check_live(&self, id: RefreshId) -> Result<(), RefreshResultError> {
+        if id.0 >= self.next_refresh.0 {
+            Err(RefreshResultError::Unknown)
+        } else if id.0 < self.session_start.0 {
+            Err(RefreshResultError::Superseded)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn action_ready(&self) -> bool {
+        if self.start_pending.is_some_and(|id| self.refresh_in_flight() == Some(id)) {
+            return true;
+        }
+        self.queue.front().is_some_and(|p| p.fate.is_some() || self.has_usable_token())
+    }
+
+    /// A delay drawn uniformly from `[base / 2, base]` ("equal jitter").
+    fn jitter(&mut self, base: Duration) -> Duration {
+        let half = base.div(2);
+        let spread = base.millis() - half.millis();
+        let draw = match spread.checked_add(1) {
+            Some(range) => self.next_random() % range,
+            None => self.next_random(),
+        };
+        half.saturating_add(Duration::from_millis(draw))
+    }
+
+    /// splitmix64: tiny, fast, and good enough to spread retries.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl Access {
+    /// True if requests may still go out with this token at `now`.
+    #[must_use]
+    pub fn is_usable(self, now: Instant) -> bool {
+        matches!(self, Self::Valid { stale_at, .. } if now < stale_at)
+    }
+}
+
+impl<const N: usize> Default for Coordinator<N> {
+    fn default() -> Self {
+        Self::new(Config::DEFAULT)
+    }
+}

@@ -1,0 +1,189 @@
+//! Deciding whether a response means "the access token expired": by status, by the
+//! `WWW-Authenticate` challenge, or by an API's own code in a JSON body (the classic
+//! `{"code":409}`). Shared by both adapters so they agree on what expiry looks like.
+
+use core::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::coordinator::Verdict;
+
+/// What counts as "token expired" for one API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryRule<'a> {
+    /// Statuses that always mean expired (default: 401 only).
+    pub statuses: &'a [u16],
+    /// An expiry code inside a JSON body, for APIs that answer expiry with a 200.
+    pub body_code: Option<BodyCode<'a>>,
+}
+
+/// A top-level integer field of a JSON body whose value signals expiry, e.g. `code` = 409.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyCode<'a> {
+    /// Name of the top-level field, e.g. `"code"`.
+    pub field: &'a str,
+    /// Values of the field that mean "token expired".
+    pub values: &'a [i64],
+}
+
+impl ExpiryRule<'static> {
+    /// 401 and nothing else: the OAuth 2.0 bearer token convention (RFC 6750 §3.1).
+    pub const STATUS_401: Self = Self { statuses: &[401], body_code: None };
+}
+
+impl ExpiryRule<'_> {
+    /// True if the rule needs to see the body to judge a response with this status.
+    #[must_use]
+    pub const fn needs_body(&self) -> bool {
+        self.body_code.is_some()
+    }
+
+    /// Judges a response. `body` is the (possibly partial) body read so far, when
+    /// [`needs_body`](Self::needs_body); a body that is not JSON never means expired.
+    #[must_use]
+    pub fn verdict(&self, status: u16, body: Option<&[u8]>) -> Verdict {
+        if self.statuses.contains(&status) {
+            return Verdict::Expired;
+        }
+        match (self.body_code, body) {
+            (Some(rule), Some(body)) if rule.matches(body) => Verdict::Expired,
+            _ => Verdict::Accepted,
+        }
+    }
+}
+
+impl Default for ExpiryRule<'static> {
+    fn default() -> Self {
+        Self::STATUS_401
+    }
+}
+
+impl BodyCode<'_> {
+    /// True if `body` is a JSON object whose field holds one of the values (a number, or a
+    /// string holding a number).
+    #[must_use]
+    pub fn matches(&self, body: &[u8]) -> bool {
+        let mut de = serde_json_core::de::Deserializer::new(body, None);
+        matches!(FieldSeed { field: self.field }.deserialize(&mut de), Ok(Some(v)) if self.values.contains(&v))
+    }
+}
+
+/// True if a `WWW-Authenticate` value is a Bearer challenge with `error="invalid_token"`
+/// (RFC 6750 §3.1): the server says the token expired or was revoked, not that it lacks scope.
+#[must_use]
+pub fn is_invalid_token_challenge(value: &[u8]) -> bool {
+    let starts_bearer = value.len() >= 6 && value[..6].eq_ignore_ascii_case(b"bearer");
+    starts_bearer && value.windows(13).any(|w| w.eq_ignore_ascii_case(b"invalid_token"))
+}
+
+/// Reads one top-level field of a JSON object as an integer, skipping everything else.
+struct FieldSeed<'f> {
+    field: &'f str,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Option<i64>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut found = None;
+        // Keys MUST be read as `&str`: serde-json-core's key deserializer reaches
+        // `unreachable!()` for any other type (an `EscapedStr` key panics).
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if found.is_none() && key == self.field {
+                found = Some(map.next_value::<Code>()?.0);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.flatten())
+    }
+}
+
+/// An integer, or `None` for any other JSON value in the code field.
+struct Code(Option<i64>);
+
+impl<'de> de::Deserialize<'de> for Code {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_i64(CodeVisitor).map(Code)
+    }
+}
+
+struct CodeVisitor;
+
+impl Visitor<'_> for CodeVisitor {
+    type Value = Option<i64>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASSIC: ExpiryRule<'static> = ExpiryRule {
+        statuses: &[401],
+        body_code: Some(BodyCode { field: "code", values: &[409] }),
+    };
+
+    #[test]
+    fn status_rule() {
+        assert_eq!(ExpiryRule::STATUS_401.verdict(401, None), Verdict::Expired);
+        assert_eq!(ExpiryRule::STATUS_401.verdict(403, None), Verdict::Accepted);
+        assert_eq!(
+            ExpiryRule::STATUS_401.verdict(200, Some(br#"{"code":409}"#)),
+            Verdict::Accepted
+        );
+        assert!(!ExpiryRule::STATUS_401.needs_body());
+    }
+
+    #[test]
+    fn classic_body_code_rule() {
+        assert!(CLASSIC.needs_body());
+        assert_eq!(
+            CLASSIC.verdict(200, Some(br#"{"code":409,"message":"expired"}"#)),
+            Verdict::Expired
+        );
+        assert_eq!(
+            CLASSIC.verdict(200, Some(br#"{"data":{"code":409},"list":[1,{"a":2}],"code":409}"#)),
+            Verdict::Expired
+        );
+        assert_eq!(
+            CLASSIC.verdict(200, Some(br#"{"code":200,"data":{"code":409}}"#)),
+            Verdict::Accepted
+        );
+        assert_eq!(CLASSIC.verdict(200, Some(br#"{"code":"409"}"#)), Verdict::Accepted);
+        assert_eq!(CLASSIC.verdict(200, Some(b"not json")), Verdict::Accepted);
+        assert_eq!(CLASSIC.verdict(200, Some(br#"[409]"#)), Verdict::Accepted);
+        assert_eq!(CLASSIC.verdict(200, Some(br#"{"code":409"#)), Verdict::Accepted);
+        assert_eq!(CLASSIC.verdict(200, None), Verdict::Accepted);
+    }
+
+    #[test]
+    fn bearer_invalid_token_challenge() {
+        assert!(is_invalid_token_challenge(
+            br#"Bearer error="invalid_token", error_description="expired""#
+        ));
+        assert!(is_invalid_token_challenge(br#"bearer realm="api", error="INVALID_TOKEN""#));
+        assert!(!is_invalid_token_challenge(br#"Bearer error="insufficient_scope""#));
+        assert!(!is_invalid_token_challenge(br#"Basic realm="invalid_token""#));
+        assert!(!is_invalid_token_challenge(b"Bear"));
+    }
+}

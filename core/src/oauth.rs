@@ -1,0 +1,503 @@
+//! The OAuth 2.0 refresh exchange on the wire (RFC 6749 §6, §5.1, §5.2), without allocation:
+//! writing the form-encoded request body, parsing the token and error responses, and telling a
+//! refusal from a transient failure.
+
+use core::fmt;
+
+use serde::Deserialize;
+use serde_json_core::str::EscapedStr;
+
+use crate::coordinator::RefreshFailure;
+use crate::time::Duration;
+use crate::token::{TokenError, TokenSet};
+
+/// A successful token response (RFC 6749 §5.1), borrowed from the response body.
+///
+/// The tokens stay in the body, still JSON-escaped, until [`apply`](Self::apply) decodes them
+/// straight into a [`TokenSet`]: no other copy of a secret is made. `Debug` shows no token.
+pub struct TokenResponse<'a> {
+    access_token: EscapedStr<'a>,
+    refresh_token: Option<EscapedStr<'a>>,
+    expires_in: Option<Duration>,
+}
+
+/// Why a token response could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenResponseError {
+    /// The body is not the JSON object RFC 6749 §5.1 describes (or a required field is missing).
+    Json(serde_json_core::de::Error),
+    /// `token_type` is not `Bearer` (compared case-insensitively).
+    UnsupportedTokenType,
+    /// `expires_in` is neither a non-negative integer nor a string holding one.
+    InvalidExpiresIn,
+    /// A token does not fit its buffer or has bytes a token may not have.
+    Token(TokenError),
+}
+
+/// The `error` code of an OAuth 2.0 error response (RFC 6749 §5.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request`
+    InvalidRequest,
+    /// `invalid_client`
+    InvalidClient,
+    /// `invalid_grant`: the refresh token is expired, revoked or was already used.
+    InvalidGrant,
+    /// `unauthorized_client`
+    UnauthorizedClient,
+    /// `unsupported_grant_type`
+    UnsupportedGrantType,
+    /// `invalid_scope`
+    InvalidScope,
+    /// Any other code (some servers send `temporarily_unavailable` or `server_error`).
+    Other,
+}
+
+/// The client's own parameters of a refresh request. `Debug` hides the secret.
+#[derive(Clone, Copy, Default)]
+pub struct RefreshParams<'a> {
+    /// `client_id`, for public clients and servers that want it in the body.
+    pub client_id: Option<&'a str>,
+    /// `client_secret`, for confidential clients that authenticate in the body (§2.3.1).
+    pub client_secret: Option<&'a str>,
+    /// `scope`, to narrow the scope of the new access token.
+    pub scope: Option<&'a str>,
+}
+
+/// The output buffer is too small; `needed` bytes would fit the whole body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufferTooSmall {
+    /// Size of the whole encoded body in bytes.
+    pub needed: usize,
+}
+
+/// Parses a successful token response.
+///
+/// `expires_in` may be a number or a numeric string (some servers send `"3600"`); unknown fields
+/// are ignored; an absent `refresh_token` means the old one stays valid (§6).
+///
+/// # Errors
+/// [`TokenResponseError`] for malformed JSON, a missing `access_token` or `token_type`, a token
+/// type other than Bearer, or a bad `expires_in`.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenResponseError> {
+    // serde-json-core cannot deserialize "a number or a string" in one pass (no
+    // `deserialize_any`), so try the standard form first and the string form second.
+    let wire = match serde_json_core::from_slice::<TokenWire<'_, u64>>(body) {
+        Ok((wire, _)) => wire.map_expires(Some),
+        Err(number_error) => {
+            match serde_json_core::from_slice::<TokenWire<'_, EscapedStr<'_>>>(body) {
+                Ok((wire, _)) => {
+                    let seconds = wire.expires_in.map(|s| s.0.trim().parse::<u64>());
+                    if matches!(seconds, Some(Err(_))) {
+                        return Err(TokenResponseError::InvalidExpiresIn);
+                    }
+                    wire.map_expires(|_| seconds.and_then(Result::ok))
+                }
+                Err(_) if number_error == serde_json_core::de::Error::InvalidNumber => {
+                    return Err(TokenResponseError::InvalidExpiresIn);
+                }
+                Err(_) => return Err(TokenResponseError::Json(number_error)),
+            }
+        }
+    };
+    if !is_bearer(wire.token_type) {
+        return Err(TokenResponseError::UnsupportedTokenType);
+    }
+    Ok(TokenResponse {
+        access_token: wire.access_token,
+        refresh_token: wire.refresh_token,
+        expires_in: wire.expires_in.flatten().map(Duration::from_secs),
+    })
+}
+
+/// Parses the `error` code of an error response; `None` if the body is not one.
+#[must_use]
+pub fn parse_error_response(body: &[u8]) -> Option<ErrorCode> {
+    let (wire, _) = serde_json_core::from_slice::<ErrorWire<'_>>(body).ok()?;
+    Some(match wire.error.0 {
+        "invalid_request" => ErrorCode::InvalidRequest,
+        "invalid_client" => ErrorCode::InvalidClient,
+        "invalid_grant" => ErrorCode::InvalidGrant,
+        "unauthorized_client" => ErrorCode::UnauthorizedClient,
+        "unsupported_grant_type" => ErrorCode::UnsupportedGrantType,
+        "invalid_scope" => ErrorCode::InvalidScope,
+        _ => ErrorCode::Other,
+    })
+}
+
+/// Classifies a token endpoint answer that is not a success.
+///
+/// 400 and 401 are refusals (the refresh token or the client is not accepted), unless the body
+/// names a code outside RFC 6749 §5.2, such as `temporarily_unavailable`. Everything else
+/// (408, 429, 5xx, and other statuses a proxy in the way may produce) is transient, so a
+/// misbehaving network never logs the user out. `retry_after` is the parsed `Retry-After`
+/// header, if any (see [`parse_retry_after`]).
+#[must_use]
+pub fn classify_failure(status: u16, body: &[u8], retry_after: Option<Duration>) -> RefreshFailure {
+    match (status, parse_error_response(body)) {
+        (400 | 401, Some(ErrorCode::Other)) => RefreshFailure::Transient { retry_after },
+        (400 | 401, _) => RefreshFailure::Refused,
+        _ => RefreshFailure::Transient { retry_after },
+    }
+}
+
+/// Parses a `Retry-After` value given in seconds. An HTTP date is not understood (the core has no
+/// wall clock) and gives `None`, so the normal backoff applies.
+#[must_use]
+pub fn parse_retry_after(value: &[u8]) -> Option<Duration> {
+    let text = core::str::from_utf8(value).ok()?.trim();
+    text.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Writes `grant_type=refresh_token&refresh_token=...` and the client's parameters into `out`,
+/// form-encoded (`application/x-www-form-urlencoded`). Returns the number of bytes written.
+///
+/// # Errors
+/// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
+pub fn write_refresh_body(
+    out: &mut [u8],
+    refresh_token: &str,
+    params: &RefreshParams<'_>,
+) -> Result<usize, BufferTooSmall> {
+    let fields = [
+        Some(("grant_type", "refresh_token")),
+        Some(("refresh_token", refresh_token)),
+        params.client_id.map(|v| ("client_id", v)),
+        params.client_secret.map(|v| ("client_secret", v)),
+        params.scope.map(|v| ("scope", v)),
+    ];
+    let needed = fields.iter().flatten().map(|(k, v)| k.len() + 1 + encoded_len(v)).sum::<usize>()
+        + fields.iter().flatten().count()
+        - 1;
+    let Some(out) = out.get_mut(..needed) else {
+        return Err(BufferTooSmall { needed });
+    };
+    let mut at = 0;
+    for (i, (key, value)) in fields.iter().flatten().enumerate() {
+        if i > 0 {
+            out[at] = b'&';
+            at += 1;
+        }
+        out[at..at + key.len()].copy_from_slice(key.as_bytes());
+        at += key.len();
+        out[at] = b'=';
+        at += 1;
+        at = encode_into(value, out, at);
+    }
+    Ok(at)
+}
+
+impl TokenResponse<'_> {
+    /// The access token's lifetime from `expires_in`, if the server gave one.
+    #[must_use]
+    pub const fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+    }
+
+    /// True if the server rotated the refresh token (sent a new one).
+    #[must_use]
+    pub const fn has_refresh_token(&self) -> bool {
+        self.refresh_token.is_some()
+    }
+
+    /// Decodes the tokens into `tokens` as generation `generation`. A response without a
+    /// `refresh_token` keeps the old one. All or nothing.
+    ///
+    /// # Errors
+    /// [`TokenError`] if a token does not fit or is not visible ASCII; `tokens` is unchanged then.
+    pub fn apply<const A: usize, const R: usize>(
+        &self,
+        tokens: &mut TokenSet<A, R>,
+        generation: crate::Generation,
+    ) -> Result<(), TokenError> {
+        // Decode into fresh buffers first so that a bad refresh token cannot leave a new access
+        // token beside an old refresh token. Both scratch buffers wipe themselves on drop.
+        let mut access = crate::Token::<A>::new();
+        access.set_escaped(self.access_token)?;
+        let mut refresh = crate::Token::<R>::new();
+        if let Some(r) = self.refresh_token {
+            refresh.set_escaped(r)?;
+        }
+        let (live_access, live_refresh, live_generation) = tokens.parts_mut();
+        live_access.set(access.expose())?;
+        if !refresh.is_empty() {
+            live_refresh.set(refresh.expose())?;
+        }
+        *live_generation = generation;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenWire<'a, E> {
+    #[serde(borrow)]
+    access_token: EscapedStr<'a>,
+    #[serde(borrow)]
+    token_type: EscapedStr<'a>,
+    expires_in: Option<E>,
+    #[serde(borrow)]
+    refresh_token: Option<EscapedStr<'a>>,
+}
+
+impl<'a, E> TokenWire<'a, E> {
+    fn map_expires(self, f: impl FnOnce(E) -> Option<u64>) -> TokenWire<'a, Option<u64>> {
+        TokenWire {
+            access_token: self.access_token,
+            token_type: self.token_type,
+            expires_in: self.expires_in.map(f),
+            refresh_token: self.refresh_token,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorWire<'a> {
+    #[serde(borrow)]
+    error: EscapedStr<'a>,
+}
+
+fn is_bearer(token_type: EscapedStr<'_>) -> bool {
+    // "Bearer" has no character worth escaping; a server that escapes one anyway is not served.
+    token_type.0.eq_ignore_ascii_case("bearer")
+}
+
+/// Bytes kept as they are by form encoding; space becomes `+`, everything else `%XX`.
+const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_')
+}
+
+fn encoded_len(value: &str) -> usize {
+    value.bytes().map(|b| if is_unreserved(b) || b == b' ' { 1 } else { 3 }).sum()
+}
+
+/// Encodes `value` into `out` from `at`; the caller has checked that it fits.
+fn encode_into(value: &str, out: &mut [u8], mut at: usize) -> usize {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in value.bytes() {
+        if is_unreserved(b) {
+            out[at] = b;
+            at += 1;
+        } else if b == b' ' {
+            out[at] = b'+';
+            at += 1;
+        } else {
+            out[at..at + 3].copy_from_slice(&[
+                b'%',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+            at += 3;
+        }
+    }
+    at
+}
+
+impl fmt::Debug for TokenResponse<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"<redacted>")
+            .field("refresh_token", &self.refresh_token.map(|_| "<redacted>"))
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RefreshParams<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshParams")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.map(|_| "<redacted>"))
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl fmt::Display for TokenResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(e) => write!(f, "token response is not valid OAuth2 JSON: {e}"),
+            Self::UnsupportedTokenType => {
+                f.write_str("token response has a token_type other than Bearer")
+            }
+            Self::InvalidExpiresIn => f.write_str("token response has an invalid expires_in"),
+            Self::Token(e) => write!(f, "token response has an unusable token: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for BufferTooSmall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "refresh request body needs a buffer of {} bytes", self.needed)
+    }
+}
+
+impl From<TokenError> for TokenResponseError {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+impl core::error::Error for TokenResponseError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Json(e) => Some(e),
+            Self::Token(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl core::error::Error for BufferTooSmall {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Generation;
+
+    fn apply(body: &[u8]) -> Result<(TokenSet<64, 64>, Option<Duration>), TokenResponseError> {
+        let mut set = TokenSet::<64, 64>::new();
+        set.install(Generation(1), "old-access", Some("old-refresh")).unwrap();
+        let response = parse_token_response(body)?;
+        response.apply(&mut set, Generation(2))?;
+        Ok((set, response.expires_in()))
+    }
+
+    #[test]
+    fn standard_response_is_parsed() {
+        let (set, expires) = apply(
+            br#"{"access_token":"at1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt1","scope":"api"}"#,
+        )
+        .unwrap();
+        assert_eq!((set.access(), set.refresh()), (Some("at1"), Some("rt1")));
+        assert_eq!(set.generation(), Generation(2));
+        assert_eq!(expires, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn expires_in_may_be_a_numeric_string_or_absent() {
+        let (_, e) =
+            apply(br#"{"access_token":"a","token_type":"bearer","expires_in":" 60"}"#).unwrap();
+        assert_eq!(e, Some(Duration::from_secs(60)));
+        let (_, e) = apply(br#"{"access_token":"a","token_type":"BEARER"}"#).unwrap();
+        assert_eq!(e, None);
+        for bad in [
+            &br#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#[..],
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":-5}"#,
+        ] {
+            assert_eq!(apply(bad).err(), Some(TokenResponseError::InvalidExpiresIn));
+        }
+    }
+
+    #[test]
+    fn absent_refresh_token_keeps_the_old_one() {
+        let (set, _) = apply(br#"{"access_token":"new","token_type":"Bearer"}"#).unwrap();
+        assert_eq!((set.access(), set.refresh()), (Some("new"), Some("old-refresh")));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_escapes_decoded() {
+        let (set, _) = apply(
+            br#"{"id_token":{"nested":[1,2,{"x":"y"}]},"access_token":"a\/b\u0041","extra":true,"token_type":"Bearer","refresh_token":"r\"q"}"#,
+        )
+        .unwrap();
+        assert_eq!((set.access(), set.refresh()), (Some("a/bA"), Some("r\"q")));
+    }
+
+    #[test]
+    fn malformed_and_oversized_responses_are_typed_errors_and_change_nothing() {
+        assert!(matches!(apply(br#"{"access_token": "abc", "#), Err(TokenResponseError::Json(_))));
+        assert!(matches!(apply(br#"{"token_type":"Bearer"}"#), Err(TokenResponseError::Json(_))));
+        assert!(matches!(apply(b""), Err(TokenResponseError::Json(_))));
+        assert_eq!(
+            apply(br#"{"access_token":"a","token_type":"mac"}"#).err(),
+            Some(TokenResponseError::UnsupportedTokenType)
+        );
+        let mut big = std::vec::Vec::new();
+        big.extend_from_slice(br#"{"access_token":""#);
+        big.extend(core::iter::repeat_n(b'x', 65));
+        big.extend_from_slice(br#"","token_type":"Bearer","refresh_token":"fresh"}"#);
+        let mut set = TokenSet::<64, 64>::new();
+        set.install(Generation(1), "old-access", Some("old-refresh")).unwrap();
+        let err = parse_token_response(&big).unwrap().apply(&mut set, Generation(2));
+        assert_eq!(err, Err(TokenError::TooLong { len: 65, capacity: 64 }));
+        assert_eq!((set.access(), set.refresh()), (Some("old-access"), Some("old-refresh")));
+        assert_eq!(set.generation(), Generation(1));
+    }
+
+    #[test]
+    fn refusals_and_transient_failures_are_told_apart() {
+        let refused = RefreshFailure::Refused;
+        let transient = RefreshFailure::Transient { retry_after: None };
+        assert_eq!(classify_failure(400, br#"{"error":"invalid_grant"}"#, None), refused);
+        assert_eq!(classify_failure(401, br#"{"error":"invalid_client"}"#, None), refused);
+        assert_eq!(classify_failure(400, br#"{"error":"unauthorized_client"}"#, None), refused);
+        assert_eq!(classify_failure(400, br#"{"error":"unsupported_grant_type"}"#, None), refused);
+        assert_eq!(classify_failure(400, b"<html>bad</html>", None), refused);
+        assert_eq!(
+            classify_failure(400, br#"{"error":"temporarily_unavailable"}"#, None),
+            transient
+        );
+        for status in [408, 429, 500, 502, 503, 504, 403, 404] {
+            assert_eq!(classify_failure(status, br#"{"error":"invalid_grant"}"#, None), transient);
+        }
+        let hint = Some(Duration::from_secs(7));
+        assert_eq!(
+            classify_failure(429, b"", hint),
+            RefreshFailure::Transient { retry_after: hint }
+        );
+    }
+
+    #[test]
+    fn error_codes_are_parsed() {
+        assert_eq!(
+            parse_error_response(br#"{"error_description":"x","error":"invalid_scope"}"#),
+            Some(ErrorCode::InvalidScope)
+        );
+        assert_eq!(parse_error_response(br#"{"error":"slow_down"}"#), Some(ErrorCode::Other));
+        assert_eq!(parse_error_response(b"nope"), None);
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        assert_eq!(parse_retry_after(b" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after(b"\xff"), None);
+    }
+
+    #[test]
+    fn refresh_body_is_form_encoded() {
+        let mut out = [0u8; 128];
+        let params = RefreshParams {
+            client_id: Some("my app"),
+            client_secret: Some("s&e=c+r/t"),
+            scope: Some("read write"),
+        };
+        let n = write_refresh_body(&mut out, "r t&=1~", &params).unwrap();
+        assert_eq!(
+            core::str::from_utf8(&out[..n]).unwrap(),
+            "grant_type=refresh_token&refresh_token=r+t%26%3D1%7E&client_id=my+app\
+             &client_secret=s%26e%3Dc%2Br%2Ft&scope=read+write"
+        );
+        let n = write_refresh_body(&mut out, "rt", &RefreshParams::default()).unwrap();
+        assert_eq!(&out[..n], b"grant_type=refresh_token&refresh_token=rt");
+        let mut small = [0u8; 10];
+        assert_eq!(
+            write_refresh_body(&mut small, "rt", &RefreshParams::default()),
+            Err(BufferTooSmall { needed: 41 })
+        );
+        assert_eq!(small, [0u8; 10]);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let r = parse_token_response(
+            br#"{"access_token":"SENTINEL","token_type":"Bearer","refresh_token":"SENTINEL"}"#,
+        )
+        .unwrap();
+        let p = RefreshParams { client_secret: Some("SENTINEL"), ..RefreshParams::default() };
+        let shown = std::format!("{r:?} {p:?}");
+        assert!(!shown.contains("SENTINEL"), "{shown}");
+    }
+}
