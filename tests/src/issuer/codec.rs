@@ -19,7 +19,10 @@ pub(super) fn parse_form(text: &[u8]) -> Vec<(String, String)> {
 
 /// The value of `key` in decoded form pairs: `Ok(None)` when absent, `Err(())` when repeated
 /// (RFC 6749 §3.2 forbids repeating a parameter).
-pub(super) fn form_field<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, ()> {
+pub(super) fn form_field<'a>(
+    pairs: &'a [(String, String)],
+    key: &str,
+) -> Result<Option<&'a str>, ()> {
     let mut found = pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let first = found.next();
     if found.next().is_some() { Err(()) } else { Ok(first) }
@@ -148,7 +151,9 @@ impl JsonReader<'_> {
                             self.pos += 4;
                             let code = digits
                                 .iter()
-                                .try_fold(0_u32, |acc, &d| Some(acc << 4 | u32::from(hex_value(d)?)))
+                                .try_fold(0_u32, |acc, &d| {
+                                    Some(acc << 4 | u32::from(hex_value(d)?))
+                                })
                                 .ok_or(())?;
                             char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
                         }

@@ -121,7 +121,8 @@ impl State {
         let Some(record) = self.refresh.get(presented) else {
             return GrantOutcome::Unknown;
         };
-        let (status, session, paired) = (record.status, record.session, record.access_token.clone());
+        let (status, session, paired) =
+            (record.status, record.session, record.access_token.clone());
         if let Some(access) = self.access.get_mut(&paired) {
             access.refresh_calls += 1;
             self.counters.refreshes_per_access_token_max =
@@ -342,17 +343,15 @@ impl State {
 /// `<prefix><digits>.<16 hex>`, and also the longest run of token characters from the prefix on
 /// (a padded, oversized token).
 fn token_candidates<'a>(bytes: &'a [u8], prefix: &'a [u8]) -> impl Iterator<Item = &'a str> + 'a {
-    (0..bytes.len())
-        .filter(move |&i| bytes[i..].starts_with(prefix))
-        .flat_map(move |start| {
-            let rest = &bytes[start..];
-            let run = rest.iter().take_while(|&&b| is_token_char(b)).count();
-            let shaped = shaped_len(rest, prefix.len());
-            [shaped, Some(run)]
-                .into_iter()
-                .flatten()
-                .filter_map(move |len| core::str::from_utf8(&rest[..len]).ok())
-        })
+    (0..bytes.len()).filter(move |&i| bytes[i..].starts_with(prefix)).flat_map(move |start| {
+        let rest = &bytes[start..];
+        let run = rest.iter().take_while(|&&b| is_token_char(b)).count();
+        let shaped = shaped_len(rest, prefix.len());
+        [shaped, Some(run)]
+            .into_iter()
+            .flatten()
+            .filter_map(move |len| core::str::from_utf8(&rest[..len]).ok())
+    })
 }
 
 /// Length of `<prefix><digits>.<16 hex>` at the start of `rest`, if it has that shape.

@@ -1,0 +1,362 @@
+//! Request routing: turns a parsed [`Request`] into a [`Reply`] (a response, or a misbehaviour
+//! for an injected fault) and does the counting. Runs under the state lock and never blocks; the
+//! latency and the fault's timing are carried out by the connection thread afterwards.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use super::codec::{base64_decode, form_field, json_string, json_string_field, parse_form};
+use super::http::{Request, Response, Shared};
+use super::state::{AccessCheck, GrantOutcome, State};
+use super::{ExpiryStyle, Fault, IssuedTokens};
+
+/// Largest body `/api/big` agrees to produce, in bytes.
+const MAX_BIG_BODY: usize = 64 * 1024 * 1024;
+
+/// What the connection thread does with a request.
+pub(super) struct Reply {
+    /// Wait this long first (latency and jitter).
+    pub(super) delay: Duration,
+    /// Then do this.
+    pub(super) action: Action,
+}
+
+/// The ways to answer.
+pub(super) enum Action {
+    /// Write the response.
+    Send(Response),
+    /// Write the response one byte at a time, pausing after each byte.
+    Trickle(Response, Duration),
+    /// Send nothing for this long, then close.
+    Hang(Duration),
+    /// Close without answering.
+    Close,
+    /// Write the head and half the body, then close.
+    ResetMidBody(Response),
+}
+
+impl Reply {
+    /// Send `response` without delay.
+    fn now(response: Response) -> Self {
+        Self { delay: Duration::ZERO, action: Action::Send(response) }
+    }
+}
+
+/// Which refresh endpoint a request came to: they share the grant, not the wire format.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `POST /oauth/token`, RFC 6749 form in, JSON out.
+    OAuth,
+    /// `POST /auth/refresh`, `{"refreshToken"}` in, `{"token","refreshToken","ttl"}` out.
+    Classic,
+}
+
+/// Routes one request.
+pub(super) fn handle(shared: &Shared, request: &Request) -> Reply {
+    let mut state = shared.lock();
+    state.counters_mut().requests_total += 1;
+    let path = request.path();
+    match path {
+        "/oauth/token" => token_endpoint(&mut state, request, Endpoint::OAuth),
+        "/auth/refresh" => token_endpoint(&mut state, request, Endpoint::Classic),
+        "/echo-auth" => echo_auth(&mut state, request),
+        _ if path == "/api" || path.starts_with("/api/") => api(&mut state, request),
+        _ => Reply::now(Response::json(404, r#"{"error":"not_found"}"#)),
+    }
+}
+
+/// `POST /oauth/token` and `POST /auth/refresh`: counting, faults, then the grant.
+fn token_endpoint(state: &mut State, request: &Request, endpoint: Endpoint) -> Reply {
+    if request.method != "POST" {
+        return Reply::now(method_not_allowed("POST"));
+    }
+    let saw_access_token =
+        state.contains_access_token(&request.head) || state.contains_access_token(&request.body);
+    let counters = state.counters_mut();
+    counters.refresh_calls += 1;
+    if saw_access_token {
+        counters.access_token_seen_on_token_endpoint += 1;
+    }
+    let delay = state.next_delay();
+    let now = Instant::now();
+    let action = match state.take_fault() {
+        None => Action::Send(grant(state, request, endpoint, now, 0)),
+        Some(Fault::Trickle { byte_delay, .. }) => {
+            Action::Trickle(grant(state, request, endpoint, now, 0), byte_delay)
+        }
+        Some(Fault::OversizedToken { len, .. }) => {
+            Action::Send(grant(state, request, endpoint, now, len))
+        }
+        Some(fault) => fault_action(&fault, endpoint, state.config.token_lifetime),
+    };
+    Reply { delay, action }
+}
+
+/// The answer of a fault served in place of the grant.
+fn fault_action(fault: &Fault, endpoint: Endpoint, lifetime: Duration) -> Action {
+    let oauth = endpoint == Endpoint::OAuth;
+    let response = match *fault {
+        Fault::ServiceUnavailable { .. } => Response::json(
+            503,
+            if oauth { r#"{"error":"temporarily_unavailable"}"# } else { r#"{"code":503}"# },
+        ),
+        Fault::TooManyRequests { retry_after_secs, .. } => {
+            Response::json(429, if oauth { r#"{"error":"slow_down"}"# } else { r#"{"code":429}"# })
+                .header("Retry-After", retry_after_secs.to_string())
+        }
+        Fault::MalformedJson { .. } => Response::json(
+            200,
+            if oauth { r#"{"access_token": "abc", "# } else { r#"{"token": "abc", "# },
+        ),
+        Fault::InvalidGrant { .. } if oauth => Response::json(
+            400,
+            r#"{"error":"invalid_grant","error_description":"refused by an injected fault"}"#,
+        ),
+        Fault::InvalidClient { .. } if oauth => {
+            Response::json(401, r#"{"error":"invalid_client"}"#)
+                .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#)
+        }
+        Fault::InvalidGrant { .. } | Fault::InvalidClient { .. } => {
+            Response::json(401, r#"{"code":401}"#)
+        }
+        Fault::ResetMidBody { .. } => {
+            let fake = IssuedTokens {
+                access_token: "at.0.0000000000000000".into(),
+                refresh_token: "rt.0.0000000000000000".into(),
+                expires_in: lifetime,
+                generation: 0,
+            };
+            return Action::ResetMidBody(success(&fake, endpoint));
+        }
+        Fault::Hang { duration, .. } => return Action::Hang(duration),
+        Fault::CloseBeforeAnswer { .. } => return Action::Close,
+        // Served by the grant itself (see `token_endpoint`); here only for exhaustiveness.
+        Fault::Trickle { .. } | Fault::OversizedToken { .. } => {
+            Response::json(500, r#"{"error":"server_error"}"#)
+        }
+    };
+    Action::Send(response)
+}
+
+/// Runs the refresh grant in the endpoint's wire format.
+fn grant(
+    state: &mut State,
+    request: &Request,
+    endpoint: Endpoint,
+    now: Instant,
+    pad_to: usize,
+) -> Response {
+    let presented = match endpoint {
+        Endpoint::OAuth => match oauth_refresh_token(state, request) {
+            Ok(token) => token,
+            Err(response) => return response,
+        },
+        Endpoint::Classic => match json_string_field(&request.body, "refreshToken") {
+            Ok(Some(token)) => token,
+            Ok(None) => return classic_error(400, "missing refreshToken"),
+            Err(()) => return classic_error(400, "malformed JSON"),
+        },
+    };
+    let refused = match state.refresh(&presented, now, pad_to) {
+        GrantOutcome::Issued(tokens) => return success(&tokens, endpoint),
+        GrantOutcome::Reused => "refresh token reused",
+        GrantOutcome::Revoked => "refresh token revoked",
+        GrantOutcome::Unknown => "unknown refresh token",
+    };
+    match endpoint {
+        Endpoint::OAuth => oauth_error(400, "invalid_grant", refused),
+        Endpoint::Classic => classic_error(401, refused),
+    }
+}
+
+/// Checks client and grant type of an OAuth form and extracts the refresh token, or gives the
+/// error answer.
+fn oauth_refresh_token(state: &State, request: &Request) -> Result<String, Response> {
+    let form = parse_form(&request.body);
+    if let Some(expected) = &state.config.client_id {
+        let from_form = form_field(&form, "client_id").ok().flatten().map(str::to_owned);
+        let presented = from_form.or_else(|| basic_user(request));
+        if presented.as_deref() != Some(expected.as_str()) {
+            return Err(oauth_error(401, "invalid_client", "unknown client")
+                .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#));
+        }
+    }
+    let field = |name| {
+        form_field(&form, name)
+            .map_err(|()| oauth_error(400, "invalid_request", "repeated parameter"))?
+            .ok_or_else(|| oauth_error(400, "invalid_request", "missing parameter"))
+    };
+    if field("grant_type")? != "refresh_token" {
+        return Err(oauth_error(400, "unsupported_grant_type", "only refresh_token is supported"));
+    }
+    field("refresh_token").map(str::to_owned)
+}
+
+/// The user part of `Authorization: Basic` credentials.
+fn basic_user(request: &Request) -> Option<String> {
+    let value = core::str::from_utf8(request.header("authorization")?).ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
+    let user = decoded.split_once(':').map_or(decoded.as_str(), |(user, _)| user);
+    Some(super::codec::percent_decode(user.as_bytes()))
+}
+
+/// The 200 answer carrying new tokens.
+fn success(tokens: &IssuedTokens, endpoint: Endpoint) -> Response {
+    let lifetime = tokens.expires_in;
+    // Whole seconds, rounded up: a sub-second lifetime must not read as "already expired".
+    let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
+    let (access, refresh) = (json_string(&tokens.access_token), json_string(&tokens.refresh_token));
+    let body = match endpoint {
+        Endpoint::OAuth => format!(
+            r#"{{"access_token":{access},"token_type":"Bearer","expires_in":{seconds},"refresh_token":{refresh},"scope":"api"}}"#
+        ),
+        Endpoint::Classic => {
+            format!(r#"{{"token":{access},"refreshToken":{refresh},"ttl":{seconds}}}"#)
+        }
+    };
+    Response::json(200, body).header("Cache-Control", "no-store").header("Pragma", "no-cache")
+}
+
+/// An RFC 6749 §5.2 error answer.
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    Response::json(
+        status,
+        format!(
+            r#"{{"error":{},"error_description":{}}}"#,
+            json_string(error),
+            json_string(description)
+        ),
+    )
+    .header("Cache-Control", "no-store")
+}
+
+/// An error answer of the classic endpoint.
+fn classic_error(code: u16, message: &str) -> Response {
+    Response::json(code, format!(r#"{{"code":{code},"message":{}}}"#, json_string(message)))
+}
+
+/// 405 with the allowed methods.
+fn method_not_allowed(allowed: &str) -> Response {
+    Response::json(405, r#"{"error":"method_not_allowed"}"#).header("Allow", allowed.to_owned())
+}
+
+/// `/echo-auth`: reports the `Authorization` header it got.
+fn echo_auth(state: &mut State, request: &Request) -> Reply {
+    let authorization = request.header("authorization");
+    if authorization.is_some() {
+        state.counters_mut().foreign_authorization_seen += 1;
+    }
+    let value = authorization
+        .map_or_else(|| "null".to_owned(), |v| json_string(&String::from_utf8_lossy(v)));
+    Reply::now(Response::json(200, format!(r#"{{"authorization":{value}}}"#)))
+}
+
+/// The protected `/api/...` resources (and the unprotected `/api/redirect`).
+fn api(state: &mut State, request: &Request) -> Reply {
+    let method = request.method.as_str();
+    if !matches!(method, "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+        return Reply::now(method_not_allowed("GET, POST, PUT, PATCH, DELETE"));
+    }
+    if state.contains_refresh_token(&request.head) || state.contains_refresh_token(&request.body) {
+        state.counters_mut().refresh_token_seen_on_api += 1;
+    }
+    let delay = state.next_delay();
+    let mut response = api_response(state, request);
+    response.chunked = state.config.chunked_api;
+    Reply { delay, action: Action::Send(response) }
+}
+
+/// The answer of an `/api` request, before the chunked knob applies.
+fn api_response(state: &mut State, request: &Request) -> Response {
+    let path = request.path();
+    let query = parse_form(request.query().as_bytes());
+    if path == "/api/redirect" {
+        return match form_field(&query, "to") {
+            // A CR or LF would let the query inject headers.
+            Ok(Some(to)) if !to.is_empty() && !to.chars().any(char::is_control) => {
+                let mut response =
+                    Response::json(302, String::new()).header("Location", to.to_owned());
+                response.content_type = None;
+                response
+            }
+            _ => Response::json(400, r#"{"error":"bad_redirect_target"}"#),
+        };
+    }
+    let big = if path == "/api/big" {
+        match form_field(&query, "bytes") {
+            Ok(Some(n)) => match n.parse::<usize>() {
+                Ok(n) if n <= MAX_BIG_BODY => Some(n),
+                _ => return Response::json(400, r#"{"error":"bad_bytes"}"#),
+            },
+            _ => return Response::json(400, r#"{"error":"bad_bytes"}"#),
+        }
+    } else {
+        None
+    };
+    let check = state.check_access(bearer_token(request), Instant::now());
+    state.count_api(check);
+    let generation = match check {
+        AccessCheck::Valid(generation) => generation,
+        AccessCheck::Missing => {
+            // RFC 6750 §3.1: no error code when the request carried no credentials at all.
+            return Response::json(401, r#"{"error":"unauthorized"}"#)
+                .header("WWW-Authenticate", r#"Bearer realm="reauth-mock""#);
+        }
+        AccessCheck::Expired(_) | AccessCheck::Unknown => {
+            let message =
+                if check == AccessCheck::Unknown { "invalid token" } else { "token expired" };
+            return match state.config.expiry_style {
+                ExpiryStyle::Status401 => Response::json(
+                    401,
+                    format!(r#"{{"error":"invalid_token","error_description":"{message}"}}"#),
+                )
+                .header("WWW-Authenticate", r#"Bearer error="invalid_token""#),
+                ExpiryStyle::Classic409 => {
+                    Response::json(200, format!(r#"{{"code":409,"message":"{message}"}}"#))
+                }
+            };
+        }
+    };
+    if let Some(len) = big {
+        return big_body(generation, len);
+    }
+    let received = if matches!(request.method.as_str(), "POST" | "PUT" | "PATCH") {
+        format!(r#","received":{}"#, request.body.len())
+    } else {
+        String::new()
+    };
+    Response::json(
+        200,
+        format!(
+            r#"{{"ok":true,"generation":{generation},"path":{}{received}}}"#,
+            json_string(path)
+        ),
+    )
+}
+
+/// A body of exactly `len` bytes: JSON padded with `x` when it fits, else plain `x`s.
+fn big_body(generation: u32, len: usize) -> Response {
+    let prefix = format!(r#"{{"ok":true,"generation":{generation},"pad":""#);
+    let suffix = r#""}"#;
+    let mut response = if len >= prefix.len() + suffix.len() {
+        let pad = len - prefix.len() - suffix.len();
+        Response::json(200, format!("{prefix}{}{suffix}", "x".repeat(pad)))
+    } else {
+        let mut response = Response::json(200, "x".repeat(len));
+        response.content_type = Some("text/plain");
+        response
+    };
+    response.headers.push(("Cache-Control", "no-store".to_owned()));
+    response
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(request: &Request) -> Option<&str> {
+    let value = core::str::from_utf8(request.header("authorization")?).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
