@@ -112,6 +112,11 @@ pub enum Phase {
         id: RefreshId,
         /// When the attempt is given up on.
         timeout_at: Instant,
+        /// The generation that was current when the attempt started. If a late success of an
+        /// earlier attempt installs a newer one meanwhile, this attempt is superseded: its
+        /// failure ends it quietly (with a rotating server it is bound to be refused as a
+        /// reuse), and its success is still installed.
+        base: Generation,
     },
     /// The last attempt failed transiently; the next one starts at `retry_at`.
     Backoff {
@@ -397,9 +402,22 @@ impl<const N: usize> Coordinator<N> {
     ) -> Result<Generation, RefreshResultError> {
         let now = self.advance(now);
         self.check_live(id)?;
-        self.start_pending = None;
         self.generation = self.generation.next();
-        self.state = State::Idle { access: self.access_from(now, lifetime) };
+        let access = self.access_from(now, lifetime);
+        self.state = match self.state {
+            // A late success of an earlier attempt while a later one is in flight: use the new
+            // token at once, and keep waiting for the later attempt so that at most one refresh
+            // is ever on the wire.
+            State::Refreshing {
+                failures,
+                phase: phase @ Phase::InFlight { id: current, .. },
+                ..
+            } if current != id => State::Refreshing { access, failures, phase },
+            _ => {
+                self.start_pending = None;
+                State::Idle { access }
+            }
+        };
         self.settle(now);
         Ok(self.generation)
     }
@@ -414,7 +432,8 @@ impl<const N: usize> Coordinator<N> {
     /// # Errors
     /// [`RefreshResultError::NotCurrent`] for an attempt that is no longer in flight (it timed
     /// out, or a success arrived since): the failure is ignored, so a superseded attempt cannot log
-    /// the user out. [`RefreshResultError::Superseded`] and [`RefreshResultError::Unknown`] as for
+    /// the user out. The failure of an attempt in flight that a late success of an earlier one
+    /// superseded (see [`Phase::InFlight::base`]) is accepted and only ends that attempt. [`RefreshResultError::Superseded`] and [`RefreshResultError::Unknown`] as for
     /// [`handle_refresh_success`](Self::handle_refresh_success).
     pub fn handle_refresh_failure(
         &mut self,
@@ -424,8 +443,19 @@ impl<const N: usize> Coordinator<N> {
     ) -> Result<(), RefreshResultError> {
         let now = self.advance(now);
         self.check_live(id)?;
-        if self.refresh_in_flight() != Some(id) {
+        let State::Refreshing { access, phase: Phase::InFlight { id: current, base, .. }, .. } =
+            self.state
+        else {
             return Err(RefreshResultError::NotCurrent);
+        };
+        if current != id {
+            return Err(RefreshResultError::NotCurrent);
+        }
+        if base < self.generation {
+            // Superseded by a late success: a newer token exists, nothing to retry or refuse.
+            self.state = State::Idle { access };
+            self.settle(now);
+            return Ok(());
         }
         match failure {
             RefreshFailure::Refused => self.enter_failed(FailCause::Refused),
@@ -567,8 +597,8 @@ impl<const N: usize> Coordinator<N> {
         if let State::Refreshing { phase, .. } = &mut self.state {
             let id = self.next_refresh;
             self.next_refresh = RefreshId(id.0.saturating_add(1));
-            *phase =
-                Phase::InFlight { id, timeout_at: now.saturating_add(self.config.refresh_timeout) };
+            let timeout_at = now.saturating_add(self.config.refresh_timeout);
+            *phase = Phase::InFlight { id, timeout_at, base: self.generation };
             self.start_pending = Some(id);
         }
     }
