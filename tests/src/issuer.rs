@@ -71,8 +71,9 @@ pub enum ExpiryStyle {
     /// HTTP 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750).
     #[default]
     Status401,
-    /// HTTP 200 with the body `{"code":409,"message":"token expired"}`, the way many home-grown
-    /// APIs do it; a client must look at the body to notice the expiry.
+    /// HTTP 200 with the body `{"code":409,"message":"token expired"}` (`"invalid token"` for an
+    /// unknown one), the way many home-grown APIs do it; a client must look at the body to notice
+    /// the expiry. A request without any bearer token still gets 401.
     Classic409,
 }
 

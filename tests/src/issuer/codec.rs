@@ -258,7 +258,11 @@ mod tests {
 
     #[test]
     fn json_field_reader_finds_top_level_strings() {
-        let text = br#" { "n": 1, "o": {"refreshToken": "no", "a": [1, "}"]}, "refreshToken" : "r\"t\u0041" } "#;
+        let text = concat!(
+            r#" { "n": 1, "o": {"refreshToken": "no", "a": [1, "}"]}, "#,
+            r#""refreshToken" : "r\"t\u0041" } "#
+        )
+        .as_bytes();
         assert_eq!(json_string_field(text, "refreshToken"), Ok(Some("r\"tA".into())));
         assert_eq!(json_string_field(b"{}", "x"), Ok(None));
         assert_eq!(json_string_field(b"{\"x\":true}", "x"), Ok(None));

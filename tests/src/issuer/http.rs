@@ -297,8 +297,15 @@ enum ReadError {
     Bad(u16, &'static str),
 }
 
-/// Serves requests on one connection until either side closes it.
+/// Serves one connection, then closes it. The socket is shut down explicitly because the clone
+/// kept in [`Shared`] would otherwise keep it open until the thread is reaped.
 fn serve_connection(mut stream: TcpStream, shared: &Shared) {
+    serve_requests(&mut stream, shared);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Serves requests on one connection until either side wants it closed.
+fn serve_requests(stream: &mut TcpStream, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     if stream.set_read_timeout(Some(POLL_INTERVAL)).is_err()
         || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
@@ -307,7 +314,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     }
     let mut buf = Vec::new();
     loop {
-        let request = match read_request(&mut stream, &mut buf, shared) {
+        let request = match read_request(stream, &mut buf, shared) {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Bad(status, message)) => {
@@ -320,14 +327,14 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
                 let body =
                     format!(r#"{{"error":"invalid_request","error_description":"{message}"}}"#);
                 let (head, body) = Response::json(status, body).encode(true);
-                if write_all(&mut stream, &head).is_ok() && write_all(&mut stream, &body).is_ok() {
-                    linger(&mut stream, shared);
+                if write_all(stream, &head).is_ok() && write_all(stream, &body).is_ok() {
+                    linger(stream, shared);
                 }
                 return;
             }
         };
         let reply = route::handle(shared, &request);
-        if !execute(&mut stream, shared, reply, request.keep_alive) {
+        if !execute(stream, shared, reply, request.keep_alive) {
             return;
         }
     }

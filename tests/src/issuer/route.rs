@@ -55,6 +55,13 @@ enum Endpoint {
 pub(super) fn handle(shared: &Shared, request: &Request) -> Reply {
     let mut state = shared.lock();
     state.counters_mut().requests_total += 1;
+    if request.method == "HEAD" {
+        // A HEAD answer has no body; refusing it without one keeps the connection's framing.
+        let mut response = method_not_allowed("GET, POST, PUT, PATCH, DELETE");
+        response.body.clear();
+        response.content_type = None;
+        return Reply::now(response);
+    }
     let path = request.path();
     match path {
         "/oauth/token" => token_endpoint(&mut state, request, Endpoint::OAuth),
@@ -212,7 +219,11 @@ fn success(tokens: &IssuedTokens, endpoint: Endpoint) -> Response {
     let (access, refresh) = (json_string(&tokens.access_token), json_string(&tokens.refresh_token));
     let body = match endpoint {
         Endpoint::OAuth => format!(
-            r#"{{"access_token":{access},"token_type":"Bearer","expires_in":{seconds},"refresh_token":{refresh},"scope":"api"}}"#
+            concat!(
+                r#"{{"access_token":{},"token_type":"Bearer","expires_in":{},"#,
+                r#""refresh_token":{},"scope":"api"}}"#
+            ),
+            access, seconds, refresh
         ),
         Endpoint::Classic => {
             format!(r#"{{"token":{access},"refreshToken":{refresh},"ttl":{seconds}}}"#)
