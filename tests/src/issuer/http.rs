@@ -204,8 +204,6 @@ pub(super) struct Response {
     pub(super) body: Vec<u8>,
     /// Send the body with `Transfer-Encoding: chunked`.
     pub(super) chunked: bool,
-    /// Close the connection after this answer whatever the client asked.
-    pub(super) close: bool,
 }
 
 impl Response {
@@ -217,7 +215,6 @@ impl Response {
             headers: Vec::new(),
             body: body.into().into_bytes(),
             chunked: false,
-            close: false,
         }
     }
 
@@ -346,29 +343,9 @@ fn execute(stream: &mut TcpStream, shared: &Shared, reply: Reply, keep_alive: bo
         return false;
     }
     match reply.action {
-        Action::Send(response) => {
-            let close = response.close || !keep_alive;
-            let (head, body) = response.encode(close);
-            if write_all(stream, &head).is_err() || write_all(stream, &body).is_err() {
-                return false;
-            }
-            if close {
-                linger(stream, shared);
-            }
-            !close
-        }
+        Action::Send(response) => send(stream, shared, &response, keep_alive, None),
         Action::Trickle(response, byte_delay) => {
-            let close = response.close || !keep_alive;
-            let (head, body) = response.encode(close);
-            for byte in head.iter().chain(&body) {
-                if write_all(stream, &[*byte]).is_err() || !shared.pause(byte_delay) {
-                    return false;
-                }
-            }
-            if close {
-                linger(stream, shared);
-            }
-            !close
+            send(stream, shared, &response, keep_alive, Some(byte_delay))
         }
         Action::Hang(duration) => {
             shared.pause(duration);
@@ -384,6 +361,29 @@ fn execute(stream: &mut TcpStream, shared: &Shared, reply: Reply, keep_alive: bo
             false
         }
     }
+}
+
+/// Writes a response in one go, or byte by byte with `byte_delay` between bytes; returns whether
+/// the connection stays open.
+fn send(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    response: &Response,
+    keep_alive: bool,
+    byte_delay: Option<Duration>,
+) -> bool {
+    let (mut bytes, body) = response.encode(!keep_alive);
+    bytes.extend_from_slice(&body);
+    let written = match byte_delay {
+        None => write_all(stream, &bytes).is_ok(),
+        Some(delay) => {
+            bytes.chunks(1).all(|byte| write_all(stream, byte).is_ok() && shared.pause(delay))
+        }
+    };
+    if written && !keep_alive {
+        linger(stream, shared);
+    }
+    written && keep_alive
 }
 
 /// Writes all of `bytes` (the socket's write timeout bounds each attempt).
