@@ -298,6 +298,8 @@ impl<const N: usize> Coordinator<N> {
         self.begin_session();
         self.generation = self.generation.next();
         self.state = State::Idle { access: self.access_from(now, lifetime) };
+        // A token installed already stale (zero lifetime) must not strand parked requests.
+        self.settle(now);
         self.generation
     }
 

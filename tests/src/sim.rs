@@ -20,7 +20,7 @@ use reauth_core::{
 /// A coordinator whose every step is checked against the spec's invariants.
 ///
 /// Each input method forwards to the coordinator, then drains [`Coordinator::poll_action`] into
-/// [`Checked::actions`] and checks:
+/// a list that [`Checked::take_actions`] hands out, and checks:
 /// 1. at most one refresh in flight: a new refresh is only started once the previous one was
 ///    reported, timed out, or belongs to replaced credentials;
 /// 2. every parked request is released exactly once (and a request never parked is never
@@ -89,7 +89,7 @@ impl<const N: usize> Checked<N> {
 
     /// Takes the actions drained since the last call.
     pub fn take_actions(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.actions)
+        core::mem::take(&mut self.actions)
     }
 
     /// The parked requests as the harness saw them, oldest first.

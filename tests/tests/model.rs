@@ -1,0 +1,630 @@
+//! Property test: random sequences of every core input, run against the coordinator (through the
+//! invariant-checking harness) and against a plain reference model written from the spec with std
+//! collections and flat fields. After every step the two must agree on every immediate answer,
+//! every action drained, the state, the generation and the queue; the harness checks every
+//! invariant on the way.
+//!
+//! `PROPTEST_CASES` overrides the number of sequences (default 4096 of up to 60 steps).
+
+use proptest::prelude::*;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+
+use reauth_core::{
+    Action, Admission, Backoff, Config, Duration, Generation, Instant, Outcome, RefreshFailure,
+    RefreshId, RefreshResultError, Rejected, Rejection, RequestId, State, Ticket, Verdict,
+};
+use reauth_testkit::sim::Checked;
+
+/// Queue capacity under test: small, so that "queue full" happens often.
+const N: usize = 4;
+
+fn config() -> Config {
+    Config {
+        refresh_ahead: Duration::from_millis(300),
+        expiry_margin: Duration::from_millis(100),
+        refresh_timeout: Duration::from_millis(500),
+        wait_timeout: Duration::from_millis(800),
+        replay_limit: 1,
+        max_refresh_attempts: 3,
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+            seed: 0x5eed,
+        },
+    }
+}
+
+/// One input, with "picks" that choose among the tickets or refresh ids outstanding.
+#[derive(Clone, Debug)]
+enum Input {
+    Request,
+    RequestDuplicate(usize),
+    Respond { pick: usize, expired: bool },
+    RefreshOk { pick: usize, lifetime: Option<u64> },
+    RefreshFail { pick: usize, refused: bool, retry_after: Option<u64> },
+    Advance(u64),
+    Back(u64),
+    JumpToExtreme,
+    Login(Option<u64>),
+    Restore,
+    Logout,
+    Cancel(usize),
+}
+
+/// Everything the coordinator answered to one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Answer {
+    Admit(Result<Admission, Rejected>),
+    Respond(Outcome),
+    Refresh(Result<(), RefreshResultError>),
+    Cancel(bool),
+    Nothing,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Subject {
+    None,
+    Request(RequestId),
+    Ticket(Ticket),
+    Refresh(RefreshId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Expired,
+    Valid { refresh_at: u64, stale_at: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    id: u32,
+    timeout_at: u64,
+    base: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Episode {
+    failures: u8,
+    /// `None` while backing off until `retry_at`.
+    attempt: Option<Attempt>,
+    retry_at: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    id: u32,
+    replays: u8,
+    deadline: u64,
+    fate: Option<Rejection>,
+}
+
+/// The reference model: the spec's rules over plain fields.
+#[derive(Clone, Debug)]
+struct Model {
+    now: u64,
+    logged_out: bool,
+    generation: u32,
+    token: Token,
+    episode: Option<Episode>,
+    waiting: Vec<Waiting>,
+    next_refresh: u32,
+    session_start: u32,
+    announce: Option<u32>,
+    rng: u64,
+    /// Tickets of requests on the wire, for `Respond` picks.
+    wire: Vec<Ticket>,
+    /// Refresh ids handed out, for `RefreshOk`/`RefreshFail` picks (latest last).
+    handed: Vec<u32>,
+    next_request: u32,
+    /// What the last input was about: the request id, ticket or refresh id it picked.
+    subject: Subject,
+    /// What the coordinator must answer to the last input, then the actions it must drain.
+    answer: Answer,
+    actions: Vec<Action>,
+}
+
+impl Model {
+    fn new() -> Self {
+        Self {
+            now: 0,
+            logged_out: true,
+            generation: 0,
+            token: Token::Expired,
+            episode: None,
+            waiting: Vec::new(),
+            next_refresh: 1,
+            session_start: 1,
+            announce: None,
+            rng: config().backoff.seed,
+            wire: Vec::new(),
+            handed: Vec::new(),
+            next_request: 1,
+            subject: Subject::None,
+            answer: Answer::Nothing,
+            actions: Vec::new(),
+        }
+    }
+
+    fn usable(&self) -> bool {
+        !self.logged_out
+            && matches!(self.token, Token::Valid { stale_at, .. } if self.now < stale_at)
+    }
+
+    fn ticket(&self, id: u32, replays: u8) -> Ticket {
+        Ticket { id: RequestId(id), generation: Generation(self.generation), replays }
+    }
+
+    fn token_for(&self, lifetime: Option<u64>) -> Token {
+        let Some(life) = lifetime else {
+            return Token::Valid { refresh_at: u64::MAX, stale_at: u64::MAX };
+        };
+        let c = config();
+        let margin = c.expiry_margin.millis().min(life / 4);
+        let stale_after = life - margin;
+        let ahead = c.refresh_ahead.millis().min(stale_after / 2);
+        Token::Valid {
+            refresh_at: self.now.saturating_add(stale_after - ahead),
+            stale_at: self.now.saturating_add(stale_after),
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn tick(&mut self, t: u64) {
+        self.now = self.now.max(t);
+        if let Some(ep) = self.episode
+            && let Some(a) = ep.attempt
+            && self.now >= a.timeout_at
+        {
+            self.attempt_failed(None);
+        }
+        if let Some(ep) = self.episode
+            && ep.attempt.is_none()
+            && self.now >= ep.retry_at
+        {
+            self.launch();
+        }
+        let now = self.now;
+        for w in &mut self.waiting {
+            if w.fate.is_none() && w.deadline <= now {
+                w.fate = Some(Rejection::Timeout);
+            }
+        }
+    }
+
+    fn launch(&mut self) {
+        let id = self.next_refresh;
+        self.next_refresh += 1;
+        let attempt =
+            Attempt { id, timeout_at: self.now.saturating_add(500), base: self.generation };
+        let failures = self.episode.map_or(0, |e| e.failures);
+        self.episode = Some(Episode { failures, attempt: Some(attempt), retry_at: 0 });
+        self.announce = Some(id);
+    }
+
+    fn attempt_failed(&mut self, hint: Option<u64>) {
+        let Some(ep) = self.episode else { return };
+        let failures = ep.failures + 1;
+        if failures >= 3 {
+            self.doom(Rejection::RefreshUnavailable);
+            if let Token::Valid { stale_at, .. } = self.token {
+                if self.now < stale_at {
+                    self.token = Token::Valid { refresh_at: stale_at, stale_at };
+                } else {
+                    self.token = Token::Expired;
+                }
+            }
+            self.episode = None;
+            return;
+        }
+        let delay = match hint {
+            Some(h) => h.min(400),
+            None => {
+                let base = (100u64 << (failures - 1)).min(400);
+                let half = base / 2;
+                half + self.random() % (base - half + 1)
+            }
+        };
+        self.episode =
+            Some(Episode { failures, attempt: None, retry_at: self.now.saturating_add(delay) });
+    }
+
+    fn doom(&mut self, reason: Rejection) {
+        for w in &mut self.waiting {
+            w.fate.get_or_insert(reason);
+        }
+    }
+
+    fn park(&mut self, id: u32, replays: u8) -> Result<(), Rejected> {
+        let reject = |reason| Err(Rejected { id: RequestId(id), reason });
+        if self.waiting.iter().any(|w| w.id == id) {
+            return reject(Rejection::DuplicateRequest);
+        }
+        if self.waiting.len() == N {
+            return reject(Rejection::QueueFull);
+        }
+        let deadline = self.now.saturating_add(800);
+        self.waiting.push(Waiting { id, replays, deadline, fate: None });
+        Ok(())
+    }
+
+    fn kick(&mut self) {
+        let needs = self.waiting.iter().any(|w| w.fate.is_none());
+        if !self.logged_out && self.episode.is_none() && !self.usable() && needs {
+            self.launch();
+        }
+    }
+
+    fn new_credentials(&mut self) {
+        self.session_start = self.next_refresh;
+        self.announce = None;
+        self.episode = None;
+    }
+
+    fn request(&mut self, id: u32) -> Result<Admission, Rejected> {
+        if self.logged_out {
+            return Err(Rejected { id: RequestId(id), reason: Rejection::NeedsLogin });
+        }
+        if self.usable() {
+            if let (None, Token::Valid { refresh_at, .. }) = (self.episode, self.token)
+                && self.now >= refresh_at
+            {
+                self.launch();
+            }
+            return Ok(Admission::Send(self.ticket(id, 0)));
+        }
+        let parked = self.park(id, 0);
+        self.kick();
+        parked.map(|()| Admission::Parked)
+    }
+
+    fn respond(&mut self, ticket: Ticket, expired: bool) -> Outcome {
+        let id = ticket.id.0;
+        if !expired {
+            return Outcome::Done;
+        }
+        let reject = |reason| Outcome::Rejected(Rejected { id: RequestId(id), reason });
+        if self.logged_out {
+            return reject(Rejection::NeedsLogin);
+        }
+        if ticket.replays >= 1 {
+            return reject(Rejection::Unauthorized);
+        }
+        if ticket.generation.0 < self.generation && self.usable() {
+            return Outcome::Replay(self.ticket(id, ticket.replays + 1));
+        }
+        if ticket.generation.0 >= self.generation {
+            self.token = Token::Expired;
+        }
+        let parked = self.park(id, ticket.replays + 1);
+        self.kick();
+        match parked {
+            Ok(()) => Outcome::Parked,
+            Err(r) => Outcome::Rejected(r),
+        }
+    }
+
+    fn live(&self, id: u32) -> Result<(), RefreshResultError> {
+        if id >= self.next_refresh {
+            Err(RefreshResultError::Unknown)
+        } else if id < self.session_start {
+            Err(RefreshResultError::Superseded)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn refresh_ok(&mut self, id: u32, lifetime: Option<u64>) -> Result<(), RefreshResultError> {
+        self.live(id)?;
+        self.generation += 1;
+        self.logged_out = false;
+        self.token = self.token_for(lifetime);
+        match self.episode {
+            Some(Episode { attempt: Some(a), .. }) if a.id != id => {}
+            _ => {
+                self.episode = None;
+                self.announce = None;
+            }
+        }
+        self.kick();
+        Ok(())
+    }
+
+    fn refresh_fail(
+        &mut self,
+        id: u32,
+        refused: bool,
+        hint: Option<u64>,
+    ) -> Result<(), RefreshResultError> {
+        self.live(id)?;
+        let attempt = match self.episode {
+            Some(Episode { attempt: Some(a), .. }) if !self.logged_out && a.id == id => a,
+            _ => return Err(RefreshResultError::NotCurrent),
+        };
+        if attempt.base < self.generation {
+            self.episode = None;
+        } else if refused {
+            self.doom(Rejection::NeedsLogin);
+            self.logged_out = true;
+            self.episode = None;
+            self.announce = None;
+        } else {
+            self.attempt_failed(hint);
+        }
+        self.kick();
+        Ok(())
+    }
+
+    /// Drains the actions the coordinator must hand out now, as `poll_action` would.
+    fn drain(&mut self) {
+        self.actions.clear();
+        if let Some(id) = self.announce.take()
+            && matches!(self.episode, Some(Episode { attempt: Some(a), .. }) if a.id == id)
+        {
+            self.actions.push(Action::Refresh(RefreshId(id)));
+            self.handed.push(id);
+        }
+        while let Some(front) = self.waiting.first().copied() {
+            let action = match front.fate {
+                Some(reason) => Action::Reject(Rejected { id: RequestId(front.id), reason }),
+                None if self.usable() => {
+                    let ticket = self.ticket(front.id, front.replays);
+                    self.wire.push(ticket);
+                    Action::Send(ticket)
+                }
+                None => break,
+            };
+            self.waiting.remove(0);
+            self.actions.push(action);
+        }
+    }
+
+    fn pick<T: Copy>(items: &[T], pick: usize) -> Option<T> {
+        (!items.is_empty()).then(|| items[pick % items.len()])
+    }
+}
+
+struct Reference;
+
+impl ReferenceStateMachine for Reference {
+    type State = Model;
+    type Transition = Input;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        Just(Model::new()).boxed()
+    }
+
+    fn transitions(_: &Model) -> BoxedStrategy<Input> {
+        let lifetime = prop_oneof![3 => (0u64..3_000).prop_map(Some), 1 => Just(None)];
+        prop_oneof![
+            8 => Just(Input::Request),
+            1 => any::<usize>().prop_map(Input::RequestDuplicate),
+            8 => (any::<usize>(), any::<bool>())
+                .prop_map(|(pick, expired)| Input::Respond { pick, expired }),
+            4 => (any::<usize>(), lifetime.clone())
+                .prop_map(|(pick, lifetime)| Input::RefreshOk { pick, lifetime }),
+            3 => (any::<usize>(), any::<bool>(), prop::option::of(0u64..1_000))
+                .prop_map(|(pick, refused, retry_after)| Input::RefreshFail { pick, refused, retry_after }),
+            6 => (0u64..700).prop_map(Input::Advance),
+            1 => (0u64..5_000).prop_map(Input::Back),
+            1 => Just(Input::JumpToExtreme),
+            2 => lifetime.prop_map(Input::Login),
+            1 => Just(Input::Restore),
+            1 => Just(Input::Logout),
+            1 => any::<usize>().prop_map(Input::Cancel),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut m: Model, input: &Input) -> Model {
+        let now = m.now;
+        m.subject = Subject::None;
+        m.answer = match *input {
+            Input::Request => {
+                let id = m.next_request;
+                m.next_request += 1;
+                m.subject = Subject::Request(RequestId(id));
+                m.tick(now);
+                let result = m.request(id);
+                if let Ok(Admission::Send(t)) = result {
+                    m.wire.push(t);
+                }
+                Answer::Admit(result)
+            }
+            Input::RequestDuplicate(pick) => {
+                let ids: Vec<u32> = m.waiting.iter().map(|w| w.id).collect();
+                let id = Model::pick(&ids, pick).unwrap_or(0);
+                m.subject = Subject::Request(RequestId(id));
+                m.tick(now);
+                let result = m.request(id);
+                if let Ok(Admission::Send(t)) = result {
+                    m.wire.push(t);
+                }
+                Answer::Admit(result)
+            }
+            Input::Respond { pick, expired } => match Model::pick(&m.wire, pick) {
+                None => Answer::Nothing,
+                Some(ticket) => {
+                    m.subject = Subject::Ticket(ticket);
+                    m.wire.retain(|t| t.id != ticket.id);
+                    m.tick(now);
+                    let outcome = m.respond(ticket, expired);
+                    if let Outcome::Replay(t) = outcome {
+                        m.wire.push(t);
+                    }
+                    Answer::Respond(outcome)
+                }
+            },
+            Input::RefreshOk { pick, lifetime } => match Model::pick(&m.handed, pick) {
+                None => Answer::Nothing,
+                Some(id) => {
+                    m.subject = Subject::Refresh(RefreshId(id));
+                    m.tick(now);
+                    Answer::Refresh(m.refresh_ok(id, lifetime))
+                }
+            },
+            Input::RefreshFail { pick, refused, retry_after } => match Model::pick(&m.handed, pick)
+            {
+                None => Answer::Nothing,
+                Some(id) => {
+                    m.subject = Subject::Refresh(RefreshId(id));
+                    m.tick(now);
+                    Answer::Refresh(m.refresh_fail(id, refused, retry_after))
+                }
+            },
+            Input::Advance(ms) => {
+                m.tick(now.saturating_add(ms));
+                Answer::Nothing
+            }
+            Input::Back(ms) => {
+                m.tick(now.saturating_sub(ms));
+                Answer::Nothing
+            }
+            Input::JumpToExtreme => {
+                m.tick(u64::MAX - 1_000);
+                Answer::Nothing
+            }
+            Input::Login(lifetime) => {
+                m.tick(now);
+                m.new_credentials();
+                m.generation += 1;
+                m.logged_out = false;
+                m.token = m.token_for(lifetime);
+                m.kick();
+                Answer::Nothing
+            }
+            Input::Restore => {
+                m.tick(now);
+                m.new_credentials();
+                m.logged_out = false;
+                m.token = Token::Expired;
+                m.kick();
+                Answer::Nothing
+            }
+            Input::Logout => {
+                m.tick(now);
+                m.new_credentials();
+                m.doom(Rejection::NeedsLogin);
+                m.logged_out = true;
+                Answer::Nothing
+            }
+            Input::Cancel(pick) => {
+                let ids: Vec<u32> = m.waiting.iter().map(|w| w.id).collect();
+                match Model::pick(&ids, pick) {
+                    None => Answer::Nothing,
+                    Some(id) => {
+                        m.subject = Subject::Request(RequestId(id));
+                        m.tick(now);
+                        m.waiting.retain(|w| w.id != id);
+                        Answer::Cancel(true)
+                    }
+                }
+            }
+        };
+        m.drain();
+        m
+    }
+}
+
+struct Coordinator;
+
+impl StateMachineTest for Coordinator {
+    type SystemUnderTest = Checked<N>;
+    type Reference = Reference;
+
+    fn init_test(_: &Model) -> Checked<N> {
+        Checked::new(config())
+    }
+
+    fn apply(mut sut: Checked<N>, m: &Model, input: Input) -> Checked<N> {
+        let now = sut.coordinator().now();
+        let at = |ms: u64| Instant::from_millis(ms);
+        let answer = match (input.clone(), m.subject) {
+            (Input::Request | Input::RequestDuplicate(_), Subject::Request(id)) => {
+                Answer::Admit(sut.request(now, id))
+            }
+            (Input::Respond { expired, .. }, Subject::Ticket(ticket)) => {
+                let verdict = if expired { Verdict::Expired } else { Verdict::Accepted };
+                Answer::Respond(sut.response(now, ticket, verdict))
+            }
+            (Input::RefreshOk { lifetime, .. }, Subject::Refresh(id)) => Answer::Refresh(
+                sut.refresh_success(now, id, lifetime.map(Duration::from_millis)).map(|_| ()),
+            ),
+            (Input::RefreshFail { refused, retry_after, .. }, Subject::Refresh(id)) => {
+                let failure = if refused {
+                    RefreshFailure::Refused
+                } else {
+                    RefreshFailure::Transient {
+                        retry_after: retry_after.map(Duration::from_millis),
+                    }
+                };
+                Answer::Refresh(sut.refresh_failure(now, id, failure))
+            }
+            (Input::Cancel(_), Subject::Request(id)) => Answer::Cancel(sut.cancel(now, id)),
+            (Input::Advance(ms), _) => {
+                sut.timeout(at(now.millis().saturating_add(ms)));
+                Answer::Nothing
+            }
+            (Input::Back(ms), _) => {
+                sut.timeout(at(now.millis().saturating_sub(ms)));
+                Answer::Nothing
+            }
+            (Input::JumpToExtreme, _) => {
+                sut.timeout(at(u64::MAX - 1_000));
+                Answer::Nothing
+            }
+            (Input::Login(lifetime), _) => {
+                sut.login(now, lifetime.map(Duration::from_millis));
+                Answer::Nothing
+            }
+            (Input::Restore, _) => {
+                sut.restore(now);
+                Answer::Nothing
+            }
+            (Input::Logout, _) => {
+                sut.logout(now);
+                Answer::Nothing
+            }
+            // A pick among nothing: no input reaches the coordinator.
+            _ => Answer::Nothing,
+        };
+        assert_eq!(answer, m.answer, "answer to {input:?}");
+        assert_eq!(sut.take_actions(), m.actions, "actions after {input:?}");
+        let c = sut.coordinator();
+        assert_eq!(c.now().millis(), m.now, "clock");
+        assert_eq!(c.generation(), Generation(m.generation), "generation");
+        assert_eq!(c.needs_login(), m.logged_out, "needs login; state {:?}", c.state());
+        let refreshing = matches!(c.state(), State::Refreshing { .. });
+        assert_eq!(
+            refreshing,
+            m.episode.is_some() && !m.logged_out,
+            "state {:?} vs {m:?}",
+            c.state()
+        );
+        let queue: Vec<u32> = c.parked().map(|id| id.0).collect();
+        let expected: Vec<u32> = m.waiting.iter().map(|w| w.id).collect();
+        assert_eq!(queue, expected, "queue");
+        assert_eq!(c.has_usable_token(), m.usable(), "usable token");
+        sut
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4096)
+}
+
+prop_state_machine! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+    #[test]
+    fn coordinator_agrees_with_the_reference_model(sequential 1..60 => Coordinator);
+}
