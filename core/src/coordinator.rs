@@ -699,3 +699,62 @@ impl<const N: usize> Default for Coordinator<N> {
         Self::new(Config::DEFAULT)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footprint_grows_by_one_queue_entry_per_slot() {
+        let entry = size_of::<Parked>();
+        assert_eq!(size_of::<Coordinator<64>>() - size_of::<Coordinator<8>>(), 56 * entry);
+        std::println!(
+            "Coordinator<8>: {} B, Coordinator<64>: {} B, queue entry: {entry} B",
+            size_of::<Coordinator<8>>(),
+            size_of::<Coordinator<64>>()
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_full_base_and_varies() {
+        let mut c = Coordinator::<1>::new(Config::DEFAULT);
+        let base = Duration::from_millis(1_000);
+        let draws: std::vec::Vec<u64> = (0..200).map(|_| c.jitter(base).millis()).collect();
+        assert!(draws.iter().all(|&d| (500..=1_000).contains(&d)));
+        assert!(draws.iter().any(|&d| d != draws[0]), "jitter must vary");
+        assert_eq!(c.jitter(Duration::ZERO), Duration::ZERO);
+        assert!(c.jitter(Duration::MAX) >= Duration::MAX.div(2));
+    }
+
+    #[test]
+    fn same_seed_same_delays_other_seed_other_delays() {
+        let seeded = |seed| {
+            let backoff = crate::Backoff { seed, ..crate::Backoff::DEFAULT };
+            let mut c = Coordinator::<1>::new(Config { backoff, ..Config::DEFAULT });
+            (0..8).map(|_| c.jitter(Duration::from_secs(10)).millis()).collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(seeded(1), seeded(1));
+        assert_ne!(seeded(1), seeded(2));
+    }
+
+    #[test]
+    fn new_coordinator_needs_login_and_waits_on_nothing() {
+        let mut c = Coordinator::<4>::default();
+        assert!(c.needs_login());
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.poll_action(), None);
+        let rejected = c.handle_request(Instant::ZERO, RequestId(9));
+        assert_eq!(rejected, Err(Rejected { id: RequestId(9), reason: Rejection::NeedsLogin }));
+    }
+
+    #[test]
+    fn pending_action_makes_the_timer_due_now() {
+        let mut c = Coordinator::<4>::default();
+        c.handle_restore(Instant::from_millis(7));
+        assert_eq!(c.handle_request(Instant::from_millis(8), RequestId(1)), Ok(Admission::Parked));
+        assert_eq!(c.poll_timeout(), Some(Instant::from_millis(8)));
+        assert!(matches!(c.poll_action(), Some(Action::Refresh(_))));
+        // Now the earlier of the refresh timeout and the wait deadline (both 30 s).
+        assert_eq!(c.poll_timeout(), Some(Instant::from_millis(30_008)));
+    }
+}
