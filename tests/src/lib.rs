@@ -2,5 +2,6 @@
 //! benchmarks run against, and the simulation harness that drives `reauth-core` on a virtual clock
 //! with every spec invariant checked after every step.
 
+pub mod fuzz;
 pub mod issuer;
 pub mod sim;
