@@ -1,0 +1,293 @@
+//! Building a [`Client`]: the token endpoint or a custom exchange, the expiry rule, timeouts,
+//! the coordinator's config and the store. Every knob has a documented default.
+
+use core::fmt;
+use core::hash::BuildHasher;
+use core::time::Duration;
+use std::collections::hash_map::RandomState;
+
+use reauth_core::{Config, Coordinator};
+use ureq::Agent;
+use ureq::config::RedirectAuthHeaders;
+use zeroize::Zeroizing;
+
+use crate::client::StoreErrorCallback;
+use crate::client::{Client, Parts};
+use crate::error::Error;
+use crate::exchange::{OAuthExchange, RefreshExchange};
+use crate::expiry::Expiry;
+use crate::store::{MemoryStore, StoreError, TokenStore};
+
+/// Configures a [`Client`]. Start with [`Client::builder`].
+///
+/// The client needs a way to refresh: [`token_url`](Self::token_url) for the OAuth 2.0 refresh
+/// grant, or [`refresh_with`](Self::refresh_with) for an API's own refresh endpoint.
+pub struct ClientBuilder {
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Zeroizing<String>>,
+    scope: Option<String>,
+    exchange: Option<Box<dyn RefreshExchange>>,
+    expiry: Expiry,
+    config: Config,
+    /// Whether the caller set a jitter seed; otherwise each client draws its own.
+    seeded: bool,
+    store: Option<Box<dyn TokenStore>>,
+    on_store_error: Option<StoreErrorCallback>,
+    request_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    env_proxy: bool,
+    max_redirects: u8,
+    user_agent: Option<String>,
+}
+
+impl ClientBuilder {
+    /// The defaults: 401 means expired, [`Config::DEFAULT`] (refresh timeout 30 s, wait timeout
+    /// 30 s, one replay, four attempts per episode), an in-memory store, a 30 s timeout per API
+    /// exchange, 10 s to connect, no proxy from the environment, up to 5 redirects.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            token_url: None,
+            client_id: None,
+            client_secret: None,
+            scope: None,
+            exchange: None,
+            expiry: Expiry::default(),
+            config: Config::DEFAULT,
+            seeded: false,
+            store: None,
+            on_store_error: None,
+            request_timeout: Some(Duration::from_secs(30)),
+            connect_timeout: Some(Duration::from_secs(10)),
+            env_proxy: false,
+            max_redirects: 5,
+            user_agent: None,
+        }
+    }
+
+    /// The OAuth 2.0 token endpoint for the refresh grant (a form POST, no redirects followed).
+    /// The refresh token is sent there and nowhere else.
+    #[must_use]
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// `client_id` sent with every refresh.
+    #[must_use]
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// `client_secret` sent with every refresh, in the form body (RFC 6749 §2.3.1).
+    #[must_use]
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self
+    }
+
+    /// `scope` asked for with every refresh.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Refreshes with a custom exchange instead of the OAuth 2.0 grant (takes precedence over
+    /// [`token_url`](Self::token_url)).
+    #[must_use]
+    pub fn refresh_with(mut self, exchange: impl RefreshExchange + 'static) -> Self {
+        self.exchange = Some(Box::new(exchange));
+        self
+    }
+
+    /// How an expired token is recognised (default: 401).
+    #[must_use]
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// The coordinator's config. A `backoff.seed` of 0 (the default) is replaced by a random
+    /// seed, so that many processes that failed together do not retry together.
+    #[must_use]
+    pub const fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self.seeded = config.backoff.seed != 0;
+        self
+    }
+
+    /// How long one refresh call may take (sets [`Config::refresh_timeout`], and the timeout of
+    /// the call on the wire).
+    #[must_use]
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.config.refresh_timeout = core_duration(timeout);
+        self
+    }
+
+    /// How long a request may wait for a refresh (sets [`Config::wait_timeout`]).
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.config.wait_timeout = core_duration(timeout);
+        self
+    }
+
+    /// Where the tokens are persisted (default: [`MemoryStore`]). The store is loaded by
+    /// [`build`](Self::build), so a restarted program resumes where it stopped.
+    #[must_use]
+    pub fn store(mut self, store: impl TokenStore + 'static) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// Called (from the thread that tried) when the store fails to save or clear; the failure
+    /// is also counted in [`Stats::store_errors`](crate::Stats::store_errors). The callback MUST
+    /// NOT call into the client.
+    #[must_use]
+    pub fn on_store_error(
+        mut self,
+        callback: impl Fn(&StoreError) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_store_error = Some(Box::new(callback));
+        self
+    }
+
+    /// Timeout of one API exchange, from connect to the end of the response head (default 30 s;
+    /// `None` for none).
+    #[must_use]
+    pub const fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Timeout of establishing a connection (default 10 s; `None` for none).
+    #[must_use]
+    pub const fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Use the proxy named by `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` (and `NO_PROXY`) for API
+    /// and token requests (default: no proxy, so that tokens do not silently travel through
+    /// whatever the environment names).
+    #[must_use]
+    pub const fn env_proxy(mut self, enabled: bool) -> Self {
+        self.env_proxy = enabled;
+        self
+    }
+
+    /// How many redirects an API request follows (default 5; 0 returns the 3xx response).
+    #[must_use]
+    pub const fn max_redirects(mut self, max: u8) -> Self {
+        self.max_redirects = max;
+        self
+    }
+
+    /// The `User-Agent` of every request.
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Builds the client and loads the store: saved tokens are installed (a still-valid access
+    /// token as is, a refresh token alone so that the first request refreshes).
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a token endpoint or exchange; [`Error::Store`] if the store
+    /// cannot be read; [`Error::Token`] if it holds an unusable token.
+    pub fn build(self) -> Result<Client, Error> {
+        let mut config = self.config;
+        if !self.seeded {
+            config.backoff.seed = RandomState::new().hash_one(std::process::id()) | 1;
+        }
+        let refresh_timeout = Duration::from_millis(config.refresh_timeout.millis());
+        let exchange: Box<dyn RefreshExchange> = match (self.exchange, self.token_url) {
+            (Some(exchange), _) => exchange,
+            (None, Some(token_url)) => {
+                let token_agent = agent(
+                    Some(refresh_timeout),
+                    self.connect_timeout,
+                    self.env_proxy,
+                    self.user_agent.as_deref(),
+                );
+                Box::new(OAuthExchange {
+                    agent: token_agent,
+                    token_url,
+                    client_id: self.client_id,
+                    client_secret: self.client_secret,
+                    scope: self.scope,
+                })
+            }
+            (None, None) => return Err(Error::Config("set a token_url or a refresh exchange")),
+        };
+        let api = agent(
+            self.request_timeout,
+            self.connect_timeout,
+            self.env_proxy,
+            self.user_agent.as_deref(),
+        );
+        Client::from_parts(Parts {
+            coordinator: Coordinator::new(config),
+            api,
+            exchange,
+            expiry: self.expiry,
+            store: self.store.unwrap_or_else(|| Box::new(MemoryStore::new())),
+            on_store_error: self.on_store_error,
+            max_redirects: self.max_redirects,
+        })
+    }
+}
+
+/// An agent that hands statuses back as responses and never follows a redirect itself (the
+/// client follows API redirects by hand; the token endpoint's are not followed at all).
+fn agent(
+    global: Option<Duration>,
+    connect: Option<Duration>,
+    env_proxy: bool,
+    user_agent: Option<&str>,
+) -> Agent {
+    let mut config = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .redirect_auth_headers(RedirectAuthHeaders::Never)
+        .timeout_global(global)
+        .timeout_connect(connect);
+    if !env_proxy {
+        config = config.proxy(None);
+    }
+    if let Some(user_agent) = user_agent {
+        config = config.user_agent(user_agent);
+    }
+    config.build().into()
+}
+
+fn core_duration(d: Duration) -> reauth_core::Duration {
+    reauth_core::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("scope", &self.scope)
+            .field("custom_exchange", &self.exchange.is_some())
+            .field("expiry", &self.expiry)
+            .field("config", &self.config)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("env_proxy", &self.env_proxy)
+            .field("max_redirects", &self.max_redirects)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,281 @@
+//! The refresh exchange: the one call that turns a refresh token into new tokens. The OAuth 2.0
+//! refresh grant is built in ([`OAuthExchange`]); APIs with their own refresh endpoint plug in a
+//! [`RefreshExchange`] of their own (a closure will do).
+
+use core::fmt;
+use core::time::Duration;
+use std::io::Read;
+use std::sync::Arc;
+
+use reauth_core::oauth::{
+    self, ErrorCode, RefreshParams, TokenResponseError, classify_failure, parse_error_response,
+    parse_retry_after, parse_token_response,
+};
+use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
+use zeroize::Zeroizing;
+
+use crate::client::{ACCESS_CAPACITY, REFRESH_CAPACITY};
+
+/// Turns a refresh token into new tokens.
+///
+/// The client calls it from whichever thread drained the refresh, outside its lock, at most once
+/// at a time. It MUST send `refresh_token` to the token endpoint and nowhere else, and SHOULD
+/// give up within the refresh timeout (the client's coordinator counts a late call as a
+/// transient failure, but a success that arrives late is still installed).
+///
+/// Implemented for closures `Fn(&str) -> Result<NewTokens, RefreshError>`.
+pub trait RefreshExchange: Send + Sync {
+    /// Presents `refresh_token` and returns what the endpoint answered.
+    ///
+    /// # Errors
+    /// [`RefreshError`]: a refusal ([`RefreshError::Refused`]) logs the user out; anything else
+    /// is retried with backoff.
+    fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError>;
+}
+
+impl<F> RefreshExchange for F
+where
+    F: Fn(&str) -> Result<NewTokens, RefreshError> + Send + Sync,
+{
+    fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError> {
+        self(refresh_token)
+    }
+}
+
+/// Tokens a refresh brought, checked against the client's buffers. Wiped on drop; `Debug` shows
+/// no token.
+pub struct NewTokens {
+    /// Boxed: 10 KiB of token buffers should not travel on the stack.
+    set: Box<TokenSet<ACCESS_CAPACITY, REFRESH_CAPACITY>>,
+    /// The access token's lifetime, if the endpoint said.
+    expires_in: Option<Duration>,
+}
+
+/// Why a refresh call failed. Never holds a token. Cheap to clone, so every waiting request can
+/// be told why.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The endpoint refused the refresh token or the client (`invalid_grant`, `invalid_client`,
+    /// a 400 or 401): the user must log in again.
+    Refused {
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+        /// The OAuth 2.0 error code, when the body had one.
+        code: Option<ErrorCode>,
+    },
+    /// The endpoint answered a status worth retrying (408, 429, 5xx, an unexpected 3xx).
+    Unavailable {
+        /// The HTTP status.
+        status: u16,
+        /// The server's `Retry-After`, in seconds, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The call failed on the wire (connection refused, reset, timeout, TLS).
+    Transport(Arc<ureq::Error>),
+    /// The endpoint answered 2xx with a body that is not a usable token response (malformed
+    /// JSON, no `access_token`, a token type other than Bearer, an oversized token).
+    InvalidResponse(TokenResponseError),
+    /// The answer's body was larger than the client accepts from a token endpoint.
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// There is no refresh token to present.
+    NoRefreshToken,
+    /// A custom exchange's own transient failure, described without any token.
+    Other(String),
+}
+
+impl NewTokens {
+    /// Checks and wraps what a custom exchange received. `refresh_token` is `None` when the
+    /// server did not rotate it (the old one stays valid); `expires_in` is `None` when the
+    /// lifetime is unknown (the token is then used until the server refuses it).
+    ///
+    /// # Errors
+    /// [`TokenError`] if a token is empty, longer than its buffer (8 KiB access, 2 KiB refresh)
+    /// or not visible ASCII.
+    pub fn new(
+        access_token: &str,
+        refresh_token: Option<&str>,
+        expires_in: Option<Duration>,
+    ) -> Result<Self, TokenError> {
+        let mut set = Box::new(TokenSet::new());
+        set.install(Generation::NONE, access_token, refresh_token)?;
+        Ok(Self { set, expires_in })
+    }
+
+    /// The access token's lifetime, if known.
+    #[must_use]
+    pub const fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+    }
+
+    /// True if the server sent a new refresh token.
+    #[must_use]
+    pub fn rotates_refresh_token(&self) -> bool {
+        self.set.refresh().is_some()
+    }
+
+    pub(crate) fn access(&self) -> &str {
+        self.set.access().unwrap_or_default()
+    }
+
+    pub(crate) fn refresh(&self) -> Option<&str> {
+        self.set.refresh()
+    }
+}
+
+impl RefreshError {
+    /// How the coordinator should take this failure: only a refusal logs the user out.
+    #[must_use]
+    pub const fn failure(&self) -> RefreshFailure {
+        match self {
+            Self::Refused { .. } | Self::NoRefreshToken => RefreshFailure::Refused,
+            Self::Unavailable { retry_after, .. } => RefreshFailure::Transient {
+                retry_after: match retry_after {
+                    Some(d) => Some(reauth_core::Duration::from_millis(d.as_millis() as u64)),
+                    None => None,
+                },
+            },
+            _ => RefreshFailure::Transient { retry_after: None },
+        }
+    }
+
+    /// A refusal without details, for custom exchanges: the user must log in again.
+    #[must_use]
+    pub const fn refused(status: Option<u16>) -> Self {
+        Self::Refused { status, code: None }
+    }
+}
+
+/// Largest token response accepted: the buffers hold 10 KiB of tokens, the rest is headroom for
+/// `id_token` and friends.
+pub(crate) const TOKEN_RESPONSE_LIMIT: usize = 64 * 1024;
+
+/// The OAuth 2.0 refresh grant (RFC 6749 §6) against one token endpoint.
+pub(crate) struct OAuthExchange {
+    /// Configured for the token endpoint: no redirects, no proxy from the environment unless
+    /// asked, statuses as responses, a global timeout of the refresh timeout.
+    pub(crate) agent: ureq::Agent,
+    pub(crate) token_url: String,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<Zeroizing<String>>,
+    pub(crate) scope: Option<String>,
+}
+
+impl RefreshExchange for OAuthExchange {
+    fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError> {
+        let params = RefreshParams {
+            client_id: self.client_id.as_deref(),
+            client_secret: self.client_secret.as_deref().map(String::as_str),
+            scope: self.scope.as_deref(),
+        };
+        // The core's encoder writes into a caller buffer: size it with a first, empty call,
+        // so that the body (which holds the refresh token) exists once, in a wiped buffer.
+        let needed = match oauth::write_refresh_body(&mut [], refresh_token, &params) {
+            Ok(n) => n,
+            Err(too_small) => too_small.needed,
+        };
+        let mut form = Zeroizing::new(vec![0u8; needed]);
+        let len = oauth::write_refresh_body(&mut form, refresh_token, &params)
+            .map_err(|e| RefreshError::Other(e.to_string()))?;
+        let mut response = self
+            .agent
+            .post(&self.token_url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .send(&form[..len])
+            .map_err(|e| RefreshError::Transport(Arc::new(e)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| parse_retry_after(v.as_bytes()));
+        let body = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
+        if (200..300).contains(&status) {
+            let parsed = parse_token_response(&body).map_err(RefreshError::InvalidResponse)?;
+            let mut set = Box::new(TokenSet::new());
+            parsed
+                .apply(&mut set, Generation::NONE)
+                .map_err(|e| RefreshError::InvalidResponse(TokenResponseError::Token(e)))?;
+            let expires_in = parsed.expires_in().map(|d| Duration::from_millis(d.millis()));
+            return Ok(NewTokens { set, expires_in });
+        }
+        Err(match classify_failure(status, &body, retry_after) {
+            RefreshFailure::Refused => {
+                RefreshError::Refused { status: Some(status), code: parse_error_response(&body) }
+            }
+            RefreshFailure::Transient { retry_after } => RefreshError::Unavailable {
+                status,
+                retry_after: retry_after.map(|d| Duration::from_millis(d.millis())),
+            },
+        })
+    }
+}
+
+/// Reads a token endpoint's body into a wiped buffer, refusing more than `limit` bytes.
+fn read_limited(body: &mut ureq::Body, limit: usize) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
+    let mut out = Zeroizing::new(Vec::new());
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    body.as_reader()
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| RefreshError::Transport(Arc::new(ureq::Error::Io(e))))?;
+    if out.len() > limit {
+        return Err(RefreshError::ResponseTooLarge { limit });
+    }
+    Ok(out)
+}
+
+impl fmt::Debug for NewTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewTokens")
+            .field("tokens", &self.set)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+impl fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused { status, code } => {
+                f.write_str("the token endpoint refused the refresh")?;
+                if let Some(status) = status {
+                    write!(f, " (HTTP {status}")?;
+                    if let Some(code) = code {
+                        write!(f, ", {code:?}")?;
+                    }
+                    f.write_str(")")?;
+                }
+                Ok(())
+            }
+            Self::Unavailable { status, retry_after: Some(after) } => write!(
+                f,
+                "the token endpoint is unavailable (HTTP {status}, retry after {} s)",
+                after.as_secs()
+            ),
+            Self::Unavailable { status, retry_after: None } => {
+                write!(f, "the token endpoint is unavailable (HTTP {status})")
+            }
+            Self::Transport(e) => write!(f, "the refresh call failed: {e}"),
+            Self::InvalidResponse(e) => write!(f, "unusable token response: {e}"),
+            Self::ResponseTooLarge { limit } => {
+                write!(f, "the token response is larger than {limit} bytes")
+            }
+            Self::NoRefreshToken => f.write_str("there is no refresh token to present"),
+            Self::Other(what) => write!(f, "the refresh failed: {what}"),
+        }
+    }
+}
+
+impl core::error::Error for RefreshError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Transport(e) => Some(&**e),
+            Self::InvalidResponse(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! A thread-safe blocking HTTP client on [ureq] 3 that keeps its bearer token fresh, driven by
+//! the [`reauth_core`] coordinator.
+//!
+//! Share one [`Client`] among all threads. When the access token expires, exactly one thread
+//! performs the refresh (the OAuth 2.0 refresh grant, or an exchange of your own); the others
+//! wait on a condition variable and are then replayed with the new token, or get a typed
+//! [`Error`]. A 401 for a token older than the current one is replayed without a refresh; a
+//! network blip or a 503 from the token endpoint is retried with backoff and never logs the user
+//! out; a refused refresh token rejects every waiting request at once with
+//! [`Error::NeedsLogin`]. The rotated refresh token is saved to a [`TokenStore`] before the new
+//! access token is used.
+//!
+//! Tokens never appear in `Debug`, `Display` or errors; the refresh token is only ever sent to
+//! the token endpoint; the access token goes only to the origin each request addresses, never
+//! across a redirect to another origin.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use core::time::Duration;
+//! use reauth_ureq::{Client, Expiry, FileStore};
+//!
+//! let client = Client::builder()
+//!     .token_url("https://auth.example.com/oauth/token")
+//!     .client_id("my-app")
+//!     .expiry(Expiry::default().body_code("code", &[409]))
+//!     .refresh_timeout(Duration::from_secs(10))
+//!     .store(FileStore::new("/var/lib/my-app/tokens.json"))
+//!     .build()?;
+//! let worker = client.clone();
+//! std::thread::spawn(move || worker.get("https://api.example.com/jobs"));
+//! let me = client.get("https://api.example.com/me")?.into_body().read_to_string()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+mod client;
+mod error;
+mod exchange;
+mod expiry;
+mod redirect;
+mod stats;
+mod store;
+
+pub use builder::ClientBuilder;
+pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
+pub use error::Error;
+pub use exchange::{NewTokens, RefreshError, RefreshExchange};
+pub use expiry::{Expiry, ResponseView};
+pub use stats::Stats;
+pub use store::{FileStore, MemoryStore, StoreError, StoredTokens, TokenStore};
+
+/// The HTTP crate whose `Request` and `Response` the client speaks.
+pub use http;
+/// The core crate, for [`Config`](reauth_core::Config) and the types in [`Client::state`].
+pub use reauth_core;
+/// The ureq version the client is built on, for [`ureq::Body`] and [`ureq::Error`].
+pub use ureq;
