@@ -33,8 +33,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use reauth_core::expiry::is_invalid_token_challenge;
 use reauth_core::{
-    Action, Admission, Coordinator, Generation, Instant, Outcome, RefreshId, Rejection, RequestId,
-    State, Ticket, TokenSet, Verdict,
+    Action, Admission, Coordinator, Generation, Instant, Outcome, RefreshId, RefreshResultError,
+    Rejection, RequestId, State, Ticket, TokenSet, Verdict,
 };
 use serde::Serialize;
 use ureq::Body;
@@ -557,7 +557,11 @@ impl Client {
                 self.inner.stats.bump(Stat::RefreshesFailed);
                 let failure = error.failure();
                 self.input(&mut shared, |shared, now| {
-                    if shared.coordinator.handle_refresh_failure(now, id, failure).is_ok() {
+                    // Kept even for an attempt the coordinator already timed out (`NotCurrent`):
+                    // it is still the best answer to "why did the refresh fail"; only a result
+                    // for replaced credentials says nothing about the current ones.
+                    let result = shared.coordinator.handle_refresh_failure(now, id, failure);
+                    if result != Err(RefreshResultError::Superseded) {
                         shared.last_refresh_error = Some(error);
                     }
                 })
