@@ -1,0 +1,78 @@
+//! What the client is told once, at construction: where the API and the token endpoint are, what
+//! counts as "token expired", and how long each step of an exchange may take.
+
+use core::net::SocketAddr;
+
+use reauth_core::Duration;
+use reauth_core::expiry::ExpiryRule;
+
+/// The settings of a [`Client`](crate::Client). Every field is a plain value or a borrowed
+/// slice, so a `ClientConfig<'static>` can be built in a `const`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientConfig<'a> {
+    /// Where requests go.
+    pub api: Endpoint<'a>,
+    /// Where the refresh exchange goes; the path comes from the
+    /// [`RefreshExchange`](crate::RefreshExchange).
+    pub token: Endpoint<'a>,
+    /// The coordinator's tunables (refresh-ahead window, waits, retries).
+    pub coordinator: reauth_core::Config,
+    /// What counts as "token expired" in an API response (default: status 401).
+    pub expiry: ExpiryRule<'a>,
+    /// How long each step of an exchange may take.
+    pub timeouts: Timeouts,
+}
+
+/// One HTTP server: its address and the `Host` header it expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint<'a> {
+    /// The socket address to connect to (resolve names before, e.g. with
+    /// [`embedded_nal::Dns`]).
+    pub addr: SocketAddr,
+    /// The `Host` header: the server's name, with `:port` if it is not the default.
+    pub host: &'a str,
+}
+
+/// Deadlines of one exchange, measured on the caller's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From opening the socket until the connection is established (default 10 s).
+    pub connect: Duration,
+    /// From the end of the request until the response head is complete: the server's thinking
+    /// time (default 15 s).
+    pub response: Duration,
+    /// The longest gap without progress while sending the request or receiving the body
+    /// (default 10 s).
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// The documented defaults: 10 s to connect, 15 s for the response head, 10 s idle.
+    pub const DEFAULT: Self = Self {
+        connect: Duration::from_secs(10),
+        response: Duration::from_secs(15),
+        idle: Duration::from_secs(10),
+    };
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl<'a> ClientConfig<'a> {
+    /// A configuration with the defaults: the coordinator's
+    /// [`Config::DEFAULT`](reauth_core::Config::DEFAULT), 401 as the only expiry signal,
+    /// [`Timeouts::DEFAULT`].
+    #[must_use]
+    pub const fn new(api: Endpoint<'a>, token: Endpoint<'a>) -> Self {
+        Self {
+            api,
+            token,
+            coordinator: reauth_core::Config::DEFAULT,
+            expiry: ExpiryRule::STATUS_401,
+            timeouts: Timeouts::DEFAULT,
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! HTTP/1.1 on the wire, without I/O and without allocation: writing a request head into a fixed
+//! buffer, reading a response (head with httparse, then a `Content-Length`, chunked or
+//! close-delimited body) into a fixed buffer, and the [`Response`] view the application reads.
+//!
+//! A response lives in one buffer: the head from offset 0, the body right after it. A chunked
+//! body is decoded in place, so the buffer never holds more than the head, the decoded body and
+//! the few framing bytes not yet decoded. Whatever does not fit is an error, never a truncation.
+
+use httparse::Status;
+use reauth_core::Duration;
+use reauth_core::oauth::parse_retry_after;
+
+use crate::error::HttpError;
+
+/// Header slots for httparse; a response with more headers is [`HttpError::TooManyHeaders`].
+const MAX_HEADERS: usize = 32;
+
+/// The line the client writes for the access token, before the token itself.
+pub(crate) const AUTH_PREFIX: &[u8] = b"Authorization: Bearer ";
+
+/// Headers the client writes itself; a request that sets one is refused, so a caller can neither
+/// send a second `Authorization` nor break the framing.
+const MANAGED_HEADERS: [&str; 5] =
+    ["authorization", "host", "content-length", "transfer-encoding", "connection"];
+
+/// A request as the application hands it to [`Client::submit`](crate::Client::submit). It is
+/// copied into the slot, so the borrowed parts need only live for that call.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'r> {
+    /// The method, e.g. `"GET"` or `"POST"`.
+    pub method: &'r str,
+    /// The request target: an absolute path with optional query, e.g. `"/api/items?page=2"`.
+    pub path: &'r str,
+    /// Extra headers, e.g. `[("Content-Type", "application/json")]`. `Authorization`, `Host`,
+    /// `Content-Length`, `Transfer-Encoding` and `Connection` are written by the client.
+    pub headers: &'r [(&'r str, &'r str)],
+    /// The body; empty for none.
+    pub body: &'r [u8],
+}
+
+impl<'r> Request<'r> {
+    /// A `GET` of `path` without extra headers.
+    #[must_use]
+    pub const fn get(path: &'r str) -> Self {
+        Self { method: "GET", path, headers: &[], body: &[] }
+    }
+
+    /// A `POST` of `body` to `path` without extra headers (add a `Content-Type` with struct
+    /// update syntax: `Request { headers: &[...], ..Request::post(path, body) }`).
+    #[must_use]
+    pub const fn post(path: &'r str, body: &'r [u8]) -> Self {
+        Self { method: "POST", path, headers: &[], body }
+    }
+}
+
+/// A finished response, borrowed from its slot until
+/// [`Client::release`](crate::Client::release).
+#[derive(Clone, Copy, Debug)]
+pub struct Response<'b> {
+    status: u16,
+    head: &'b [u8],
+    body: &'b [u8],
+}
+
+impl<'b> Response<'b> {
+    /// The status code.
+    #[must_use]
+    pub const fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body, with any chunked framing removed.
+    #[must_use]
+    pub const fn body(&self) -> &'b [u8] {
+        self.body
+    }
+
+    /// The value of the first header called `name` (compared case-insensitively), with
+    /// surrounding spaces removed.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        // The head passed httparse, so it is a status line and `name: value` lines, each ended
+        // by CRLF (or a bare LF, which httparse also accepts).
+        self.head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (key, rest) = line.split_at(colon);
+            key.eq_ignore_ascii_case(name.as_bytes()).then(|| trim(rest.get(1..).unwrap_or(&[])))
+        })
+    }
+}
+
+/// Where the parts of a request written by [`write_request`] sit in the request buffer:
+/// `[0, auth_at)` the head without the blank line, then the `Authorization` line (written at
+/// send time), then `tail_len` bytes: the blank line and the body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) auth_at: usize,
+    pub(crate) tail_len: usize,
+}
+
+/// Writes `request` into `buf` without an `Authorization` line; see [`Layout`].
+///
+/// # Errors
+/// `Err(Some(needed))` if it does not fit, `Err(None)` if the request is invalid.
+pub(crate) fn write_request(
+    buf: &mut [u8],
+    request: &Request<'_>,
+    host: &str,
+) -> Result<Layout, Option<usize>> {
+    let valid = is_token(request.method)
+        && is_visible(request.path)
+        && request.path.starts_with('/')
+        && is_visible(host)
+        && request.headers.iter().all(|(name, value)| {
+            is_token(name)
+                && is_field_value(value)
+                && !MANAGED_HEADERS.iter().any(|m| name.eq_ignore_ascii_case(m))
+        });
+    if !valid {
+        return Err(None);
+    }
+    let mut out = Cursor::new(buf);
+    out.put(request.method.as_bytes());
+    out.put(b" ");
+    out.put(request.path.as_bytes());
+    out.put(b" HTTP/1.1\r\nHost: ");
+    out.put(host.as_bytes());
+    // One exchange per connection: the server closes after answering, which also frees its
+    // resources at once on a device that may not poll again soon.
+    out.put(b"\r\nConnection: close\r\n");
+    let method = request.method;
+    let bodyless = ["GET", "HEAD", "DELETE", "OPTIONS"].contains(&method);
+    if !request.body.is_empty() || !bodyless {
+        out.put(b"Content-Length: ");
+        out.put_decimal(request.body.len());
+        out.put(b"\r\n");
+    }
+    for (name, value) in request.headers {
+        out.put(name.as_bytes());
+        out.put(b": ");
+        out.put(value.as_bytes());
+        out.put(b"\r\n");
+    }
+    let auth_at = out.len();
+    out.put(b"\r\n");
+    out.put(request.body);
+    let end = out.finish().map_err(Some)?;
+    Ok(Layout { auth_at, tail_len: end - auth_at })
+}
+
+/// Writes into a fixed buffer and counts what would not fit, so that a too-small buffer is
+/// reported with the size it would need.
+pub(crate) struct Cursor<'b> {
+    buf: &'b mut [u8],
+    /// Bytes written so far, or that would have been: may exceed `buf.len()`.
+    len: usize,
+}
+
+impl<'b> Cursor<'b> {
+    pub(crate) const fn new(buf: &'b mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.len = end;
+    }
+
+    pub(crate) fn put_decimal(&mut self, mut n: usize) {
+        // 20 digits hold any u64, so every index below is in range; `get_mut` keeps it so.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        self.put(digits.get(at..).unwrap_or(&[]));
+    }
+
+    /// The length written, or `Err(needed)` if it did not fit.
+    pub(crate) fn finish(self) -> Result<usize, usize> {
+        if self.len <= self.buf.len() { Ok(self.len) } else { Err(self.len) }
+    }
+}
+
+/// What the head of a response says, copied out of the buffer so that it can be reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) status: u16,
+    /// Length of the head in bytes, blank line included; the body starts here.
+    pub(crate) len: usize,
+    /// The `Retry-After` header in seconds, if any (used on the token endpoint).
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// A response read completely: the body is `buf[head.len..body_end]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) head: Head,
+    pub(crate) body_end: usize,
+}
+
+impl Answer {
+    /// The application's view of the answer in `buf`.
+    pub(crate) fn view<'b>(&self, buf: &'b [u8]) -> Response<'b> {
+        Response {
+            status: self.head.status,
+            head: buf.get(..self.head.len).unwrap_or(&[]),
+            body: buf.get(self.head.len..self.body_end).unwrap_or(&[]),
+        }
+    }
+}
+
+/// Why reading a response stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecvError {
+    Http(HttpError),
+    /// The response does not fit the buffer.
+    TooLarge,
+    /// The connection ended before the response did.
+    Truncated,
+}
+
+impl From<HttpError> for RecvError {
+    fn from(e: HttpError) -> Self {
+        Self::Http(e)
+    }
+}
+
+/// Reads one response into a caller buffer, a few bytes at a time.
+///
+/// The driver asks for [`spare`](Self::spare) room, receives into it and reports the count with
+/// [`on_data`](Self::on_data), or reports the end of the stream with [`on_eof`](Self::on_eof).
+/// The same buffer MUST be passed every time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Receiver {
+    /// `buf[..filled]` holds what was received (minus framing already decoded away).
+    filled: usize,
+    /// The request was `HEAD`: the response has no body whatever its headers say.
+    head_request: bool,
+    state: RecvState,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum RecvState {
+    Head,
+    Body { head: Head, framing: Framing },
+    Done(Answer),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    /// The body ends at this offset.
+    Length { end: usize },
+    /// The body ends when the connection does.
+    Close,
+    /// `buf[head.len..out]` is decoded body, `buf[raw..filled]` framing not yet decoded.
+    Chunked { out: usize, raw: usize, chunk: Chunk },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, `left` bytes to go.
+    Data { left: u64 },
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailer,
+}
+
+impl Receiver {
+    pub(crate) const fn new(head_request: bool) -> Self {
+        Self { filled: 0, head_request, state: RecvState::Head }
+    }
+
+    /// Where the next bytes go. Empty only when a close-delimited body has filled the buffer:
+    /// the driver then checks whether the stream has ended (see [`on_eof`](Self::on_eof)).
+    pub(crate) fn spare<'b>(&self, buf: &'b mut [u8]) -> &'b mut [u8] {
+        buf.get_mut(self.filled..).unwrap_or_default()
+    }
+
+    /// True once the head is complete.
+    pub(crate) const fn has_head(&self) -> bool {
+        !matches!(self.state, RecvState::Head)
+    }
+
+    /// `n` bytes were received into [`spare`](Self::spare). Returns the answer once complete.
+    pub(crate) fn on_data(
+        &mut self,
+        buf: &mut [u8],
+        n: usize,
+    ) -> Result<Option<Answer>, RecvError> {
+        self.filled = self.filled.saturating_add(n).min(buf.len());
+        self.process(buf)
+    }
+
+    /// The peer closed the connection.
+    pub(crate) fn on_eof(&mut self) -> Result<Answer, RecvError> {
+        match self.state {
+            RecvState::Body { head, framing: Framing::Close } => {
+                let answer = Answer { head, body_end: self.filled };
+                self.state = RecvState::Done(answer);
+                Ok(answer)
+            }
+            RecvState::Done(answer) => Ok(answer),
+            _ => Err(RecvError::Truncated),
+        }
+    }
+
+    fn process(&mut self, buf: &mut [u8]) -> Result<Option<Answer>, RecvError> {
+        loop {
+            match self.state {
+                RecvState::Head => {
+                    let data = buf.get(..self.filled).unwrap_or(&[]);
+                    let Some((head, framing)) = parse_head(data, self.head_request)? else {
+                        return if self.filled >= buf.len() {
+                            Err(RecvError::TooLarge)
+                        } else {
+                            Ok(None)
+                        };
+                    };
+                    if (100..200).contains(&head.status) {
+                        // An interim response (100 Continue, 103 Early Hints): drop it and read
+                        // the real one behind it.
+                        buf.copy_within(head.len..self.filled, 0);
+                        self.filled -= head.len;
+                        continue;
+                    }
+                    let framing = match framing {
+                        Framing::Length { end } if end > buf.len() => {
+                            return Err(RecvError::TooLarge);
+                        }
+                        other => other,
+                    };
+                    self.state = RecvState::Body { head, framing };
+                }
+                RecvState::Body { head, framing: Framing::Length { end } } => {
+                    if self.filled < end {
+                        return Ok(None);
+                    }
+                    // Anything past the declared length is not ours (the connection closes
+                    // after this response anyway).
+                    self.filled = end;
+                    self.state = RecvState::Done(Answer { head, body_end: end });
+                }
+                RecvState::Body { framing: Framing::Close, .. } => return Ok(None),
+                RecvState::Body {
+                    head,
+                    framing: Framing::Chunked { mut out, mut raw, mut chunk },
+                } => {
+                    let done = dechunk(buf, &mut self.filled, &mut out, &mut raw, &mut chunk)?;
+                    if done {
+                        self.filled = out;
+                        self.state = RecvState::Done(Answer { head, body_end: out });
+                    } else {
+                        self.state =
+                            RecvState::Body { head, framing: Framing::Chunked { out, raw, chunk } };
+                        return Ok(None);
+                    }
+                }
+                RecvState::Done(answer) => return Ok(Some(answer)),
+            }
+        }
+    }
+}
+
+/// Parses a complete head from `data`; `Ok(None)` if more bytes are needed.
+fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(data) {
+        Ok(Status::Complete(len)) => len,
+        Ok(Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(_) => return Err(HttpError::InvalidHead),
+    };
+    let status = response.code.ok_or(HttpError::InvalidHead)?;
+    let mut content_length = None;
+    let mut chunked = None;
+    let mut retry_after = None;
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let n = parse_decimal(trim(header.value)).ok_or(HttpError::InvalidContentLength)?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(HttpError::InvalidContentLength);
+            }
+            content_length = Some(n);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the last coding decides (RFC 9112 §6.3); a later header overrides.
+            let last = header.value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(&[]);
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if header.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = parse_retry_after(header.value);
+        }
+    }
+    let head = Head { status, len, retry_after };
+    let no_body = head_request || status == 204 || status == 304 || (100..200).contains(&status);
+    let framing = match (no_body, chunked, content_length) {
+        (true, _, _) => Framing::Length { end: len },
+        // Chunked wins over Content-Length (RFC 9112 §6.3).
+        (false, Some(true), _) => Framing::Chunked { out: len, raw: len, chunk: Chunk::Size },
+        (false, Some(false), _) => return Err(HttpError::UnsupportedTransferEncoding),
+        (false, None, Some(n)) => Framing::Length { end: len.saturating_add(n) },
+        (false, None, None) => Framing::Close,
+    };
+    Ok(Some((head, framing)))
+}
+
+/// Decodes as much of a chunked body as has arrived, in place. Returns true at the end of the
+/// body; otherwise the undecoded framing has been moved down to `out` so that the free room after
+/// `filled` is as large as it can be.
+fn dechunk(
+    buf: &mut [u8],
+    filled: &mut usize,
+    out: &mut usize,
+    raw: &mut usize,
+    chunk: &mut Chunk,
+) -> Result<bool, RecvError> {
+    loop {
+        let avail = buf.get(*raw..*filled).unwrap_or(&[]);
+        match *chunk {
+            Chunk::Size => match httparse::parse_chunk_size(avail) {
+                Ok(Status::Complete((used, 0))) => {
+                    *raw += used;
+                    *chunk = Chunk::Trailer;
+                }
+                Ok(Status::Complete((used, size))) => {
+                    let room = buf.len().saturating_sub(*out);
+                    if size > u64::try_from(room).unwrap_or(u64::MAX) {
+                        return Err(RecvError::TooLarge);
+                    }
+                    *raw += used;
+                    *chunk = Chunk::Data { left: size };
+                }
+                Ok(Status::Partial) => break,
+                Err(_) => return Err(HttpError::InvalidChunk.into()),
+            },
+            Chunk::Data { left } => {
+                if avail.is_empty() {
+                    break;
+                }
+                let take = usize::try_from(left).map_or(avail.len(), |left| left.min(avail.len()));
+                // In range: `raw + take <= filled <= buf.len()`, and `out <= raw`.
+                buf.copy_within(*raw..*raw + take, *out);
+                *out += take;
+                *raw += take;
+                let left = left - take as u64;
+                *chunk = if left == 0 { Chunk::DataEnd } else { Chunk::Data { left } };
+            }
+            Chunk::DataEnd => match avail.get(..2) {
+                None => break,
+                Some(b"\r\n") => {
+                    *raw += 2;
+                    *chunk = Chunk::Size;
+                }
+                Some(_) => return Err(HttpError::InvalidChunk.into()),
+            },
+            Chunk::Trailer => match avail.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    *raw += 2;
+                    return Ok(true);
+                }
+                // A trailer field: nothing the client uses.
+                Some(at) => *raw += at + 2,
+                None => break,
+            },
+        }
+    }
+    if *raw > *out {
+        // In range: `out < raw <= filled <= buf.len()`.
+        buf.copy_within(*raw..*filled, *out);
+        *filled = *out + (*filled - *raw);
+        *raw = *out;
+    }
+    if *filled >= buf.len() {
+        // No room left and the body is not complete: it does not fit.
+        return Err(RecvError::TooLarge);
+    }
+    Ok(false)
+}
+
+/// Parses ASCII digits into a `usize`; `None` for anything else or an overflow.
+fn parse_decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |n, &d| {
+        d.is_ascii_digit().then_some(())?;
+        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// RFC 9110 `token`: the characters of a method or a header name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Visible ASCII without spaces: a request target or a host.
+fn is_visible(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A header value: visible ASCII, spaces and tabs, never a line break.
+fn is_field_value(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    /// Feeds `wire` to a receiver `step` bytes at a time through a buffer of `cap` bytes.
+    fn read(wire: &[u8], cap: usize, step: usize) -> Result<(Answer, Vec<u8>), RecvError> {
+        let mut buf = std::vec![0u8; cap];
+        let mut r = Receiver::new(false);
+        let mut at = 0;
+        loop {
+            let spare = r.spare(&mut buf);
+            if at == wire.len() || spare.is_empty() {
+                let answer = r.on_eof()?;
+                return Ok((answer, buf));
+            }
+            let n = step.min(spare.len()).min(wire.len() - at);
+            spare[..n].copy_from_slice(&wire[at..at + n]);
+            at += n;
+            if let Some(answer) = r.on_data(&mut buf, n)? {
+                return Ok((answer, buf));
+            }
+        }
+    }
+
+    fn body(wire: &[u8], cap: usize, step: usize) -> Result<(u16, Vec<u8>), RecvError> {
+        let (answer, buf) = read(wire, cap, step)?;
+        let view = answer.view(&buf);
+        Ok((view.status(), view.body().to_vec()))
+    }
+
+    #[test]
+    fn content_length_body_at_every_step_size() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello";
+        for step in 1..=wire.len() {
+            assert_eq!(body(wire, 128, step), Ok((200, b"hello".to_vec())), "step {step}");
+        }
+    }
+
+    #[test]
+    fn chunked_body_is_decoded_in_place_at_every_step_size() {
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     4\r\nRust\r\n6;ext=1\r\n is ok\r\n0\r\nTrailer: x\r\n\r\n";
+        for step in 1..=wire.len() {
+            assert_eq!(body(wire, 128, step), Ok((200, b"Rust is ok".to_vec())), "step {step}");
+        }
+    }
+
+    #[test]
+    fn chunked_body_needs_only_room_for_head_body_and_a_little_framing() {
+        let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head_len = wire.len();
+        for _ in 0..20 {
+            wire.extend_from_slice(b"5\r\nabcde\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        // 100 decoded bytes; the raw body is 205 bytes.
+        let (status, body) = body(&wire, head_len + 100 + 8, 7).unwrap();
+        assert_eq!((status, body.len()), (200, 100));
+        assert_eq!(read(&wire, head_len + 90, 7).err(), Some(RecvError::TooLarge));
+    }
+
+    #[test]
+    fn close_delimited_body_ends_with_the_stream() {
+        let wire = b"HTTP/1.0 200 OK\r\n\r\nuntil close";
+        assert_eq!(body(wire, 64, 3), Ok((200, b"until close".to_vec())));
+    }
+
+    #[test]
+    fn oversized_responses_are_errors() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n";
+        assert_eq!(read(wire, 60, 4).err(), Some(RecvError::TooLarge));
+        let head = b"HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        assert_eq!(read(head, 30, 4).err(), Some(RecvError::TooLarge));
+        let chunk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n";
+        assert_eq!(read(chunk, 80, 4).err(), Some(RecvError::TooLarge));
+    }
+
+    #[test]
+    fn truncated_and_malformed_responses_are_errors() {
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        assert_eq!(read(short, 64, 64).err(), Some(RecvError::Truncated));
+        assert_eq!(read(b"HTTP/1.1 200 OK\r\nContent-", 64, 64).err(), Some(RecvError::Truncated));
+        let cases: [(&[u8], HttpError); 5] = [
+            (b"HTTP/1.1 2x0 OK\r\n\r\n", HttpError::InvalidHead),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", HttpError::InvalidContentLength),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                HttpError::UnsupportedTransferEncoding,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                HttpError::InvalidChunk,
+            ),
+        ];
+        for (wire, expected) in cases {
+            assert_eq!(read(wire, 128, 5).err(), Some(RecvError::Http(expected)));
+        }
+        let bad_crlf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXY";
+        assert_eq!(read(bad_crlf, 128, 5).err(), Some(RecvError::Http(HttpError::InvalidChunk)));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_bodyless_statuses_end_at_the_head() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX: y\r\n\r\n";
+        let (answer, buf) = read(wire, 128, 6).unwrap();
+        let view = answer.view(&buf);
+        assert_eq!((view.status(), view.body()), (204, &b""[..]));
+        assert_eq!(view.header("x"), Some(&b"y"[..]));
+        let mut r = Receiver::new(true);
+        let mut buf = [0u8; 64];
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
+        r.spare(&mut buf)[..wire.len()].copy_from_slice(wire);
+        let answer = r.on_data(&mut buf, wire.len()).unwrap().unwrap();
+        assert_eq!(answer.view(&buf).body(), b"");
+    }
+
+    #[test]
+    fn headers_are_found_case_insensitively_and_retry_after_is_parsed() {
+        let wire = b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\ncontent-type:  text/plain \r\n\
+                     Content-Length: 0\r\n\r\n";
+        let (answer, buf) = read(wire, 128, 128).unwrap();
+        assert_eq!(answer.head.retry_after, Some(Duration::from_secs(7)));
+        let view = answer.view(&buf);
+        assert_eq!(view.header("Content-Type"), Some(&b"text/plain"[..]));
+        assert_eq!(view.header("missing"), None);
+    }
+
+    #[test]
+    fn request_is_written_with_a_gap_for_the_authorization_line() {
+        let mut buf = [0u8; 256];
+        let request = Request {
+            method: "POST",
+            path: "/api/x?y=1",
+            headers: &[("Content-Type", "application/json")],
+            body: b"{}",
+        };
+        let layout = write_request(&mut buf, &request, "example.com:8080").unwrap();
+        let head = &buf[..layout.auth_at];
+        assert_eq!(
+            head,
+            b"POST /api/x?y=1 HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\
+              Content-Length: 2\r\nContent-Type: application/json\r\n"
+        );
+        assert_eq!(&buf[layout.auth_at..layout.auth_at + layout.tail_len], b"\r\n{}");
+        assert_eq!(
+            write_request(&mut buf[..20], &request, "h"),
+            Err(Some(layout.auth_at + 4 - 15))
+        );
+    }
+
+    #[test]
+    fn invalid_requests_are_refused() {
+        let mut buf = [0u8; 256];
+        let bad = [
+            Request::get("/a b"),
+            Request::get("no-slash"),
+            Request { method: "GE T", ..Request::get("/") },
+            Request { headers: &[("X", "a\r\nInjected: 1")], ..Request::get("/") },
+            Request { headers: &[("authorization", "Bearer x")], ..Request::get("/") },
+            Request { headers: &[("Bad Name", "v")], ..Request::get("/") },
+        ];
+        for request in bad {
+            assert_eq!(write_request(&mut buf, &request, "h"), Err(None), "{request:?}");
+        }
+        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host"), Err(None));
+    }
+
+    #[test]
+    fn decimal_writing_and_parsing() {
+        let mut buf = [0u8; 32];
+        let mut c = Cursor::new(&mut buf);
+        c.put_decimal(0);
+        c.put(b",");
+        c.put_decimal(usize::MAX);
+        let n = c.finish().unwrap();
+        assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), std::format!("0,{}", usize::MAX));
+        assert_eq!(parse_decimal(b"0012"), Some(12));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
+        assert_eq!(parse_decimal(b"+1"), None);
+    }
+}

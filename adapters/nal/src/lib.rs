@@ -1,0 +1,61 @@
+//! `reauth-nal`: a poll-driven HTTP/1.1 client for microcontrollers that keeps its bearer token
+//! fresh. `no_std`, no heap, no blocking, no `unsafe`.
+//!
+//! It drives [`reauth_core::Coordinator`] over any [`embedded_nal::TcpClientStack`] (or a TLS
+//! layer on top, see [`transport`]): `K` request slots and one refresh exchange, each with its
+//! own connection, advanced by [`Client::poll`] from the firmware's main loop. When the access
+//! token expires, exactly one refresh runs on its own socket; requests that need a token wait in
+//! their slots (they were copied in, so they can be replayed) and go out again with the new token,
+//! or are rejected with a typed reason if the refresh is refused. A rotated refresh token is
+//! handed to a [`TokenStore`] (flash) before it is ever used.
+//!
+//! # Quick start
+//!
+//! 1. Build a [`Client`] from a [`ClientConfig`] (API and token endpoint addresses, expiry rule,
+//!    timeouts), a [`RefreshExchange`] ([`OAuth2`] for the standard grant) and a [`TokenStore`].
+//!    Size its buffers with the const parameters (see [`Client`]).
+//! 2. Install credentials: [`Client::login`] after a login, or [`Client::restore`] with the
+//!    refresh token kept in flash.
+//! 3. [`Client::submit`] requests; in the main loop call [`Client::poll`] until it returns `None`
+//!    and handle each [`Event`]; sleep until the stack has news or [`Client::poll_timeout`].
+//!
+//! HTTP: one request per connection (`Connection: close`), responses framed by
+//! `Content-Length`, chunked encoding (decoded in place) or the end of the connection; a
+//! response that does not fit its buffer is [`Error::ResponseTooLarge`], never truncated.
+//! Connect, response and idle timeouts run on the caller's clock ([`Timeouts`]).
+//!
+//! Tokens never appear in `Debug`, `Display` or errors. The buffers that held them (a request's
+//! `Authorization` line, the refresh request and answer) are wiped when they are done with.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod client;
+mod config;
+mod error;
+mod exchange;
+mod http;
+mod refresh;
+mod slot;
+mod store;
+pub mod transport;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+pub use client::{Client, Event};
+pub use config::{ClientConfig, Endpoint, Timeouts};
+pub use error::{AnswerError, Error, HttpError, LoginError, Stage, SubmitError, TimeoutKind};
+pub use http::{Request, Response};
+pub use refresh::{OAuth2, RefreshExchange, Refreshed, Unusable};
+pub use store::{NoStore, TokenStore};
+pub use transport::{IoError, Transport};
+
+/// The crates in this crate's public API, re-exported so that firmware uses the same versions.
+pub use {embedded_nal, reauth_core};

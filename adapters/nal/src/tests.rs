@@ -1,0 +1,526 @@
+//! Scenario tests of the client on the in-memory stack of [`crate::mock`]: every slot state
+//! (parked, connecting, sending, receiving, answered, failed), the refresh exchange, and the
+//! partial-I/O paths, on a virtual clock.
+
+use core::net::SocketAddr;
+use std::string::{String, ToString};
+use std::vec::Vec;
+use std::{format, vec};
+
+use embedded_nal::TcpErrorKind;
+use reauth_core::expiry::{BodyCode, ExpiryRule};
+use reauth_core::{Duration, Generation, Instant, RefreshFailure, Rejection, RequestId};
+
+use crate::mock::{MockError, MockNet, Script, http, token_response};
+use crate::{
+    Client, ClientConfig, Endpoint, Error, Event, OAuth2, Request, Stage, SubmitError, TimeoutKind,
+    TokenStore,
+};
+
+const API: &str = "10.0.0.1:80";
+const AUTH: &str = "10.0.0.2:80";
+
+/// Records saved refresh tokens; fails on demand.
+#[derive(Debug, Default)]
+struct MemStore {
+    saved: Vec<String>,
+    fail: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct FlashFull;
+
+impl TokenStore for MemStore {
+    type Error = FlashFull;
+    fn save(&mut self, refresh_token: &str, _generation: Generation) -> Result<(), FlashFull> {
+        if self.fail {
+            return Err(FlashFull);
+        }
+        self.saved.push(refresh_token.to_string());
+        Ok(())
+    }
+}
+
+type TestClient = Client<'static, MockNet, MemStore, OAuth2<'static>, 3, 384, 256, 48, 48>;
+type Ev = Event<MockError, FlashFull>;
+
+fn api() -> SocketAddr {
+    API.parse().unwrap()
+}
+
+fn auth() -> SocketAddr {
+    AUTH.parse().unwrap()
+}
+
+fn config() -> ClientConfig<'static> {
+    ClientConfig::new(
+        Endpoint { addr: api(), host: "api.test" },
+        Endpoint { addr: auth(), host: "auth.test" },
+    )
+}
+
+fn client_with(config: ClientConfig<'static>) -> TestClient {
+    let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
+    Client::new(config, exchange, MemStore::default())
+}
+
+/// A client logged in with `at1` / `rt1`, valid for an hour.
+fn logged_in() -> TestClient {
+    let mut client = client_with(config());
+    client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
+    client
+}
+
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+/// Polls at `now` until `poll` says `None` (bounded), returning the events.
+fn drain(client: &mut TestClient, net: &mut MockNet, now: Instant) -> Vec<Ev> {
+    let mut events = Vec::new();
+    for _ in 0..1_000 {
+        match client.poll(net, now) {
+            Some(event) => events.push(event),
+            None => return events,
+        }
+    }
+    panic!("poll never ran dry: {events:?}");
+}
+
+/// Polls with the clock moving `step_ms` per round until `done` holds for the events so far
+/// (bounded in rounds); returns the events and the final time.
+fn run(
+    client: &mut TestClient,
+    net: &mut MockNet,
+    start: u64,
+    step_ms: u64,
+    mut done: impl FnMut(&[Ev]) -> bool,
+) -> (Vec<Ev>, u64) {
+    let mut events = Vec::new();
+    let mut now = start;
+    for _ in 0..10_000 {
+        events.extend(drain(client, net, t(now)));
+        if done(&events) {
+            return (events, now);
+        }
+        now += step_ms;
+    }
+    panic!("scenario did not finish: {events:?}");
+}
+
+fn responses(events: &[Ev]) -> usize {
+    events.iter().filter(|e| matches!(e, Event::Response { .. })).count()
+}
+
+fn finished(events: &[Ev]) -> usize {
+    events.iter().filter(|e| matches!(e, Event::Response { .. } | Event::Failed { .. })).count()
+}
+
+fn failure(events: &[Ev], id: RequestId) -> &Error<MockError> {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Failed { id: failed, error } if *failed == id => Some(error),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no failure for {id:?}: {events:?}"))
+}
+
+fn body(client: &TestClient, id: RequestId) -> String {
+    String::from_utf8(client.response(id).unwrap().body().to_vec()).unwrap()
+}
+
+#[test]
+fn request_goes_out_with_the_bearer_token_through_short_writes_and_reads() {
+    let mut net = MockNet::default();
+    net.script(
+        api(),
+        Script {
+            connect_blocks: 3,
+            send_max: 7,
+            recv_max: 5,
+            stutter: true,
+            ..Script::answer(&http(200, "hello world"))
+        },
+    );
+    let mut client = logged_in();
+    let id = client
+        .submit(
+            t(0),
+            &Request {
+                headers: &[("Content-Type", "text/plain")],
+                ..Request::post("/api/echo", b"ping")
+            },
+        )
+        .unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 1);
+    assert!(matches!(events[..], [Event::Response { id: got, status: 200 }] if got == id));
+    assert_eq!(body(&client, id), "hello world");
+    assert_eq!(
+        net.requests_to(api()),
+        vec![
+            "POST /api/echo HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nContent-Length: 4\r\n\
+             Content-Type: text/plain\r\nAuthorization: Bearer at1\r\n\r\nping"
+        ]
+    );
+    assert_eq!(net.open_sockets(), 0, "the connection is closed once answered");
+    assert_eq!(client.free_slots(), 2);
+    assert!(client.release(id));
+    assert!(client.response(id).is_none());
+    assert_eq!(client.free_slots(), 3);
+}
+
+#[test]
+fn k_expired_answers_give_one_refresh_and_k_replays_with_the_new_token() {
+    let mut net = MockNet::default();
+    for _ in 0..3 {
+        net.script(api(), Script::answer(&http(401, "")));
+    }
+    net.script(
+        auth(),
+        Script { send_max: 11, recv_max: 9, ..Script::answer(&token_response("at2", "rt2", 600)) },
+    );
+    for i in 0..3 {
+        net.script(api(), Script::answer(&http(200, &format!("ok{i}"))));
+    }
+    let mut client = logged_in();
+    let ids: Vec<_> =
+        (0..3).map(|_| client.submit(t(0), &Request::get("/api/data")).unwrap()).collect();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| responses(e) == 3);
+    let token_requests = net.requests_to(auth());
+    assert_eq!(token_requests.len(), 1, "exactly one refresh");
+    assert!(token_requests[0].starts_with("POST /oauth/token HTTP/1.1\r\nHost: auth.test\r\n"));
+    assert!(token_requests[0].contains("Content-Type: application/x-www-form-urlencoded\r\n"));
+    assert!(token_requests[0].ends_with("\r\n\r\ngrant_type=refresh_token&refresh_token=rt1"));
+    let api_requests = net.requests_to(api());
+    assert_eq!(api_requests.len(), 6);
+    assert!(api_requests[..3].iter().all(|r| r.contains("Authorization: Bearer at1\r\n")));
+    assert!(api_requests[3..].iter().all(|r| r.contains("Authorization: Bearer at2\r\n")));
+    assert!(events.iter().any(|e| matches!(e, Event::Refreshed { generation: Generation(2), .. })));
+    assert_eq!(client.store().saved, ["rt1", "rt2"], "login and rotated tokens persisted");
+    let mut bodies: Vec<_> = ids.iter().map(|&id| body(&client, id)).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["ok0", "ok1", "ok2"]);
+    assert_eq!(client.generation(), Generation(2));
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
+fn refused_refresh_rejects_every_parked_request_and_needs_login() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(auth(), Script::answer(&http(400, r#"{"error":"invalid_grant"}"#)));
+    let mut client = logged_in();
+    let a = client.submit(t(0), &Request::get("/api/a")).unwrap();
+    let b = client.submit(t(0), &Request::get("/api/b")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 2);
+    for id in [a, b] {
+        assert!(matches!(failure(&events, id), Error::Rejected(Rejection::NeedsLogin)));
+    }
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::RefreshFailed { failure: RefreshFailure::Refused, error: Error::Refresh(_) }
+    )));
+    assert!(client.needs_login());
+    assert_eq!(
+        client.submit(t(5), &Request::get("/api/c")),
+        Err(SubmitError::Rejected(Rejection::NeedsLogin))
+    );
+    assert_eq!(client.free_slots(), 3);
+}
+
+#[test]
+fn transient_refresh_failures_back_off_and_retry() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(auth(), Script::answer(&http(503, "")));
+    net.script(auth(), Script { refuse: true, ..Script::default() });
+    net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+    net.script(api(), Script::answer(&http(200, "finally")));
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 50, |e| responses(e) == 1);
+    let transient = |e: &&Ev| {
+        matches!(e, Event::RefreshFailed { failure: RefreshFailure::Transient { .. }, .. })
+    };
+    assert_eq!(events.iter().filter(transient).count(), 2, "{events:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::RefreshFailed { error: Error::Transport { stage: Stage::Connect, .. }, .. }
+    )));
+    assert_eq!(net.requests_to(auth()).len(), 2, "the refused connect sent nothing");
+    assert_eq!(body(&client, id), "finally");
+}
+
+#[test]
+fn persistence_failure_is_reported_and_the_new_tokens_are_used_anyway() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+    net.script(api(), Script::answer(&http(200, "ok")));
+    let mut client = logged_in();
+    client.store_mut().fail = true;
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| responses(e) == 1);
+    let persist =
+        events.iter().position(|e| matches!(e, Event::PersistFailed { error: FlashFull }));
+    let refreshed = events.iter().position(|e| matches!(e, Event::Refreshed { .. }));
+    assert!(persist.unwrap() < refreshed.unwrap(), "{events:?}");
+    assert!(net.requests_to(api())[1].contains("Bearer at2"));
+    assert_eq!(body(&client, id), "ok");
+}
+
+#[test]
+fn a_stale_expired_answer_is_replayed_without_a_second_refresh() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    // The second request connects slowly: the refresh caused by the first ends meanwhile, and
+    // its own 401 (for the old token) arrives afterwards.
+    net.script(api(), Script { connect_blocks: 40, ..Script::answer(&http(401, "")) });
+    net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+    net.script(api(), Script::answer(&http(200, "a")));
+    net.script(api(), Script::answer(&http(200, "b")));
+    let mut client = logged_in();
+    let a = client.submit(t(0), &Request::get("/api/a")).unwrap();
+    let b = client.submit(t(0), &Request::get("/api/b")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| responses(e) == 2);
+    assert_eq!(net.requests_to(auth()).len(), 1, "{events:?}");
+    let b_requests: Vec<_> =
+        net.requests_to(api()).into_iter().filter(|r| r.contains("/api/b")).collect();
+    assert_eq!(b_requests.len(), 2);
+    assert!(b_requests[0].contains("Bearer at1") && b_requests[1].contains("Bearer at2"));
+    assert!(
+        events_order_ok(&net),
+        "b's first request went out after the refresh: {:?}",
+        net.requests
+    );
+    assert_eq!((body(&client, a), body(&client, b)), ("a".into(), "b".into()));
+}
+
+/// True if the token request came before b's first (stale) request completed.
+fn events_order_ok(net: &MockNet) -> bool {
+    let refresh = net.requests.iter().position(|(to, _)| *to == auth());
+    let stale_b = net.requests.iter().position(|(_, r)| {
+        let r = String::from_utf8_lossy(r);
+        r.contains("/api/b") && r.contains("Bearer at1")
+    });
+    refresh < stale_b
+}
+
+#[test]
+fn a_request_still_refused_after_its_replay_is_unauthorized() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+    net.script(api(), Script::answer(&http(401, "")));
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Rejected(Rejection::Unauthorized)));
+    assert_eq!(net.requests_to(auth()).len(), 1);
+}
+
+#[test]
+fn classic_body_code_409_counts_as_expiry() {
+    const RULE: ExpiryRule<'static> = ExpiryRule {
+        statuses: &[401],
+        body_code: Some(BodyCode { field: "code", values: &[409] }),
+    };
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(200, r#"{"code":409,"message":"token expired"}"#)));
+    net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+    net.script(api(), Script::answer(&http(200, r#"{"code":0,"data":1}"#)));
+    let mut client = client_with(ClientConfig { expiry: RULE, ..config() });
+    client.login(t(0), "at1", "rt1", None).unwrap();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    run(&mut client, &mut net, 0, 1, |e| responses(e) == 1);
+    assert_eq!(net.requests_to(auth()).len(), 1);
+    assert_eq!(body(&client, id), r#"{"code":0,"data":1}"#);
+}
+
+#[test]
+fn restored_refresh_token_refreshes_before_the_first_request() {
+    let mut net = MockNet::default();
+    net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+    net.script(api(), Script::answer(&http(200, "hi")));
+    let mut client = client_with(config());
+    client.restore(t(0), "rt-from-flash").unwrap();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    assert_eq!(client.poll_timeout(), Some(t(0)), "the refresh is ready to start");
+    run(&mut client, &mut net, 0, 1, |e| responses(e) == 1);
+    assert!(net.requests_to(auth())[0].ends_with("refresh_token=rt-from-flash"));
+    assert_eq!(net.requests_to(api()).len(), 1, "the request waited for the token");
+    assert_eq!(body(&client, id), "hi");
+}
+
+#[test]
+fn chunked_and_close_delimited_bodies_are_read() {
+    let mut net = MockNet::default();
+    let chunked =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    net.script(api(), Script { recv_max: 4, ..Script::answer(chunked) });
+    net.script(
+        api(),
+        Script { recv_max: 3, ..Script::answer(b"HTTP/1.1 200 OK\r\n\r\nto the end") },
+    );
+    let mut client = logged_in();
+    let a = client.submit(t(0), &Request::get("/api/a")).unwrap();
+    let b = client.submit(t(0), &Request::get("/api/b")).unwrap();
+    run(&mut client, &mut net, 0, 1, |e| responses(e) == 2);
+    assert_eq!(body(&client, a), "abcde");
+    assert_eq!(body(&client, b), "to the end");
+}
+
+#[test]
+fn responses_larger_than_the_buffer_are_errors() {
+    let mut net = MockNet::default();
+    let big = "x".repeat(300);
+    net.script(api(), Script::answer(&http(200, &big)));
+    net.script(api(), Script::answer(format!("HTTP/1.1 200 OK\r\n\r\n{big}").as_bytes()));
+    let chunked =
+        format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n{big}\r\n0\r\n\r\n");
+    net.script(api(), Script { recv_max: 50, ..Script::answer(chunked.as_bytes()) });
+    let mut client = logged_in();
+    let ids: Vec<_> =
+        (0..3).map(|_| client.submit(t(0), &Request::get("/api/big")).unwrap()).collect();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 3);
+    for id in ids {
+        assert!(
+            matches!(failure(&events, id), Error::ResponseTooLarge { capacity: 256 }),
+            "{events:?}"
+        );
+    }
+    assert_eq!(net.open_sockets(), 0);
+    assert_eq!(client.free_slots(), 3);
+}
+
+#[test]
+fn connections_dropped_mid_body_are_errors() {
+    let mut net = MockNet::default();
+    let response = http(200, "0123456789");
+    net.script(
+        api(),
+        Script { close_after: Some(response.len() - 4), ..Script::answer(&response) },
+    );
+    net.script(
+        api(),
+        Script { reset_after: Some(response.len() - 4), ..Script::answer(&response) },
+    );
+    net.script(api(), Script { refuse: true, ..Script::default() });
+    let mut client = logged_in();
+    let ids: Vec<_> =
+        (0..3).map(|_| client.submit(t(0), &Request::get("/api/x")).unwrap()).collect();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 3);
+    assert!(matches!(failure(&events, ids[0]), Error::ConnectionClosed));
+    let reset = failure(&events, ids[1]);
+    assert!(matches!(reset, Error::Transport { stage: Stage::Receive, .. }));
+    assert_eq!(reset.transport_kind(), Some(TcpErrorKind::PipeClosed));
+    assert!(matches!(failure(&events, ids[2]), Error::Transport { stage: Stage::Connect, .. }));
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
+fn connect_and_response_timeouts_fire_on_the_callers_clock() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { connect_blocks: u32::MAX, ..Script::default() });
+    net.script(api(), Script { silent: true, ..Script::default() });
+    let mut client = logged_in();
+    let ids: Vec<_> =
+        (0..2).map(|_| client.submit(t(0), &Request::get("/api/x")).unwrap()).collect();
+    let (events, end) = run(&mut client, &mut net, 0, 500, |e| finished(e) == 2);
+    assert!(matches!(failure(&events, ids[0]), Error::Timeout(TimeoutKind::Connect)));
+    assert!(matches!(failure(&events, ids[1]), Error::Timeout(TimeoutKind::Response)));
+    assert_eq!(end, 15_000, "the later (response) deadline is 15 s after the send at 0 ms");
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
+fn a_stalled_body_hits_the_idle_timeout() {
+    let mut net = MockNet::default();
+    // The head and part of the body arrive; the rest never does, and the peer stays open.
+    let response = http(200, "0123456789");
+    let stall = response.len() - 3;
+    net.script(api(), Script { stall_after: Some(stall), ..Script::answer(&response) });
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, end) = run(&mut client, &mut net, 0, 250, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Idle)), "{events:?}");
+    assert_eq!(end, 10_000);
+}
+
+#[test]
+fn submit_refuses_what_cannot_be_sent() {
+    let mut client = client_with(config());
+    assert_eq!(
+        client.submit(t(0), &Request::get("/api/x")),
+        Err(SubmitError::Rejected(Rejection::NeedsLogin))
+    );
+    client.login(t(0), "at1", "rt1", None).unwrap();
+    assert_eq!(client.submit(t(0), &Request::get("/a b")), Err(SubmitError::InvalidRequest));
+    let body = [b'x'; 300];
+    assert!(matches!(
+        client.submit(t(0), &Request::post("/api/x", &body)),
+        Err(SubmitError::RequestTooLarge { capacity: 384, .. })
+    ));
+    for _ in 0..3 {
+        client.submit(t(0), &Request::get("/api/x")).unwrap();
+    }
+    assert_eq!(client.submit(t(0), &Request::get("/api/x")), Err(SubmitError::Busy));
+}
+
+#[test]
+fn cancel_closes_the_connection_and_frees_the_slot() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { silent: true, ..Script::default() });
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    assert!(drain(&mut client, &mut net, t(0)).is_empty());
+    assert_eq!(net.open_sockets(), 1);
+    assert!(client.cancel(&mut net, t(1), id));
+    assert_eq!(net.open_sockets(), 0);
+    assert_eq!(client.free_slots(), 3);
+    assert!(!client.cancel(&mut net, t(1), id));
+    assert!(drain(&mut client, &mut net, t(2)).is_empty());
+}
+
+#[test]
+fn logout_rejects_parked_requests() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(auth(), Script { silent: true, ..Script::default() });
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    drain(&mut client, &mut net, t(0));
+    drain(&mut client, &mut net, t(1));
+    assert_eq!(client.coordinator().parked_len(), 1);
+    client.logout(t(2)).unwrap();
+    let events = drain(&mut client, &mut net, t(3));
+    assert!(matches!(failure(&events, id), Error::Rejected(Rejection::NeedsLogin)));
+}
+
+#[test]
+fn poll_timeout_tracks_the_earliest_deadline() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { silent: true, ..Script::default() });
+    let mut client = logged_in();
+    assert_eq!(client.poll_timeout(), None, "nothing waits");
+    client.submit(t(100), &Request::get("/api/x")).unwrap();
+    assert_eq!(client.poll_timeout(), Some(Instant::ZERO), "a request is ready to start");
+    assert!(drain(&mut client, &mut net, t(100)).is_empty());
+    assert_eq!(client.poll_timeout(), Some(t(100 + 15_000)), "the response deadline");
+}
+
+#[test]
+fn tokens_never_show_in_debug_output() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    net.script(auth(), Script::answer(&token_response("SECRET-AT2", "SECRET-RT2", 600)));
+    net.script(api(), Script::answer(&http(200, "ok")));
+    let mut client = client_with(config());
+    client.login(t(0), "SECRET-AT1", "SECRET-RT1", None).unwrap();
+    client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| responses(e) == 1);
+    let shown = format!("{client:?} {events:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+}
