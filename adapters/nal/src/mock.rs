@@ -51,7 +51,13 @@ pub(crate) fn token_response(access: &str, refresh: &str, expires_in: u32) -> Ve
     http(
         200,
         &std::format!(
-            r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":{expires_in},"refresh_token":"{refresh}"}}"#
+            concat!(
+                r#"{{"access_token":"{}","token_type":"Bearer","#,
+                r#""expires_in":{},"refresh_token":"{}"}}"#
+            ),
+            access,
+            expires_in,
+            refresh
         ),
     )
 }

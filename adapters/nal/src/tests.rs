@@ -159,8 +159,9 @@ fn request_goes_out_with_the_bearer_token_through_short_writes_and_reads() {
     assert_eq!(
         net.requests_to(api()),
         vec![
-            "POST /api/echo HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nContent-Length: 4\r\n\
-             Content-Type: text/plain\r\nAuthorization: Bearer at1\r\n\r\nping"
+            "POST /api/echo HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\
+             Content-Length: 4\r\nContent-Type: text/plain\r\nAuthorization: Bearer at1\r\n\r\n\
+             ping"
         ]
     );
     assert_eq!(net.open_sockets(), 0, "the connection is closed once answered");
