@@ -1,0 +1,107 @@
+//! `reauth get`: one authenticated GET against a real OAuth2 server. The tokens live in a file
+//! store, so every run resumes where the last one stopped and saves the rotated refresh token.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use reauth_ureq::{Client, FileStore, StoredTokens, TokenStore};
+use zeroize::Zeroizing;
+
+/// Options of `reauth get`.
+#[derive(Debug, Parser)]
+pub(crate) struct Args {
+    /// The URL to GET.
+    url: String,
+    /// The OAuth2 token endpoint used to refresh.
+    #[arg(long)]
+    token_url: String,
+    /// The file the tokens are kept in (created with mode 0600).
+    #[arg(long)]
+    store: PathBuf,
+    /// `client_id` sent with each refresh.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Name of an environment variable holding the `client_secret` (never a command-line
+    /// argument, where other users could read it).
+    #[arg(long, value_name = "VAR")]
+    client_secret_env: Option<String>,
+    /// `scope` asked for with each refresh.
+    #[arg(long)]
+    scope: Option<String>,
+    /// Name of an environment variable holding a refresh token to seed the store with (replaces
+    /// what the store holds).
+    #[arg(long, value_name = "VAR")]
+    refresh_token_env: Option<String>,
+    /// Use the proxy named by HTTPS_PROXY/HTTP_PROXY/ALL_PROXY (and NO_PROXY).
+    #[arg(long)]
+    env_proxy: bool,
+}
+
+/// Runs the GET: body to stdout, errors to stderr.
+pub(crate) fn run(args: Args) -> ExitCode {
+    match get(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("reauth get: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
+    let store = FileStore::new(&args.store);
+    if let Some(var) = &args.refresh_token_env {
+        let token = Zeroizing::new(
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+        );
+        store.save(&StoredTokens { refresh_token: token, access_token: None, expires_at: None })?;
+    }
+    let mut builder = Client::builder()
+        .token_url(&args.token_url)
+        .store(store)
+        .env_proxy(args.env_proxy)
+        .user_agent(concat!("reauth/", env!("CARGO_PKG_VERSION")));
+    if let Some(id) = &args.client_id {
+        builder = builder.client_id(id);
+    }
+    if let Some(var) = &args.client_secret_env {
+        let secret = Zeroizing::new(
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+        );
+        builder = builder.client_secret(secret.as_str());
+    }
+    if let Some(scope) = &args.scope {
+        builder = builder.scope(scope);
+    }
+    let client = builder.build()?;
+    if client.needs_login() {
+        eprintln!(
+            "reauth get: {} holds no refresh token. Seed it once with a refresh token from your \
+             login flow, e.g.\n  REFRESH_TOKEN=... reauth get {} --token-url {} --store {} \
+             --refresh-token-env REFRESH_TOKEN",
+            args.store.display(),
+            args.url,
+            args.token_url,
+            args.store.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut response = client.get(&args.url)?;
+    let status = response.status();
+    let mut stdout = io::stdout().lock();
+    io::copy(&mut response.body_mut().as_reader(), &mut stdout)?;
+    stdout.flush()?;
+    if status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("reauth get: HTTP {status}");
+        Ok(ExitCode::FAILURE)
+    }
+}
