@@ -56,6 +56,9 @@ pub struct Coordinator<const N: usize> {
     session_start: RefreshId,
     /// An attempt decided on but not yet handed out by `poll_action`.
     start_pending: Option<RefreshId>,
+    /// The latest attempt handed out by `poll_action`; results for later ids are bogus (the
+    /// caller cannot know them), even if the clock starts that attempt on the same call.
+    announced: RefreshId,
     /// State of the jitter generator (splitmix64).
     rng: u64,
 }
@@ -213,6 +216,7 @@ impl<const N: usize> Coordinator<N> {
             next_refresh: RefreshId(1),
             session_start: RefreshId(1),
             start_pending: None,
+            announced: RefreshId(0),
             rng: config.backoff.seed,
         }
     }
@@ -281,7 +285,7 @@ impl<const N: usize> Coordinator<N> {
     /// rotated refresh token.
     #[must_use]
     pub fn is_live_refresh(&self, id: RefreshId) -> bool {
-        id >= self.session_start && id < self.next_refresh
+        self.check_live(id).is_ok()
     }
 
     // ---------------------------------------------------------------------------------------
@@ -482,6 +486,7 @@ impl<const N: usize> Coordinator<N> {
         if let Some(id) = self.start_pending.take()
             && self.refresh_in_flight() == Some(id)
         {
+            self.announced = id;
             return Some(Action::Refresh(id));
         }
         let front = self.queue.front()?;
@@ -649,7 +654,7 @@ impl<const N: usize> Coordinator<N> {
     }
 
     const fn check_live(&self, id: RefreshId) -> Result<(), RefreshResultError> {
-        if id.0 >= self.next_refresh.0 {
+        if id.0 == 0 || id.0 > self.announced.0 {
             Err(RefreshResultError::Unknown)
         } else if id.0 < self.session_start.0 {
             Err(RefreshResultError::Superseded)
