@@ -4,9 +4,9 @@
 //!
 //! # How a request travels
 //!
-//! 1. Under the lock: `handle_request`. `Send` builds the `Authorization` value from the token of
-//!    the ticket's generation right there, so a refresh that lands a moment later cannot make
-//!    the request go out with a token of another generation than its ticket says.
+//! 1. Under the lock: `handle_request`. `Send` takes the `Authorization` value of the ticket's
+//!    generation right there, so a refresh that lands a moment later cannot make the request go
+//!    out with a token of another generation than its ticket says.
 //! 2. The exchange, outside the lock: send, follow same-origin redirects with the token and
 //!    other-origin ones without it, judge the final response with the expiry rule.
 //! 3. Under the lock: `handle_response` with the ticket. `Done` returns the response; `Replay`
@@ -134,6 +134,8 @@ struct Shared {
     outcomes: HashMap<RequestId, Wake>,
     /// Why the last refresh attempt failed; cleared by a success or a login.
     last_refresh_error: Option<RefreshError>,
+    /// The header value of the installed access token, with its generation.
+    authorization: Option<(Generation, Authorization)>,
 }
 
 /// The outcome of a parked request.
@@ -144,8 +146,12 @@ enum Wake {
     Reject(Rejection),
 }
 
-/// `Bearer <token>`, wiped on drop.
-struct Authorization(Zeroizing<String>);
+/// `Bearer <token>` for one generation, marked sensitive. Built once per installed access token
+/// and shared by every request of that generation (a cheap reference-counted clone). ureq needs
+/// the header as an `http::HeaderValue`, which cannot be wiped; building it once per token
+/// keeps exactly one such copy alive instead of one freed, unwiped copy per request.
+#[derive(Clone)]
+struct Authorization(HeaderValue);
 
 /// Where one request stands in [`Client::send`].
 enum Step {
@@ -176,6 +182,7 @@ impl Client {
                 tokens: TokenSet::new(),
                 outcomes: HashMap::new(),
                 last_refresh_error: None,
+                authorization: None,
             }),
             wake: Condvar::new(),
             epoch: std::time::Instant::now(),
@@ -310,7 +317,7 @@ impl Client {
         let mut shared = self.lock();
         let (drained, ()) = self.input(&mut shared, |shared, now| {
             shared.coordinator.handle_logout(now);
-            shared.tokens.clear();
+            shared.clear();
         });
         let cleared = self.inner.store.clear();
         drop(shared);
@@ -619,6 +626,7 @@ impl Client {
                 }
                 _ => {
                     shared.tokens.restore(&saved.refresh_token)?;
+                    shared.authorization = None;
                     shared.coordinator.handle_restore(now);
                 }
             }
@@ -638,13 +646,16 @@ impl Client {
         request: &Request<Vec<u8>>,
         authorization: &Authorization,
     ) -> Result<(Response<Body>, Verdict), Error> {
-        let origin = Origin::of(request.uri());
         let mut method = request.method().clone();
         let mut uri = request.uri().clone();
         let mut with_body = true;
         let mut hops = 0u8;
         loop {
-            let same_origin = origin.is_some() && Origin::of(&uri) == origin;
+            // The first hop goes where the application said; later ones only to its origin.
+            let same_origin = hops == 0 || {
+                let origin = Origin::of(request.uri());
+                origin.is_some() && Origin::of(&uri) == origin
+            };
             let auth = same_origin.then_some(authorization);
             let response = self.send_once(request, &method, &uri, with_body, auth)?;
             let status = response.status();
@@ -696,10 +707,7 @@ impl Client {
             builder = builder.header(name, value);
         }
         if let Some(authorization) = authorization {
-            let mut value = HeaderValue::from_str(&authorization.0)
-                .map_err(|_| Error::InvalidRequest("token is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            builder = builder.header(header::AUTHORIZATION, value);
+            builder = builder.header(header::AUTHORIZATION, authorization.0.clone());
         }
         let body = request.body();
         let result = if with_body && !body.is_empty() {
@@ -793,12 +801,9 @@ impl Shared {
     /// which is always the one of the ticket's generation (tokens and coordinator change together
     /// under the lock).
     fn grant(&self, ticket: Ticket) -> Step {
-        match self.tokens.access() {
-            Some(token) if self.tokens.generation() == ticket.generation => {
-                let mut value = Zeroizing::new(String::with_capacity(7 + token.len()));
-                value.push_str("Bearer ");
-                value.push_str(token);
-                Step::Send(ticket, Authorization(value))
+        match &self.authorization {
+            Some((generation, value)) if *generation == ticket.generation => {
+                Step::Send(ticket, value.clone())
             }
             // Unreachable while the invariant above holds; refusing is the safe answer.
             _ => Step::Reject(Rejection::NeedsLogin),
@@ -809,11 +814,29 @@ impl Shared {
     fn install(&mut self, generation: Generation, tokens: &NewTokens) {
         // `NewTokens` was checked against buffers of the same capacities, so this cannot fail;
         // if it somehow did, an access token of the wrong generation must not be used.
-        if self.tokens.install(generation, tokens.access(), tokens.refresh()).is_err() {
-            self.tokens.clear();
-            let now = self.coordinator.now();
-            self.coordinator.handle_logout(now);
+        let value = {
+            let mut text = Zeroizing::new(String::with_capacity(7 + tokens.access().len()));
+            text.push_str("Bearer ");
+            text.push_str(tokens.access());
+            HeaderValue::from_str(&text)
+        };
+        match (self.tokens.install(generation, tokens.access(), tokens.refresh()), value) {
+            (Ok(()), Ok(mut value)) => {
+                value.set_sensitive(true);
+                self.authorization = Some((generation, Authorization(value)));
+            }
+            _ => {
+                self.clear();
+                let now = self.coordinator.now();
+                self.coordinator.handle_logout(now);
+            }
         }
+    }
+
+    /// Wipes the tokens and drops the header value.
+    fn clear(&mut self) {
+        self.tokens.clear();
+        self.authorization = None;
     }
 }
 

@@ -81,12 +81,18 @@ const COUNT: usize = Stat::RedirectsFollowed as usize + 1;
 /// The live counters inside a client.
 #[derive(Debug, Default)]
 pub(crate) struct StatCells {
-    cells: [AtomicU64; COUNT],
+    cells: [Cell; COUNT],
 }
+
+/// One counter on its own cache line: every request bumps several counters from many threads,
+/// and sharing a line would make them fight over it.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Cell(AtomicU64);
 
 impl StatCells {
     pub(crate) fn bump(&self, stat: Stat) {
-        self.cells[stat as usize].fetch_add(1, Ordering::Relaxed);
+        self.cells[stat as usize].0.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a rejection under its reason.
@@ -102,7 +108,7 @@ impl StatCells {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        let get = |stat: Stat| self.cells[stat as usize].load(Ordering::Relaxed);
+        let get = |stat: Stat| self.cells[stat as usize].0.load(Ordering::Relaxed);
         Stats {
             requests: get(Stat::Requests),
             succeeded: get(Stat::Succeeded),
