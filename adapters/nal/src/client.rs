@@ -399,12 +399,14 @@ impl<
         if ready {
             return Some(self.now);
         }
-        self.slots
-            .iter()
-            .map(Slot::poll_at)
-            .chain([self.refresher.poll_at(), self.coordinator.poll_timeout()])
-            .flatten()
-            .min()
+        let mut earliest = self.coordinator.poll_timeout();
+        for at in self.slots.iter().map(Slot::poll_at).chain([self.refresher.poll_at()]) {
+            earliest = match (earliest, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        earliest
     }
 
     // ---------------------------------------------------------------------------------------

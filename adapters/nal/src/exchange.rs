@@ -30,7 +30,9 @@ pub(crate) struct Exchange<C> {
     busy: bool,
 }
 
+/// `repr(u8)` makes `Idle` the all-zero value (see [`SlotState`](crate::slot::SlotState)).
 #[derive(Clone, Copy, Debug)]
+#[repr(u8)]
 enum Phase {
     /// No exchange.
     Idle,
@@ -177,24 +179,18 @@ impl<C> Exchange<C> {
                 },
                 Phase::Receiving(mut receiver) => {
                     let had_head = receiver.has_head();
+                    // A close-delimited body that filled the buffer fits only if the stream ends
+                    // right here, which a one-byte probe tells.
+                    let mut probe = [0u8; 1];
                     let spare = receiver.spare(response);
-                    let result = if spare.is_empty() {
-                        // A close-delimited body filled the buffer: it fits only if the stream
-                        // ends right here, which one more byte of room tells.
-                        let mut probe = [0u8; 1];
-                        match net.receive(connection, &mut probe) {
-                            Ok(0) => receiver.on_eof().map(Some),
-                            Ok(_) => Err(RecvError::TooLarge),
-                            Err(nb::Error::WouldBlock) => return self.pending(now),
-                            Err(nb::Error::Other(e)) => return Err(transport(Stage::Receive, e)),
-                        }
-                    } else {
-                        match net.receive(connection, spare) {
-                            Ok(0) => receiver.on_eof().map(Some),
-                            Ok(n) => receiver.on_data(response, n),
-                            Err(nb::Error::WouldBlock) => return self.pending(now),
-                            Err(nb::Error::Other(e)) => return Err(transport(Stage::Receive, e)),
-                        }
+                    let full = spare.is_empty();
+                    let into = if full { &mut probe[..] } else { spare };
+                    let result = match net.receive(connection, into) {
+                        Ok(0) => receiver.on_eof().map(Some),
+                        Ok(_) if full => Err(RecvError::TooLarge),
+                        Ok(n) => receiver.on_data(response, n),
+                        Err(nb::Error::WouldBlock) => return self.pending(now),
+                        Err(nb::Error::Other(e)) => return Err(transport(Stage::Receive, e)),
                     };
                     let answer = result.map_err(|e| match e {
                         RecvError::Http(e) => Error::Http(e),

@@ -13,7 +13,11 @@ use crate::http::{AUTH_PREFIX, Answer, Cursor, Layout, Request, Response, write_
 use crate::transport::Transport;
 
 /// Where a request stands.
+///
+/// `repr(u8)` makes `Free` the all-zero value, so that a new slot is a plain `memset` instead of
+/// a template copied from flash.
 #[derive(Debug)]
+#[repr(u8)]
 pub(crate) enum SlotState<E> {
     /// No request.
     Free,
