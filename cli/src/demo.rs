@@ -1,9 +1,9 @@
 //! `reauth demo`: a refresh storm on loopback. Starts the mock issuer in-process with short-lived
 //! tokens, drives many threads of requests through one shared reauth-ureq client for a few
 //! seconds (with a server-side expiry of every token now and then, so that all threads meet a
-//! 401 together), shows a live progress bar, and ends with a summary read from both the client's and
-//! the issuer's counters. The exit code is non-zero if an invariant of the demo was violated: a
-//! request failed (other than the "needs login" the `refuse` fault provokes on purpose), a
+//! 401 together), shows a live progress bar, and ends with a summary read from both the client's
+//! and the issuer's counters. The exit code is non-zero if an invariant of the demo was violated:
+//! a request failed (other than the "needs login" the `refuse` fault provokes on purpose), a
 //! refresh token was reused, or one access token was refreshed twice.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

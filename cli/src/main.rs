@@ -7,7 +7,7 @@
 //!   server, tokens kept in a file.
 //!
 //! Each subcommand lives in its own module with an `Args` struct and a `run` function; adding one
-//! is a `mod` line and a line in [`subcommands!`].
+//! is a `mod` line and a line in `subcommands!` in this file.
 
 mod demo;
 mod get;

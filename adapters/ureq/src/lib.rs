@@ -12,7 +12,9 @@
 //!
 //! Tokens never appear in `Debug`, `Display` or errors; the refresh token is only ever sent to
 //! the token endpoint; the access token goes only to the origin each request addresses, never
-//! across a redirect to another origin.
+//! across a redirect to another origin. One caveat outside this crate's reach: at the `trace`
+//! log level, `ureq_proto` hex-dumps every byte on the wire, headers and bodies included, so a
+//! program MUST NOT enable `trace` logging for `ureq_proto` where logs are kept.
 //!
 //! # Examples
 //!
