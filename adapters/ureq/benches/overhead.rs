@@ -3,8 +3,11 @@
 //! Both measurements run against one loopback mock issuer in the same process:
 //!
 //! 1. Throughput: `THREADS` threads send `PER_THREAD` GETs each, once through a plain ureq agent
-//!    with a fixed valid token and once through a logged-in reauth-ureq client, alternating for
-//!    `ROUNDS` rounds; the table gives the median requests per second of each and their ratio.
+//!    with a fixed valid token and once through a logged-in reauth-ureq client, as one pair of
+//!    short rounds (the order alternating from pair to pair), `PAIRS` times. The table gives the
+//!    median requests per second of each and the median of the per-pair ratios: on a shared
+//!    machine whose load drifts, comparing neighbouring rounds is far steadier than comparing
+//!    two long runs.
 //! 2. Storms: `EPISODES` times, every token is expired server-side and `STORM_THREADS` threads
 //!    send one request each at the same moment; the table gives the refresh calls the issuer saw
 //!    per episode.
@@ -22,8 +25,8 @@ use reauth_testkit::issuer::{IssuerConfig, MockIssuer};
 use reauth_ureq::Client;
 
 const THREADS: usize = 4;
-const PER_THREAD: usize = 1_500;
-const ROUNDS: usize = 9;
+const PER_THREAD: usize = 300;
+const PAIRS: usize = 41;
 const STORM_THREADS: usize = 32;
 const EPISODES: usize = 20;
 
@@ -56,12 +59,24 @@ fn main() {
 
     let mut plain_rates = Vec::new();
     let mut reauth_rates = Vec::new();
-    for _ in 0..ROUNDS {
-        plain_rates.push(run_load(THREADS, PER_THREAD, |_| plain_get(&plain, &url, &header)));
-        reauth_rates.push(run_load(THREADS, PER_THREAD, |_| reauth_get(&client, &url)));
+    let mut ratios = Vec::new();
+    for pair in 0..PAIRS {
+        let plain_load = || run_load(THREADS, PER_THREAD, |_| plain_get(&plain, &url, &header));
+        let reauth_load = || run_load(THREADS, PER_THREAD, |_| reauth_get(&client, &url));
+        let (p, r) = if pair % 2 == 0 {
+            let p = plain_load();
+            (p, reauth_load())
+        } else {
+            let r = reauth_load();
+            (plain_load(), r)
+        };
+        plain_rates.push(p);
+        reauth_rates.push(r);
+        ratios.push(p / r);
     }
     let plain_rate = median(&mut plain_rates);
     let reauth_rate = median(&mut reauth_rates);
+    let ratio = median(&mut ratios);
     assert_eq!(client.stats().failed, 0, "no request may fail during the benchmark");
 
     let mut per_episode = Vec::new();
@@ -92,9 +107,11 @@ fn main() {
     println!();
     println!("| measurement | value |");
     println!("|---|---|");
-    println!("| plain ureq, fixed token (median of {ROUNDS} rounds) | {plain_rate:.0} req/s |");
-    println!("| reauth-ureq (median of {ROUNDS} rounds) | {reauth_rate:.0} req/s |");
-    println!("| overhead ratio (plain / reauth) | {:.3} |", plain_rate / reauth_rate);
+    println!(
+        "| plain ureq, fixed valid token (median of {PAIRS} rounds) | {plain_rate:.0} req/s |"
+    );
+    println!("| reauth-ureq (median of {PAIRS} rounds) | {reauth_rate:.0} req/s |");
+    println!("| overhead ratio, plain / reauth (median of {PAIRS} pairs) | {ratio:.3} |");
     println!(
         "| refresh calls per expiry episode ({EPISODES} storms of {STORM_THREADS} threads) | \
          {:.2} (max {max}) |",
