@@ -8,7 +8,9 @@ use crate::queue::{ParkQueue, Parked};
 use crate::ticket::{Generation, RefreshId, RequestId, Ticket};
 use crate::time::{Duration, Instant};
 
-/// Keeps one set of credentials fresh for many requests, with room for `N` parked requests.
+/// Keeps one set of credentials fresh for many requests, with room for `N` parked requests
+/// (`N >= 1`; `N = 0` does not compile). The work per request does not grow with `N`; only
+/// [`handle_cancel`](Self::handle_cancel) scans the queue.
 ///
 /// The coordinator owns no socket, reads no clock and allocates nothing: the caller feeds it
 /// events and carries out what it asks for. It never holds token bytes either: it tracks which
@@ -710,9 +712,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn footprint_grows_by_one_queue_entry_per_slot() {
+    fn footprint_grows_by_one_queue_entry_and_one_bucket_counter_per_slot() {
         let entry = size_of::<Parked>();
-        assert_eq!(size_of::<Coordinator<64>>() - size_of::<Coordinator<8>>(), 56 * entry);
+        let per_slot = entry + size_of::<u16>();
+        assert_eq!(size_of::<Coordinator<64>>() - size_of::<Coordinator<8>>(), 56 * per_slot);
         std::println!(
             "Coordinator<8>: {} B, Coordinator<64>: {} B, queue entry: {entry} B",
             size_of::<Coordinator<8>>(),

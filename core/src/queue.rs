@@ -26,14 +26,25 @@ pub(crate) struct Parked {
 }
 
 /// At most `N` parked requests, oldest first, no id twice.
+///
+/// Every operation the coordinator makes per request is O(1) (amortised), so a storm of 1024
+/// parked requests costs the same per request as a storm of 8:
+/// - the doomed entries are a prefix of length `doomed`, so expiry only looks at the first entry
+///   still waiting;
+/// - `present` counts the parked ids per bucket `id % N`, so the duplicate check scans the queue
+///   only when the bucket is taken (never, for ids from a counter).
 #[derive(Debug)]
 pub(crate) struct ParkQueue<const N: usize> {
     entries: Deque<Parked, N>,
+    /// How many entries at the front are doomed.
+    doomed: usize,
+    /// Parked ids per bucket `id % N`.
+    present: [u16; N],
 }
 
 impl<const N: usize> ParkQueue<N> {
     pub(crate) const fn new() -> Self {
-        Self { entries: Deque::new() }
+        Self { entries: Deque::new(), doomed: 0, present: [0; N] }
     }
 
     /// Parks `entry` at the back.
@@ -42,10 +53,16 @@ impl<const N: usize> ParkQueue<N> {
     /// [`Rejection::DuplicateRequest`] if the id is already parked, [`Rejection::QueueFull`] if
     /// `N` entries are parked. The queue is unchanged in both cases.
     pub(crate) fn push(&mut self, entry: Parked) -> Result<(), Rejection> {
-        if self.entries.iter().any(|p| p.id == entry.id) {
+        let bucket = Self::bucket(entry.id);
+        let taken = bucket.and_then(|b| self.present.get(b)).is_some_and(|&n| n > 0);
+        if taken && self.entries.iter().any(|p| p.id == entry.id) {
             return Err(Rejection::DuplicateRequest);
         }
-        self.entries.push_back(entry).map_err(|_| Rejection::QueueFull)
+        self.entries.push_back(entry).map_err(|_| Rejection::QueueFull)?;
+        if let Some(count) = bucket.and_then(|b| self.present.get_mut(b)) {
+            *count = count.saturating_add(1);
+        }
+        Ok(())
     }
 
     pub(crate) fn front(&self) -> Option<&Parked> {
@@ -53,40 +70,53 @@ impl<const N: usize> ParkQueue<N> {
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<Parked> {
-        self.entries.pop_front()
+        let entry = self.entries.pop_front()?;
+        self.doomed = self.doomed.saturating_sub(1);
+        self.forget(entry.id);
+        Some(entry)
     }
 
     /// Dooms every entry that is not doomed yet.
     pub(crate) fn doom_all(&mut self, reason: Rejection) {
-        for entry in self.entries.iter_mut().filter(|p| p.fate.is_none()) {
+        for entry in self.entries.iter_mut().skip(self.doomed) {
             entry.fate = Some(reason);
         }
+        self.doomed = self.entries.len();
     }
 
     /// Dooms with [`Rejection::Timeout`] every entry whose deadline is at or before `now`.
+    /// Deadlines grow from front to back, so this stops at the first entry still in time.
     pub(crate) fn expire(&mut self, now: Instant) {
-        for entry in self.entries.iter_mut() {
-            if entry.fate.is_none() && entry.deadline_at <= now {
-                entry.fate = Some(Rejection::Timeout);
+        while let Some(entry) = self.entries.get_mut(self.doomed) {
+            if entry.deadline_at > now {
+                break;
             }
+            entry.fate = Some(Rejection::Timeout);
+            self.doomed += 1;
         }
     }
 
     /// True if some entry still waits for a token (is not doomed).
     pub(crate) fn has_waiting(&self) -> bool {
-        self.entries.iter().any(|p| p.fate.is_none())
+        self.doomed < self.entries.len()
     }
 
     /// The earliest deadline among the entries still waiting.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.entries.iter().filter(|p| p.fate.is_none()).map(|p| p.deadline_at).min()
+        self.entries.get(self.doomed).map(|p| p.deadline_at)
     }
 
     /// Removes the entry for `id`, if parked. Returns whether it was.
     pub(crate) fn remove(&mut self, id: RequestId) -> bool {
-        let before = self.entries.len();
+        let Some(index) = self.entries.iter().position(|p| p.id == id) else {
+            return false;
+        };
+        if index < self.doomed {
+            self.doomed -= 1;
+        }
         self.entries.retain(|p| p.id != id);
-        self.entries.len() != before
+        self.forget(id);
+        true
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -95,6 +125,16 @@ impl<const N: usize> ParkQueue<N> {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Parked> {
         self.entries.iter()
+    }
+
+    fn bucket(id: RequestId) -> Option<usize> {
+        usize::try_from(id.0).ok().and_then(|id| id.checked_rem(N))
+    }
+
+    fn forget(&mut self, id: RequestId) {
+        if let Some(count) = Self::bucket(id).and_then(|b| self.present.get_mut(b)) {
+            *count = count.saturating_sub(1);
+        }
     }
 }
 
@@ -134,6 +174,7 @@ mod tests {
         q.push(parked(1, 10)).unwrap();
         q.push(parked(2, 20)).unwrap();
         q.push(parked(3, 30)).unwrap();
+        q.expire(Instant::from_millis(10));
         q.entries.front_mut().unwrap().fate = Some(Rejection::NeedsLogin);
         q.expire(Instant::from_millis(20));
         let fates: std::vec::Vec<_> = q.iter().map(|p| p.fate).collect();
@@ -153,8 +194,37 @@ mod tests {
         }
         assert!(q.remove(RequestId(2)));
         assert!(!q.remove(RequestId(2)));
+        assert_eq!(q.push(parked(2, 10)), Ok(()), "a removed id may park again");
+        assert!(q.remove(RequestId(2)));
         assert_eq!(q.pop_front().map(|p| p.id), Some(RequestId(1)));
         assert_eq!(q.pop_front().map(|p| p.id), Some(RequestId(3)));
         assert_eq!(q.pop_front(), None);
+    }
+
+    #[test]
+    fn ids_sharing_a_bucket_are_still_told_apart() {
+        let mut q = ParkQueue::<4>::new();
+        for id in [1, 5, 9, 13] {
+            q.push(parked(id, 10)).unwrap();
+        }
+        assert_eq!(q.push(parked(9, 10)), Err(Rejection::DuplicateRequest));
+        q.pop_front();
+        assert_eq!(q.push(parked(1, 10)), Ok(()));
+        assert_eq!(q.push(parked(17, 10)), Err(Rejection::QueueFull));
+    }
+
+    #[test]
+    fn doomed_prefix_follows_pops_and_removals() {
+        let mut q = ParkQueue::<4>::new();
+        for id in 1..=3 {
+            q.push(parked(id, id.into())).unwrap();
+        }
+        q.expire(Instant::from_millis(2));
+        assert_eq!(q.doomed, 2);
+        assert!(q.remove(RequestId(1)));
+        assert_eq!(q.doomed, 1);
+        assert_eq!(q.pop_front().map(|p| p.fate), Some(Some(Rejection::Timeout)));
+        assert_eq!(q.doomed, 0);
+        assert_eq!(q.next_deadline(), Some(Instant::from_millis(3)));
     }
 }
