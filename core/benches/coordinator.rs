@@ -22,7 +22,7 @@ fn hot_path(bencher: Bencher) {
     bencher.bench_local(|| {
         id = id.wrapping_add(1);
         if let Ok(Admission::Send(ticket)) = auth.handle_request(Instant::ZERO, RequestId(id)) {
-            black_box(auth.handle_response(Instant::ZERO, ticket, Verdict::Accepted));
+            let _ = black_box(auth.handle_response(Instant::ZERO, ticket, Verdict::Accepted));
         }
     });
 }
@@ -42,7 +42,7 @@ fn storm<const N: usize>(bencher: Bencher) {
             if let Action::Refresh(r) = action {
                 let _ = auth.handle_refresh_success(Instant::ZERO, r, None);
             } else {
-                black_box(action);
+                let _ = black_box(action);
             }
         }
     });
@@ -52,7 +52,7 @@ fn storm<const N: usize>(bencher: Bencher) {
 #[divan::bench]
 fn parse_jwt_token_response(bencher: Bencher) {
     let jwt: String =
-        "eyJhbGciOiJSUzI1NiJ9.".chars().chain(std::iter::repeat_n('x', 1003)).collect();
+        "eyJhbGciOiJSUzI1NiJ9.".chars().chain(core::iter::repeat_n('x', 1003)).collect();
     let body = format!(
         r#"{{"access_token":"{jwt}","token_type":"Bearer","expires_in":3600,"refresh_token":"8xLOxBtZp8","scope":"read write"}}"#
     );
