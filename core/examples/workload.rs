@@ -3,7 +3,7 @@
 //! valid token, then its accepted response) ITERATIONS times; `workload storm N ROUNDS` parks `N`
 //! requests behind an expired token, refreshes once and drains every replay, ROUNDS times.
 
-use std::hint::black_box;
+use core::hint::black_box;
 
 use reauth_core::{
     Action, Admission, Config, Coordinator, Duration, Instant, Outcome, RequestId, Verdict,
