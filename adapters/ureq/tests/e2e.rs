@@ -479,3 +479,59 @@ fn no_public_type_shows_a_token() {
     assert!(matches!(error, Error::NeedsLogin), "{error:?}");
     assert_eq!(issuer.counters().refresh_token_seen_on_api, 0);
 }
+
+/// A store whose `save` is slow and remembers when it finished.
+#[derive(Default)]
+struct SlowStore {
+    inner: MemoryStore,
+    saved_at: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl TokenStore for SlowStore {
+    fn load(&self) -> Result<Option<StoredTokens>, reauth_ureq::StoreError> {
+        self.inner.load()
+    }
+
+    fn save(&self, tokens: &StoredTokens) -> Result<(), reauth_ureq::StoreError> {
+        thread::sleep(Duration::from_millis(150));
+        self.inner.save(tokens)?;
+        self.saved_at.lock().unwrap().push(Instant::now());
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<(), reauth_ureq::StoreError> {
+        self.inner.clear()
+    }
+}
+
+#[test]
+fn rotated_refresh_token_is_saved_before_waiting_requests_are_released() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let store = Arc::new(SlowStore::default());
+    let client = logged_in(&issuer, builder(&issuer).store(Arc::clone(&store)));
+    issuer.expire_all_now();
+    let c = client.clone();
+    let url = issuer.api_url("ordered");
+    let finished = storm(8, move |_| {
+        let response = c.get(&url).unwrap();
+        assert_eq!(response.status(), 200);
+        Instant::now()
+    });
+    let saves = store.saved_at.lock().unwrap().clone();
+    assert_eq!(saves.len(), 2, "the login and the refresh");
+    let refresh_saved = saves[1];
+    assert!(finished.iter().all(|&done| done >= refresh_saved));
+    let latest = store.inner.snapshot().unwrap();
+    // The store holds the rotated token: presenting it works (it was never used before).
+    assert_eq!(issuer.counters().reuse_attempts, 0);
+    assert!(latest.access_token.is_some());
+}
+
+#[test]
+fn client_is_clone_send_and_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn boxable<T: core::error::Error + Send + Sync + 'static>() {}
+    shareable::<Client>();
+    shareable::<RefreshError>();
+    boxable::<Error>();
+}
