@@ -525,3 +525,81 @@ fn tokens_never_show_in_debug_output() {
     let shown = format!("{client:?} {events:?}");
     assert!(!shown.contains("SECRET"), "{shown}");
 }
+
+#[test]
+fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
+    let answers = [
+        http(200, "ok"),
+        http(401, ""),
+        http(200, r#"{"code":409}"#),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+        token_response("at-next", "rt-next", 1),
+        http(503, ""),
+        http(400, r#"{"error":"invalid_grant"}"#),
+        b"HTTP/1.1 2".to_vec(),
+        b"garbage\r\n\r\n".to_vec(),
+    ];
+    let mut state = 0x1234_5678_9ABC_DEF1_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut answered, mut failed, mut refreshed) = (0, 0, 0);
+    for _ in 0..300 {
+        let mut net = MockNet::default();
+        for remote in [api(), auth()] {
+            for _ in 0..12 {
+                let pick = |n: u64, m: usize| (n % m as u64) as usize;
+                let response = answers[pick(next(), answers.len())].clone();
+                let len = response.len();
+                let script = Script {
+                    connect_blocks: pick(next(), 3) as u32,
+                    refuse: next() % 17 == 0,
+                    send_max: pick(next(), 40),
+                    recv_max: pick(next(), 12),
+                    stutter: next() % 2 == 0,
+                    close_after: (next() % 9 == 0).then(|| pick(next(), len + 1)),
+                    reset_after: (next() % 11 == 0).then(|| pick(next(), len + 1)),
+                    silent: next() % 23 == 0,
+                    stall_after: (next() % 19 == 0).then(|| pick(next(), len + 1)),
+                    response,
+                };
+                net.script(remote, script);
+            }
+        }
+        let rule = ExpiryRule {
+            statuses: &[401],
+            body_code: Some(BodyCode { field: "code", values: &[409] }),
+        };
+        let mut client = client_with(ClientConfig { expiry: rule, ..config() });
+        client.login(t(0), "at1", "rt1", Some(Duration::from_secs(2))).unwrap();
+        let ids: Vec<_> =
+            (0..3).map(|_| client.submit(t(0), &Request::get("/api/x")).unwrap()).collect();
+        let (events, _) = run(&mut client, &mut net, 0, 100, |e| finished(e) == 3);
+        answered += responses(&events);
+        failed += finished(&events) - responses(&events);
+        refreshed += events.iter().filter(|e| matches!(e, Event::Refreshed { .. })).count();
+        for id in ids {
+            let names = |e: &&Ev| match e {
+                Event::Response { id: i, .. } | Event::Failed { id: i, .. } => *i == id,
+                _ => false,
+            };
+            let outcomes = events.iter().filter(names).count();
+            assert_eq!(outcomes, 1, "{id:?}: {events:?}");
+            client.release(id);
+        }
+        assert_eq!(client.free_slots(), 3);
+        // Let a refresh still on the wire finish (or time out) before counting sockets.
+        for round in 0..100 {
+            if net.open_sockets() == 0 {
+                break;
+            }
+            drain(&mut client, &mut net, t(400_000 + round * 1_000));
+        }
+        assert_eq!(net.open_sockets(), 0);
+    }
+    // The mix really exercised both outcomes and the refresh path.
+    assert!(answered > 100 && failed > 100 && refreshed > 10, "{answered} {failed} {refreshed}");
+}
