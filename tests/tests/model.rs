@@ -628,3 +628,75 @@ prop_state_machine! {
     #[test]
     fn coordinator_agrees_with_the_reference_model(sequential 1..60 => Coordinator);
 }
+
+/// The random sequences are only worth something if they reach the interesting corners. Replays
+/// 2000 generated sequences through the reference model (which the test above holds equal to the
+/// coordinator) and checks that each outcome below occurs.
+#[test]
+fn random_sequences_reach_every_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use std::collections::BTreeSet;
+
+    let strategy = Reference::sequential_strategy(1..60);
+    let mut runner = TestRunner::deterministic();
+    let mut seen = BTreeSet::new();
+    for _ in 0..2_000 {
+        let (mut model, inputs, _) = strategy.new_tree(&mut runner).unwrap().current();
+        for input in inputs {
+            model = Reference::apply(model, &input);
+            let answer = match &model.answer {
+                Answer::Admit(Ok(Admission::Send(_))) => "request sent".to_owned(),
+                Answer::Admit(Ok(Admission::Parked)) => "request parked".to_owned(),
+                Answer::Admit(Err(r)) => format!("request rejected {:?}", r.reason),
+                Answer::Respond(Outcome::Replay(_)) => "stale 401 replayed".to_owned(),
+                Answer::Respond(Outcome::Rejected(r)) => {
+                    format!("response rejected {:?}", r.reason)
+                }
+                Answer::Respond(o) => format!("response {o:?}").chars().take(14).collect(),
+                Answer::Refresh(Ok(())) => "refresh result applied".to_owned(),
+                Answer::Refresh(Err(e)) => format!("refresh result {e:?}"),
+                Answer::Cancel(_) => "cancel".to_owned(),
+                Answer::Nothing => "nothing".to_owned(),
+            };
+            seen.insert(answer);
+            for action in &model.actions {
+                seen.insert(match action {
+                    Action::Refresh(_) => "refresh started".to_owned(),
+                    Action::Send(_) => "parked request sent".to_owned(),
+                    Action::Reject(r) => format!("parked request rejected {:?}", r.reason),
+                });
+            }
+            if model.episode.is_some_and(|e| e.attempt.is_none()) {
+                seen.insert("backing off".to_owned());
+            }
+            if model.episode.is_some_and(|e| e.attempt.is_some_and(|a| a.base < model.generation)) {
+                seen.insert("attempt superseded by a late success".to_owned());
+            }
+        }
+    }
+    let expected = [
+        "request sent",
+        "request parked",
+        "request rejected NeedsLogin",
+        "request rejected QueueFull",
+        "request rejected DuplicateRequest",
+        "stale 401 replayed",
+        "response rejected Unauthorized",
+        "response rejected NeedsLogin",
+        "response rejected QueueFull",
+        "refresh result applied",
+        "refresh result Superseded",
+        "refresh result NotCurrent",
+        "refresh started",
+        "parked request sent",
+        "parked request rejected NeedsLogin",
+        "parked request rejected Timeout",
+        "parked request rejected RefreshUnavailable",
+        "backing off",
+        "attempt superseded by a late success",
+        "cancel",
+    ];
+    let missing: Vec<&str> = expected.iter().copied().filter(|e| !seen.contains(*e)).collect();
+    assert!(missing.is_empty(), "never reached: {missing:?}\nseen: {seen:?}");
+}
