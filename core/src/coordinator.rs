@@ -721,6 +721,11 @@ mod tests {
             size_of::<Coordinator<8>>(),
             size_of::<Coordinator<64>>()
         );
+        std::println!(
+            "TokenSet<1024, 256>: {} B, TokenSet<2048, 512>: {} B",
+            size_of::<crate::TokenSet<1024, 256>>(),
+            size_of::<crate::TokenSet<2048, 512>>()
+        );
     }
 
     #[test]
