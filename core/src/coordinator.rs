@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::error::{RefreshResultError, Rejected, Rejection};
+use crate::log::event;
 use crate::queue::{ParkQueue, Parked};
 use crate::ticket::{Generation, RefreshId, RequestId, Ticket};
 use crate::time::{Duration, Instant};
@@ -411,6 +412,7 @@ impl<const N: usize> Coordinator<N> {
         let now = self.advance(now);
         self.check_live(id)?;
         self.generation = self.generation.next();
+        event!(debug, "{id} succeeded: {}", self.generation);
         let access = self.access_from(now, lifetime);
         self.state = match self.state {
             // A late success of an earlier attempt while a later one is in flight: use the new
@@ -608,6 +610,7 @@ impl<const N: usize> Coordinator<N> {
             self.next_refresh = RefreshId(id.0.saturating_add(1));
             let timeout_at = now.saturating_add(self.config.refresh_timeout);
             *phase = Phase::InFlight { id, timeout_at, base: self.generation };
+            event!(debug, "{id} starts (base {})", self.generation);
             self.start_pending = Some(id);
         }
     }
@@ -619,6 +622,7 @@ impl<const N: usize> Coordinator<N> {
         };
         let failures = failures.saturating_add(1);
         if failures >= self.config.max_refresh_attempts {
+            event!(warn, "refresh gave up after {failures} transient failures; credentials kept");
             self.queue.doom_all(Rejection::RefreshUnavailable);
             // A token still usable stays usable, but no new proactive episode starts for it:
             // the next one starts when it turns stale.
@@ -636,6 +640,7 @@ impl<const N: usize> Coordinator<N> {
             Some(hint) => hint.min(backoff.max),
             None => self.jitter(backoff.base_delay(failures)),
         };
+        event!(info, "refresh failed transiently ({failures} so far), retry in {delay}");
         self.state = State::Refreshing {
             access,
             failures,
@@ -644,6 +649,7 @@ impl<const N: usize> Coordinator<N> {
     }
 
     fn enter_failed(&mut self, cause: FailCause) {
+        event!(warn, "credentials lost ({cause:?}); {} parked requests rejected", self.queue.len());
         self.queue.doom_all(Rejection::NeedsLogin);
         self.start_pending = None;
         self.state = State::Failed { cause };
