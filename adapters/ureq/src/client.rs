@@ -214,6 +214,11 @@ impl Client {
     /// origin. Any status the expiry rule does not call "expired" (404, 500, ...) is returned as
     /// a response.
     ///
+    /// A request that waits for a refresh returns by its wait deadline
+    /// ([`Config::wait_timeout`](reauth_core::Config::wait_timeout)), with one exception: the
+    /// thread that performs the refresh (whichever request drained it) returns when the refresh
+    /// call ends, which the refresh timeout bounds.
+    ///
     /// # Errors
     /// [`Error::NeedsLogin`], [`Error::QueueFull`], [`Error::Timeout`],
     /// [`Error::RefreshUnavailable`], [`Error::Unauthorized`] from the coordinator;
