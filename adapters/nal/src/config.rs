@@ -44,14 +44,20 @@ pub struct Timeouts {
     /// The longest gap without progress while sending the request or receiving the body
     /// (default 10 s).
     pub idle: Duration,
+    /// The whole exchange, from opening the socket to the last byte (default 60 s): a server
+    /// that keeps trickling bytes (endless interim responses or trailer lines) cannot hold a
+    /// slot forever.
+    pub total: Duration,
 }
 
 impl Timeouts {
-    /// The documented defaults: 10 s to connect, 15 s for the response head, 10 s idle.
+    /// The documented defaults: 10 s to connect, 15 s for the response head, 10 s idle, 60 s
+    /// in all.
     pub const DEFAULT: Self = Self {
         connect: Duration::from_secs(10),
         response: Duration::from_secs(15),
         idle: Duration::from_secs(10),
+        total: Duration::from_secs(60),
     };
 }
 

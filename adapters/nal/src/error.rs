@@ -84,6 +84,8 @@ pub enum TimeoutKind {
     Response,
     /// Sending or receiving made no progress for too long.
     Idle,
+    /// The whole exchange took too long.
+    Total,
 }
 
 /// Why a response could not be read as HTTP/1.1.
@@ -227,6 +229,7 @@ impl fmt::Display for TimeoutKind {
             Self::Connect => "connecting",
             Self::Response => "waiting for the response",
             Self::Idle => "no progress on the connection",
+            Self::Total => "the exchange as a whole",
         })
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Exchange<C> {
     phase: Phase,
     /// When the current phase times out.
     deadline_at: Instant,
+    /// When the whole exchange times out, whatever its phase.
+    give_up_at: Instant,
     /// There is work the last advance did not get to (just started, or out of budget): poll
     /// again at once.
     busy: bool,
@@ -70,7 +72,13 @@ pub(crate) enum Step {
 
 impl<C> Exchange<C> {
     pub(crate) const fn new() -> Self {
-        Self { connection: None, phase: Phase::Idle, deadline_at: Instant::ZERO, busy: false }
+        Self {
+            connection: None,
+            phase: Phase::Idle,
+            deadline_at: Instant::ZERO,
+            give_up_at: Instant::ZERO,
+            busy: false,
+        }
     }
 
     /// Begins a new exchange; the connection opens at the next [`advance`](Self::advance). The
@@ -87,7 +95,8 @@ impl<C> Exchange<C> {
         match self.phase {
             Phase::Idle => None,
             _ if self.busy => Some(Instant::ZERO),
-            _ => Some(self.deadline_at),
+            _ if self.deadline_at.millis() < self.give_up_at.millis() => Some(self.deadline_at),
+            _ => Some(self.give_up_at),
         }
     }
 
@@ -127,6 +136,9 @@ impl<C> Exchange<C> {
     ) -> Result<Step, Error<T::Error>> {
         let Wire { remote, request, response, head_request } = wire;
         self.busy = false;
+        if !matches!(self.phase, Phase::Idle | Phase::Start) && now >= self.give_up_at {
+            return Err(Error::Timeout(TimeoutKind::Total));
+        }
         for _ in 0..STEP_BUDGET {
             if let Phase::Idle = self.phase {
                 return Ok(Step::Pending);
@@ -136,6 +148,7 @@ impl<C> Exchange<C> {
                 self.connection = Some(connection);
                 self.phase = Phase::Connecting;
                 self.deadline_at = now.saturating_add(timeouts.connect);
+                self.give_up_at = now.saturating_add(timeouts.total);
                 continue;
             }
             let Some(connection) = self.connection.as_mut() else {
@@ -215,6 +228,9 @@ impl<C> Exchange<C> {
 
     /// The network has nothing for now: fine unless the phase's deadline has passed.
     fn pending<E>(&self, now: Instant) -> Result<Step, Error<E>> {
+        if now >= self.give_up_at {
+            return Err(Error::Timeout(TimeoutKind::Total));
+        }
         if now < self.deadline_at {
             return Ok(Step::Pending);
         }

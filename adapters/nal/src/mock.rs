@@ -33,6 +33,8 @@ pub(crate) struct Script {
     /// The server sends this many bytes of the response, then nothing more, and keeps the
     /// connection open.
     pub(crate) stall_after: Option<usize>,
+    /// After the response, the server keeps sending this forever, one copy per `receive`.
+    pub(crate) endless: Vec<u8>,
 }
 
 impl Script {
@@ -213,6 +215,11 @@ impl TcpClientStack for MockNet {
             return Err(nb::Error::WouldBlock);
         }
         let limit = conn.script.close_after.or(conn.script.reset_after).unwrap_or(total).min(total);
+        if conn.delivered >= limit && !conn.script.endless.is_empty() {
+            let n = buffer.len().min(conn.script.endless.len());
+            buffer[..n].copy_from_slice(&conn.script.endless[..n]);
+            return Ok(n);
+        }
         if conn.delivered >= limit {
             if conn.script.reset_after.is_some() {
                 return Err(nb::Error::Other(MockError(TcpErrorKind::PipeClosed)));

@@ -451,6 +451,19 @@ fn a_stalled_body_hits_the_idle_timeout() {
 }
 
 #[test]
+fn a_server_trickling_endless_trailers_hits_the_total_timeout() {
+    let mut net = MockNet::default();
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n";
+    net.script(api(), Script { endless: b"X-Trailer: 1\r\n".to_vec(), ..Script::answer(head) });
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, end) = run(&mut client, &mut net, 0, 1_000, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Total)), "{events:?}");
+    assert_eq!(end, 60_000);
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
 fn submit_refuses_what_cannot_be_sent() {
     let mut client = client_with(config());
     assert_eq!(
@@ -564,6 +577,7 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
                     reset_after: (next() % 11 == 0).then(|| pick(next(), len + 1)),
                     silent: next() % 23 == 0,
                     stall_after: (next() % 19 == 0).then(|| pick(next(), len + 1)),
+                    endless: Vec::new(),
                     response,
                 };
                 net.script(remote, script);
