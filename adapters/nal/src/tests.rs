@@ -255,6 +255,35 @@ fn transient_refresh_failures_back_off_and_retry() {
 }
 
 #[test]
+fn every_attempt_failing_transiently_rejects_with_refresh_unavailable() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    for _ in 0..4 {
+        net.script(auth(), Script::answer(&http(503, "")));
+    }
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 100, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Rejected(Rejection::RefreshUnavailable)));
+    assert_eq!(net.requests_to(auth()).len(), 4, "max_refresh_attempts");
+    assert!(!client.needs_login(), "transient failures never log out");
+}
+
+#[test]
+fn a_request_parked_longer_than_the_wait_timeout_is_rejected_with_timeout() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    for _ in 0..4 {
+        net.script(auth(), Script { silent: true, ..Script::default() });
+    }
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, end) = run(&mut client, &mut net, 0, 500, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Rejected(Rejection::Timeout)), "{events:?}");
+    assert_eq!(end, 30_000, "the default wait timeout");
+}
+
+#[test]
 fn persistence_failure_is_reported_and_the_new_tokens_are_used_anyway() {
     let mut net = MockNet::default();
     net.script(api(), Script::answer(&http(401, "")));
