@@ -19,6 +19,21 @@
 //! 3. [`Client::submit`] requests; in the main loop call [`Client::poll`] until it returns `None`
 //!    and handle each [`Event`]; sleep until the stack has news or [`Client::poll_timeout`].
 //!
+//! # Sizing
+//!
+//! - `K` slots: requests open at once. The stack MUST offer `K + 1` sockets (one per slot and
+//!   one for the refresh exchange).
+//! - `REQ` bytes per request buffer: the request head and body plus `Authorization: Bearer `,
+//!   the access token (`A` bytes) and a line break; [`Client::submit`] checks this against `A`
+//!   up front. The refresh request (about 200 bytes of head plus the form-encoded refresh token,
+//!   up to three times `R`) uses a buffer of the same size.
+//! - `RESP` bytes per response buffer: the response head (servers send 150 to 500 bytes) and
+//!   the body. The token endpoint's answer (about 150 bytes plus both tokens) uses a buffer of
+//!   the same size. A chunked body needs a few bytes of slack for its framing.
+//! - RAM: about `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
+//!   [`Client`] value (no heap); the example firmware's client (`K = 2`, 512, 1024, 256, 128)
+//!   takes 6,200 bytes, and the deepest `poll` call chain about 3 KiB of stack.
+//!
 //! HTTP: one request per connection (`Connection: close`), responses framed by
 //! `Content-Length`, chunked encoding (decoded in place) or the end of the connection; a
 //! response that does not fit its buffer is [`Error::ResponseTooLarge`], never truncated.

@@ -14,6 +14,35 @@ use reauth_core::Generation;
 ///
 /// A failed save is reported as [`Event::PersistFailed`](crate::Event::PersistFailed); the new
 /// tokens stay installed in memory, so nothing is lost while the device keeps running.
+///
+/// # Examples
+///
+/// ```
+/// use reauth_nal::TokenStore;
+/// use reauth_nal::reauth_core::Generation;
+///
+/// /// A flash page: one length byte, then the token.
+/// struct FlashPage {
+///     page: [u8; 256],
+/// }
+///
+/// impl TokenStore for FlashPage {
+///     type Error = ();
+///
+///     fn save(&mut self, refresh_token: &str, _generation: Generation) -> Result<(), ()> {
+///         let len = u8::try_from(refresh_token.len()).map_err(|_| ())?;
+///         let (head, body) = self.page.split_at_mut(1);
+///         let slot = body.get_mut(..refresh_token.len()).ok_or(())?;
+///         slot.copy_from_slice(refresh_token.as_bytes());
+///         head[0] = len;
+///         Ok(())
+///     }
+/// }
+///
+/// let mut flash = FlashPage { page: [0; 256] };
+/// flash.save("rotated-refresh-token", Generation(2)).unwrap();
+/// assert_eq!(flash.page[0], 21);
+/// ```
 pub trait TokenStore {
     /// Why saving failed (a flash write error, a full log).
     type Error: core::fmt::Debug;
