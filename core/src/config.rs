@@ -33,8 +33,9 @@ pub struct Config {
     /// How long a parked request waits for a refresh before it is rejected with
     /// [`Rejection::Timeout`](crate::Rejection::Timeout) (default 30 s).
     pub wait_timeout: Duration,
-    /// How many times one request may be replayed after an "expired" answer (default 1). A request
-    /// that is still refused after that is rejected with
+    /// How many times one request may be replayed after the server refused the then-current
+    /// token (default 1); replays after a refusal of an older token are free. A request that is
+    /// still refused after that is rejected with
     /// [`Rejection::Unauthorized`](crate::Rejection::Unauthorized) instead of looping.
     pub replay_limit: u8,
     /// How many refresh attempts one expiry episode may make before the parked requests are

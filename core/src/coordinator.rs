@@ -354,9 +354,11 @@ impl<const N: usize> Coordinator<N> {
     /// The server answered request `ticket.id`.
     ///
     /// An `Expired` verdict for an older generation than the current one is replayed at once
-    /// (another request already caused the refresh); for the current generation it marks the
-    /// token expired, starts a refresh if none runs, and parks the request. A request that has
-    /// used up [`Config::replay_limit`] is rejected with [`Rejection::Unauthorized`].
+    /// with the current token (another request already caused the refresh), without using up
+    /// the request's replay budget. For the current generation it marks the token expired,
+    /// starts a refresh if none runs, and parks the request to be replayed with the new token;
+    /// a request that was already replayed [`Config::replay_limit`] times after such a refusal is
+    /// rejected with [`Rejection::Unauthorized`] instead.
     pub fn handle_response(&mut self, now: Instant, ticket: Ticket, verdict: Verdict) -> Outcome {
         let now = self.advance(now);
         let id = ticket.id;
@@ -367,16 +369,20 @@ impl<const N: usize> Coordinator<N> {
         let Some(access) = self.access() else {
             return reject(Rejection::NeedsLogin);
         };
-        if ticket.replays >= self.config.replay_limit {
+        // A refusal of an older token than the current one says nothing about the current
+        // token: the request goes again with it, and that does not use up its replay budget.
+        let stale = ticket.generation < self.generation;
+        if stale && access.is_usable(now) {
+            return Outcome::Replay(self.ticket(id, ticket.replays));
+        }
+        let replays = if stale {
+            ticket.replays
+        } else if ticket.replays >= self.config.replay_limit {
             return reject(Rejection::Unauthorized);
-        }
-        let replays = ticket.replays.saturating_add(1);
-        if ticket.generation < self.generation && access.is_usable(now) {
-            return Outcome::Replay(self.ticket(id, replays));
-        }
-        if ticket.generation >= self.generation {
+        } else {
             self.expire_access();
-        }
+            ticket.replays.saturating_add(1)
+        };
         let parked = self.park(now, id, replays);
         self.settle(now);
         match parked {
@@ -679,13 +685,14 @@ impl<const N: usize> Coordinator<N> {
     }
 
     /// A delay drawn uniformly from `[base / 2, base]` ("equal jitter").
+    ///
+    /// The draw is a 32x32-bit multiply-shift rather than a `%`, which on a microcontroller would
+    /// link a 64-bit division routine; spreads beyond 2^32 ms (7 weeks) are clamped.
     fn jitter(&mut self, base: Duration) -> Duration {
         let half = base.div(2);
         let spread = base.millis() - half.millis();
-        let draw = match spread.checked_add(1) {
-            Some(range) => self.next_random() % range,
-            None => self.next_random(),
-        };
+        let range = spread.saturating_add(1).min(u64::from(u32::MAX));
+        let draw = ((self.next_random() >> 32) * range) >> 32;
         half.saturating_add(Duration::from_millis(draw))
     }
 
@@ -743,6 +750,9 @@ mod tests {
         assert!(draws.iter().any(|&d| d != draws[0]), "jitter must vary");
         assert_eq!(c.jitter(Duration::ZERO), Duration::ZERO);
         assert!(c.jitter(Duration::MAX) >= Duration::MAX.div(2));
+        let tiny: std::vec::Vec<u64> =
+            (0..50).map(|_| c.jitter(Duration::from_millis(3)).millis()).collect();
+        assert!(tiny.contains(&1) && tiny.contains(&3), "both ends reachable: {tiny:?}");
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenRespo
         Err(number_error) => {
             match serde_json_core::from_slice::<TokenWire<'_, EscapedStr<'_>>>(body) {
                 Ok((wire, _)) => {
-                    let seconds = wire.expires_in.map(|s| s.0.trim().parse::<u64>());
+                    let seconds = wire.expires_in.map(|s| s.0.trim_ascii().parse::<u64>());
                     if matches!(seconds, Some(Err(_))) {
                         return Err(TokenResponseError::InvalidExpiresIn);
                     }
@@ -147,7 +147,8 @@ pub fn classify_failure(status: u16, body: &[u8], retry_after: Option<Duration>)
 /// wall clock) and gives `None`, so the normal backoff applies.
 #[must_use]
 pub fn parse_retry_after(value: &[u8]) -> Option<Duration> {
-    let text = core::str::from_utf8(value).ok()?.trim();
+    // `trim_ascii`: HTTP whitespace is ASCII, and `trim` would link the Unicode tables.
+    let text = core::str::from_utf8(value.trim_ascii()).ok()?;
     text.parse::<u64>().ok().map(Duration::from_secs)
 }
 

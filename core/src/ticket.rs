@@ -35,7 +35,8 @@ pub struct Ticket {
     /// The generation of the access token the request MUST be sent with: always the current one
     /// when the ticket is handed out.
     pub generation: Generation,
-    /// How many times this request was already replayed after an "expired" answer.
+    /// How many times this request was already replayed because the server refused the token
+    /// that was current when the request was sent (replays after a stale refusal are free).
     pub replays: u8,
 }
 

@@ -228,7 +228,7 @@ impl Model {
             None => {
                 let base = (100u64 << (failures - 1)).min(400);
                 let half = base / 2;
-                half + self.random() % (base - half + 1)
+                half + (((self.random() >> 32) * (base - half + 1)) >> 32)
             }
         };
         self.episode =
@@ -293,16 +293,18 @@ impl Model {
         if self.logged_out {
             return reject(Rejection::NeedsLogin);
         }
-        if ticket.replays >= 1 {
+        let stale = ticket.generation.0 < self.generation;
+        if stale && self.usable() {
+            return Outcome::Replay(self.ticket(id, ticket.replays));
+        }
+        if !stale && ticket.replays >= 1 {
             return reject(Rejection::Unauthorized);
         }
-        if ticket.generation.0 < self.generation && self.usable() {
-            return Outcome::Replay(self.ticket(id, ticket.replays + 1));
-        }
-        if ticket.generation.0 >= self.generation {
+        let replays = if stale { ticket.replays } else { ticket.replays + 1 };
+        if !stale {
             self.token = Token::Expired;
         }
-        let parked = self.park(id, ticket.replays + 1);
+        let parked = self.park(id, replays);
         self.kick();
         match parked {
             Ok(()) => Outcome::Parked,
