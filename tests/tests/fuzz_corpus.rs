@@ -76,3 +76,72 @@ fn token_response_survives_mutated_responses() {
         );
     }
 }
+
+#[test]
+fn http_response_corpus_replays_clean() {
+    replay("http_response", fuzz::http_response, 20);
+}
+
+#[test]
+fn http_response_seeds_read_as_expected_at_every_split() {
+    for &(name, wire, expected) in fuzz::HTTP_RESPONSE_SEEDS {
+        for sizes in [&[][..], &[1], &[2], &[3, 1], &[7], &[13, 0, 1]] {
+            fuzz::http_response(&fuzz::http_response_input(2048, false, sizes, wire));
+        }
+        let outcome = fuzz::read_http_response(wire, 2048, false);
+        assert_eq!(outcome.as_ref().map(|(s, b)| (*s, &b[..])).map_err(|e| *e), expected, "{name}");
+    }
+}
+
+#[test]
+fn http_response_survives_mutated_responses_split_anywhere() {
+    // Bytes that matter to the reader, so that mutations hit framing rather than noise.
+    let alphabet = b"0123456789abcdefHTP/. \r\n:;,chunkedContent-LengthTransfer-Encoding";
+    let mut noise = random_inputs(0x5EED_F477, 4_000, 24);
+    for round in 0..4_000 {
+        let (_, seed, _) = fuzz::HTTP_RESPONSE_SEEDS[round % fuzz::HTTP_RESPONSE_SEEDS.len()];
+        let mut wire = seed.to_vec();
+        let noise = noise.next().unwrap_or_default();
+        let (config, edits) = noise.split_at(noise.len().min(6));
+        for edit in edits.chunks(3) {
+            let [op, at, byte] = *edit else { continue };
+            let at = usize::from(at) * wire.len() / 256;
+            let byte = alphabet[usize::from(byte) % alphabet.len()];
+            match op % 3 {
+                0 if at < wire.len() => wire[at] = byte,
+                1 => wire.insert(at, byte),
+                _ if at < wire.len() => {
+                    wire.remove(at);
+                }
+                _ => {}
+            }
+        }
+        let byte = |i: usize| config.get(i).copied().unwrap_or(0);
+        // Buffers from a few bytes to a little more than the response, split anywhere.
+        let cap = 1 + usize::from(byte(0)) * (wire.len() + 16) / 255;
+        let sizes = [byte(1) % 9, byte(2) % 17, byte(3)];
+        fuzz::http_response(&fuzz::http_response_input(cap, byte(4) % 8 == 0, &sizes, &wire));
+    }
+}
+
+/// Writes the seed corpus of the `http_response` fuzz target from
+/// [`fuzz::HTTP_RESPONSE_SEEDS`]: each response whole, split into small pieces, and in a buffer
+/// too small for it. Run it with `cargo test -p reauth-testkit --test fuzz_corpus -- --ignored`
+/// after changing the seeds, then fuzz and minimise as usual.
+#[test]
+#[ignore = "writes into fuzz/corpus"]
+fn write_http_response_seed_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/http_response");
+    fs::create_dir_all(&dir).unwrap();
+    for &(name, wire, _) in fuzz::HTTP_RESPONSE_SEEDS {
+        let variants = [
+            ("", fuzz::http_response_input(2048, false, &[], wire)),
+            ("-split", fuzz::http_response_input(2048, false, &[1, 3, 0, 7], wire)),
+            ("-small", fuzz::http_response_input(wire.len() / 2, false, &[5], wire)),
+            ("-head", fuzz::http_response_input(2048, true, &[2], wire)),
+        ];
+        for (suffix, data) in variants {
+            fs::write(dir.join(format!("seed-{name}{suffix}")), data).unwrap();
+        }
+    }
+}

@@ -53,6 +53,8 @@ mod client;
 mod config;
 mod error;
 mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod refresh;
 mod slot;
