@@ -268,9 +268,11 @@ fn fresh_token_refused_on_the_replay_is_unauthorized_after_one_refresh() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
     let store = MemoryStore::new();
     let client = logged_in(&issuer, builder(&issuer).store(store.clone()));
-    // From now on the issuer hands out tokens that are dead on arrival (valid for 1 ms, though
-    // the answer says `expires_in: 1`), so the replay with the fresh token gets a 401 again.
+    // From now on the issuer hands out tokens that are dead on arrival: valid for 1 ms (though
+    // the answer says `expires_in: 1`) and delivered 20 ms after they were issued, so the replay
+    // with the fresh token always gets a 401 again.
     issuer.set_token_lifetime(Duration::from_millis(1));
+    issuer.set_latency(Duration::from_millis(20), Duration::ZERO);
     issuer.expire_all_now();
     let started = Instant::now();
     for round in 1..=3u64 {
@@ -286,6 +288,7 @@ fn fresh_token_refused_on_the_replay_is_unauthorized_after_one_refresh() {
     assert_eq!((stats.rejected_unauthorized, stats.failed), (3, 3), "{stats:?}");
     // The refresh token was never refused: with sane lifetimes everything works again.
     issuer.set_token_lifetime(Duration::from_secs(60));
+    issuer.set_latency(Duration::ZERO, Duration::ZERO);
     assert_refresh_token_survived(&issuer, &client, &store);
 }
 
