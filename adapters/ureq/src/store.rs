@@ -184,8 +184,19 @@ impl FileStore {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file =
-            options.open(temp).map_err(|e| self.io_error("create the temporary file", temp, e))?;
+        let opened = match options.open(temp) {
+            // The counter makes the name unique within this process, so a file already there is
+            // the leftover of an earlier process with the same id that died between writing and
+            // renaming (after a restart in a container the id is usually the same). It holds
+            // nothing anyone will read: replace it rather than fail the save, which would leave
+            // a rotated refresh token unsaved. `create_new` still refuses anything racing in.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(temp);
+                options.open(temp)
+            }
+            other => other,
+        };
+        let mut file = opened.map_err(|e| self.io_error("create the temporary file", temp, e))?;
         file.write_all(bytes).map_err(|e| self.io_error("write the temporary file", temp, e))?;
         file.sync_all().map_err(|e| self.io_error("flush the temporary file", temp, e))
     }
