@@ -1,0 +1,375 @@
+//! Where tokens may and may not go, for reauth-ureq: never into `Debug`, `Display` or an error
+//! chain; the refresh token only to the token endpoint and the access token only to the API;
+//! the file store's file owner-only and replaced atomically.
+//!
+//! `tests/e2e.rs` (`no_public_type_shows_a_token`) already formats the builder, the client, the
+//! stores and the coordinator's rejections after a login with a sentinel token; this file adds
+//! tokens installed by a refresh (the issuer's own and a sentinel from a custom exchange), every
+//! error the client can produce with its `source()` chain, and the file store. Wiping of the
+//! token buffers on overwrite and drop is the core's (`reauth_core::Token` derives
+//! `ZeroizeOnDrop` and `Token::set` zeroizes before writing; heapless's `zeroize` feature wipes
+//! the whole buffer).
+
+use core::time::Duration;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Instant, SystemTime};
+
+use reauth_core::{Backoff, Config};
+use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
+use reauth_ureq::{
+    Client, ClientBuilder, Error, FileStore, MemoryStore, NewTokens, RefreshError, StoredTokens,
+    TokenStore,
+};
+use zeroize::Zeroizing;
+
+/// Marks a token value the test installed itself; it must never be shown.
+const SENTINEL: &str = "SENTINEL-c0ffee";
+
+fn quick_config() -> Config {
+    Config {
+        backoff: Backoff { initial: reauth_core::Duration::from_millis(50), ..Backoff::DEFAULT },
+        ..Config::DEFAULT
+    }
+}
+
+fn builder(issuer: &MockIssuer) -> ClientBuilder {
+    Client::builder().token_url(issuer.token_url()).client_id("secrets").config(quick_config())
+}
+
+/// `error`'s `Debug`, its `Display`, and the `Display` and `Debug` of every error in its
+/// `source()` chain, in one string.
+fn chain(error: &(dyn core::error::Error + 'static)) -> String {
+    let mut text = format!("{error:?} / {error}");
+    let mut source = error.source();
+    for _ in 0..16 {
+        let Some(e) = source else { break };
+        text.push_str(&format!(" <- {e:?} / {e}"));
+        source = e.source();
+    }
+    text
+}
+
+/// True if `text` holds something shaped like a token of the mock issuer (`at.<digits>.` or
+/// `rt.<digits>.`), including ones the test never got to see (a padded oversized token).
+fn has_issuer_token(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).any(|i| {
+        let rest = &bytes[i..];
+        let digits = rest.iter().skip(3).take_while(|b| b.is_ascii_digit()).count();
+        (rest.starts_with(b"at.") || rest.starts_with(b"rt."))
+            && digits > 0
+            && rest.get(3 + digits) == Some(&b'.')
+    })
+}
+
+/// Fails if any of `shown` holds one of `secrets` or an issuer-shaped token.
+fn assert_hidden(shown: &[String], secrets: &[&str]) {
+    assert!(secrets.iter().all(|s| s.len() >= 8), "a secret too short to search for");
+    for text in shown {
+        for secret in secrets {
+            assert!(!text.contains(secret), "a token is shown: {text}");
+        }
+        assert!(!has_issuer_token(text), "an issuer token is shown: {text}");
+    }
+}
+
+#[test]
+fn the_token_shape_check_finds_issuer_tokens() {
+    // The detector behind `assert_hidden` must be able to fail.
+    assert!(has_issuer_token("x at.12.0123456789abcdef y"));
+    assert!(has_issuer_token("\"rt.3.fedcba9876543210.xxxx\""));
+    assert!(!has_issuer_token("retry at 3 s, rt.x, at.5"));
+}
+
+#[test]
+fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let store = MemoryStore::new();
+    let client = builder(&issuer).client_secret(SENTINEL).store(store.clone()).build().unwrap();
+    let login = issuer.login();
+    client.login(&login.access_token, &login.refresh_token, Some(login.expires_in)).unwrap();
+    issuer.expire_all_now();
+    assert_eq!(client.get(&issuer.api_url("x")).unwrap().status(), 200);
+    let refreshed = store.snapshot().unwrap();
+    let refreshed_access = refreshed.access_token.clone().unwrap();
+    assert_ne!(*refreshed.refresh_token, login.refresh_token, "the refresh rotated");
+    let mut shown = vec![
+        format!("{client:?}"),
+        format!("{store:?}"),
+        format!("{refreshed:?}"),
+        format!("{:?}", FileStore::new("tokens.json")),
+        format!("{:?} {:?}", client.stats(), client.state()),
+    ];
+    // Every transient failure of the token endpoint, as the error of the request that waited.
+    let one_attempt = Config { max_refresh_attempts: 1, ..quick_config() };
+    let faults = [
+        Fault::ServiceUnavailable { times: 1 },
+        Fault::TooManyRequests { times: 1, retry_after_secs: 0 },
+        Fault::CloseBeforeAnswer { times: 1 },
+        Fault::ResetMidBody { times: 1 },
+        Fault::MalformedJson { times: 1 },
+        // Rotates on the server, then carries a 9000-byte access token the client refuses.
+        Fault::OversizedToken { times: 1, len: 9_000 },
+    ];
+    let faulty = builder(&issuer).config(one_attempt).store(MemoryStore::new()).build().unwrap();
+    for fault in faults {
+        let tokens = issuer.login();
+        faulty.login(&tokens.access_token, &tokens.refresh_token, None).unwrap();
+        issuer.expire_all_now();
+        issuer.inject(fault.clone());
+        let error = faulty.get(&issuer.api_url("x")).unwrap_err();
+        assert!(matches!(error, Error::RefreshUnavailable(Some(_))), "{fault:?}: {error:?}");
+        shown.push(chain(&error));
+        shown.push(format!("{:?}", faulty.last_refresh_error()));
+        shown.push(format!("{faulty:?}"));
+    }
+    // A refusal, a transport failure of an API request, and unusable tokens.
+    issuer.inject(Fault::InvalidClient { times: 1 });
+    let refused = faulty.get(&issuer.api_url("x")).unwrap_err();
+    assert!(matches!(refused, Error::NeedsLogin), "{refused:?}");
+    shown.push(format!("{:?}", faulty.last_refresh_error()));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}/api/x", closed.local_addr().unwrap());
+    drop(closed);
+    let transport = client.get(&nowhere).unwrap_err();
+    assert!(matches!(transport, Error::Transport(_)), "{transport:?}");
+    shown.push(chain(&transport));
+    let too_long = SENTINEL.repeat(1_000);
+    for (access, refresh) in [(too_long.as_str(), SENTINEL), ("SENTINEL-c0ffee\r\nX: y", SENTINEL)]
+    {
+        let error = client.login(access, refresh, None).unwrap_err();
+        assert!(matches!(error, Error::Token(_)), "{error:?}");
+        shown.push(chain(&error));
+        shown.push(format!("{:?}", NewTokens::new(access, Some(refresh), None)));
+    }
+    // A sentinel installed by a refresh: a custom exchange hands it out.
+    let sentinel_client = Client::builder()
+        .refresh_with(|_: &str| {
+            NewTokens::new(SENTINEL, Some(SENTINEL), None)
+                .map_err(|e| RefreshError::Other(e.to_string()))
+        })
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    sentinel_client.login("SENTINEL-old-access", "SENTINEL-old-refresh", None).unwrap();
+    // The issuer knows neither token: refused, refreshed to the sentinel, refused again.
+    let unauthorized = sentinel_client.get(&issuer.api_url("x")).unwrap_err();
+    assert!(matches!(unauthorized, Error::Unauthorized), "{unauthorized:?}");
+    assert_eq!(sentinel_client.stats().refreshes_succeeded, 1);
+    shown.push(chain(&unauthorized));
+    shown.push(format!("{sentinel_client:?}"));
+    shown.push(chain(&Error::RefreshUnavailable(Some(RefreshError::refused(Some(401))))));
+    assert_hidden(
+        &shown,
+        &[
+            SENTINEL,
+            &login.access_token,
+            &login.refresh_token,
+            &refreshed_access,
+            &refreshed.refresh_token,
+        ],
+    );
+}
+
+#[test]
+fn store_errors_never_quote_the_token_file() {
+    let scratch = Scratch::new("corrupt");
+    let path = scratch.0.join("tokens.json");
+    let contents = [
+        // A token where a number belongs: serde's message would quote it.
+        format!(r#"{{"version":"{SENTINEL}","refresh_token":"{SENTINEL}"}}"#),
+        format!(r#"{{"version":1,"refresh_token":"{SENTINEL}","access_token":{SENTINEL}}}"#),
+        format!(r#"{{"version":2,"refresh_token":"{SENTINEL}"}}"#),
+        format!(r#"{{"version":1,"refresh_token":"{SENTINEL}""#),
+    ];
+    let mut shown = Vec::new();
+    for content in contents {
+        fs::write(&path, &content).unwrap();
+        let error = FileStore::new(&path).load().unwrap_err();
+        shown.push(chain(&error));
+        let build =
+            Client::builder().token_url("http://127.0.0.1:9/t").store(FileStore::new(&path));
+        let error = build.build().unwrap_err();
+        assert!(matches!(error, Error::Store(_)), "{error:?}");
+        shown.push(chain(&error));
+    }
+    // An I/O failure: the directory is a regular file.
+    let blocked = FileStore::new(path.join("tokens.json"));
+    let error = blocked.save(&stored(SENTINEL)).unwrap_err();
+    shown.push(chain(&error));
+    assert_hidden(&shown, &[SENTINEL]);
+}
+
+#[test]
+fn realistic_workload_never_sends_a_token_to_the_wrong_endpoint() {
+    let issuer = MockIssuer::start(IssuerConfig {
+        token_lifetime: Duration::from_millis(400),
+        latency_jitter: Duration::from_millis(20),
+        seed: 11,
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    // The issuer says `expires_in: 1` for its 400 ms tokens, so a replay may still meet a 401:
+    // a second replay parks it for the next refresh instead of failing it.
+    let config = Config { replay_limit: 2, ..quick_config() };
+    let client = builder(&issuer).config(config).client_secret("s3cret-s3cret").build().unwrap();
+    let tokens = issuer.login();
+    client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
+    let threads = 16;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (client, barrier) = (client.clone(), Arc::clone(&barrier));
+            let (get, post) = (issuer.api_url("get"), issuer.api_url("post"));
+            thread::spawn(move || {
+                barrier.wait();
+                let started = Instant::now();
+                let mut failed = Vec::new();
+                // A storm at the start, then staggered traffic through several expiries,
+                // bounded by count and by time.
+                for n in 0..500u64 {
+                    if started.elapsed() >= Duration::from_millis(1_200) {
+                        break;
+                    }
+                    let result = if n % 3 == 0 {
+                        client.post_json(&post, &serde_json::json!({ "n": n }))
+                    } else {
+                        client.get(&get)
+                    };
+                    match result {
+                        Ok(r) if r.status() == 200 => {}
+                        other => failed.push(format!("{:?}", other.map(|r| r.status()))),
+                    }
+                    thread::sleep(Duration::from_millis((n * 7 + i as u64 * 13) % 30));
+                }
+                failed
+            })
+        })
+        .collect();
+    // Transient faults in the middle of it (the retries must be as careful as the first try),
+    // then a storm: every token expires at once.
+    thread::sleep(Duration::from_millis(300));
+    issuer.inject(Fault::ServiceUnavailable { times: 1 });
+    issuer.inject(Fault::TooManyRequests { times: 1, retry_after_secs: 0 });
+    thread::sleep(Duration::from_millis(300));
+    issuer.expire_all_now();
+    let failed: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let counters = issuer.counters();
+    // The workload did what it is meant to: many requests, several refreshes, some retried.
+    assert!(counters.api_ok > 100 && counters.refresh_successes >= 2, "{counters:?}");
+    assert!(counters.faults_served >= 1, "{counters:?}");
+    assert_eq!(counters.refresh_token_seen_on_api, 0, "{counters:?}");
+    assert_eq!(counters.access_token_seen_on_token_endpoint, 0, "{counters:?}");
+    assert_eq!(counters.reuse_attempts, 0, "{counters:?}");
+}
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("reauth-ureq-secrets-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The names in the directory, sorted.
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Tokens to save, marked with `tag`.
+fn stored(tag: &str) -> StoredTokens {
+    StoredTokens {
+        refresh_token: Zeroizing::new(format!("refresh-{tag}")),
+        access_token: Some(Zeroizing::new(format!("access-{tag}"))),
+        expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+    }
+}
+
+fn loaded_tag(path: &Path) -> String {
+    let tokens = FileStore::new(path).load().unwrap().expect("tokens in the file");
+    tokens.refresh_token.trim_start_matches("refresh-").to_owned()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn file_store_files_are_owner_only_even_over_a_world_readable_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("mode");
+    let path = scratch.0.join("tokens.json");
+    let store = FileStore::new(&path);
+    store.save(&stored("first")).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    // Someone loosened the file: the next save replaces it with an owner-only one.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    store.save(&stored("second")).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(loaded_tag(&path), "second");
+    assert_eq!(scratch.names(), ["tokens.json"], "no temporary file left behind");
+}
+
+#[cfg(unix)]
+#[test]
+fn file_store_replaces_the_file_by_rename_and_never_writes_into_it() {
+    use std::os::unix::fs::MetadataExt;
+    let scratch = Scratch::new("rename");
+    let path = scratch.0.join("tokens.json");
+    let store = FileStore::new(&path);
+    store.save(&stored("old")).unwrap();
+    // A second name for the old file's inode: had `save` truncated and rewritten the file in
+    // place, this name would see the new tokens (or, after a crash, half of them).
+    let old = scratch.0.join("old-inode.json");
+    fs::hard_link(&path, &old).unwrap();
+    let old_inode = fs::metadata(&path).unwrap().ino();
+    store.save(&stored("new")).unwrap();
+    assert_eq!(loaded_tag(&old), "old", "the old file was written into");
+    assert_eq!(loaded_tag(&path), "new");
+    assert_ne!(fs::metadata(&path).unwrap().ino(), old_inode, "not replaced by a rename");
+    assert_eq!(scratch.names(), ["old-inode.json", "tokens.json"]);
+}
+
+#[test]
+fn a_temp_file_left_by_a_crash_keeps_the_old_tokens_and_does_not_block_the_next_save() {
+    let scratch = Scratch::new("crash");
+    let path = scratch.0.join("tokens.json");
+    let store = FileStore::new(&path);
+    store.save(&stored("before-crash")).unwrap();
+    // A process died between writing its temporary file and renaming it: the file is half
+    // written. It had our process id (after a restart in a container, where the id is always
+    // the same, this is the common case) and any value of the per-process counter, so leave
+    // one for each counter value this test binary can reach.
+    let half = br#"{"version":1,"refresh_token":"refresh-lost"#;
+    for counter in 0..1_024 {
+        let name = format!(".tokens.json.{}.{counter}.tmp", std::process::id());
+        fs::write(scratch.0.join(name), half).unwrap();
+    }
+    assert_eq!(loaded_tag(&path), "before-crash", "the real file is whole");
+    let saved = store.save(&stored("after-restart"));
+    assert!(saved.is_ok(), "a leftover temporary file blocked the save: {saved:?}");
+    assert_eq!(loaded_tag(&path), "after-restart");
+}
