@@ -65,12 +65,15 @@ fn has_issuer_token(text: &str) -> bool {
     })
 }
 
-/// Fails if any of `shown` holds one of `secrets` or an issuer-shaped token.
+/// Fails if any of `shown` holds one of `secrets` (as text, or as the `Debug` of its bytes, the
+/// way a derived `Debug` shows a byte buffer) or an issuer-shaped token.
 fn assert_hidden(shown: &[String], secrets: &[&str]) {
     assert!(secrets.iter().all(|s| s.len() >= 8), "a secret too short to search for");
     for text in shown {
         for secret in secrets {
-            assert!(!text.contains(secret), "a token is shown: {text}");
+            let bytes = format!("{:?}", secret.as_bytes());
+            let bytes = bytes.trim_start_matches('[').trim_end_matches(']');
+            assert!(!text.contains(&**secret) && !text.contains(bytes), "a token is shown: {text}");
         }
         assert!(!has_issuer_token(text), "an issuer token is shown: {text}");
     }

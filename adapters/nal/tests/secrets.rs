@@ -1,0 +1,367 @@
+//! Where tokens may and may not go, for reauth-nal against the loopback mock issuer: never into
+//! `Debug`, `Display` or an error chain, the refresh token only to the token endpoint and the
+//! access token only to the API.
+//!
+//! The unit test `tokens_never_show_in_debug_output` (src/tests.rs) already formats the client
+//! and its events on the in-memory stack; this file does it on real sockets with the issuer's
+//! own tokens, through every token-endpoint fault, with every error's `source()` chain and the
+//! configuration types that hold the client secret. Wiping of the token buffers on overwrite and
+//! drop is the core's (`reauth_core::Token` derives `ZeroizeOnDrop` and `Token::set` zeroizes
+//! before writing); the client's own request and answer buffers are zeroized when done with
+//! (`Slot::free`, `Refresher::advance` and `Refresher::wipe_answer`).
+
+use core::cell::RefCell;
+use core::time::Duration as StdDuration;
+use std::rc::Rc;
+use std::string::{String, ToString};
+use std::time::Instant as StdInstant;
+
+use reauth_core::oauth::RefreshParams;
+use reauth_core::{Backoff, Config, Duration, Generation, Instant, Rejection, TokenSet};
+use reauth_nal::{
+    Client, ClientConfig, Endpoint, Event, LoginError, OAuth2, RefreshExchange, Refreshed, Request,
+    SubmitError, TokenStore, Unusable,
+};
+use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
+use std_embedded_nal::Stack;
+
+/// Marks a secret the test installed itself; it must never be shown.
+const SENTINEL: &str = "SENTINEL-c0ffee";
+
+const K: usize = 4;
+type TestClient<'a> = Client<'a, Stack, Flash, Spy, K, 1024, 4096, 512, 256>;
+
+/// Keeps every refresh token saved to it.
+#[derive(Debug, Default)]
+struct Flash {
+    saved: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct FlashError;
+
+impl TokenStore for Flash {
+    type Error = FlashError;
+
+    fn save(&mut self, refresh_token: &str, _generation: Generation) -> Result<(), FlashError> {
+        self.saved.push(refresh_token.to_string());
+        Ok(())
+    }
+}
+
+/// The OAuth2 exchange, noting every access token it installs: the test must know the tokens
+/// a refresh brought to search for them (the flash sees only refresh tokens).
+struct Spy {
+    inner: OAuth2<'static>,
+    installed: Rc<RefCell<Vec<String>>>,
+}
+
+impl RefreshExchange for Spy {
+    fn path(&self) -> &str {
+        self.inner.path()
+    }
+
+    fn content_type(&self) -> &str {
+        self.inner.content_type()
+    }
+
+    fn write_body(&self, refresh_token: &str, out: &mut [u8]) -> Result<usize, usize> {
+        self.inner.write_body(refresh_token, out)
+    }
+
+    fn read_answer<const A: usize, const R: usize>(
+        &self,
+        status: u16,
+        body: &[u8],
+        retry_after: Option<Duration>,
+        tokens: &mut TokenSet<A, R>,
+        generation: Generation,
+    ) -> Result<Refreshed, Unusable> {
+        let read = self.inner.read_answer(status, body, retry_after, tokens, generation);
+        if read.is_ok()
+            && let Some(access) = tokens.access()
+        {
+            self.installed.borrow_mut().push(access.to_string());
+        }
+        read
+    }
+}
+
+/// An OAuth2 exchange with the sentinel as client secret, as a confidential client has one.
+fn oauth() -> OAuth2<'static> {
+    let params =
+        RefreshParams { client_id: Some("secrets"), client_secret: Some(SENTINEL), scope: None };
+    OAuth2 { path: "/oauth/token", params }
+}
+
+fn config<'a>(host: &'a str, api: core::net::SocketAddr, issuer: &MockIssuer) -> ClientConfig<'a> {
+    let coordinator = Config {
+        backoff: Backoff { initial: Duration::from_millis(20), ..Backoff::DEFAULT },
+        ..Config::DEFAULT
+    };
+    let token = Endpoint { addr: issuer.addr(), host };
+    ClientConfig { coordinator, ..ClientConfig::new(Endpoint { addr: api, host }, token) }
+}
+
+/// `error`'s `Debug`, its `Display`, and the `Display` and `Debug` of every error in its
+/// `source()` chain, in one string.
+fn chain(error: &(dyn core::error::Error + 'static)) -> String {
+    let mut text = format!("{error:?} / {error}");
+    let mut source = error.source();
+    for _ in 0..16 {
+        let Some(e) = source else { break };
+        text.push_str(&format!(" <- {e:?} / {e}"));
+        source = e.source();
+    }
+    text
+}
+
+/// True if `text` holds something shaped like a token of the mock issuer (`at.<digits>.` or
+/// `rt.<digits>.`), including ones the test never got to see (a padded oversized token).
+fn has_issuer_token(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).any(|i| {
+        let rest = &bytes[i..];
+        let digits = rest.iter().skip(3).take_while(|b| b.is_ascii_digit()).count();
+        (rest.starts_with(b"at.") || rest.starts_with(b"rt."))
+            && digits > 0
+            && rest.get(3 + digits) == Some(&b'.')
+    })
+}
+
+/// Fails if any of `shown` holds one of `secrets` (as text, or as the `Debug` of its bytes, the
+/// way a derived `Debug` shows a byte buffer) or an issuer-shaped token.
+fn assert_hidden(shown: &[String], secrets: &[String]) {
+    assert!(secrets.iter().all(|s| s.len() >= 8), "a secret too short to search for");
+    for text in shown {
+        for secret in secrets {
+            let bytes = format!("{:?}", secret.as_bytes());
+            let bytes = bytes.trim_start_matches('[').trim_end_matches(']');
+            assert!(!text.contains(&**secret) && !text.contains(bytes), "a token is shown: {text}");
+        }
+        assert!(!has_issuer_token(text), "an issuer token is shown: {text}");
+    }
+}
+
+/// Polls until `n` requests have an outcome (bounded: 10 s, 1e6 rounds), formatting every
+/// event, every error chain and every response on the way into `shown`.
+fn drive(client: &mut TestClient<'_>, start: StdInstant, n: usize, shown: &mut Vec<String>) {
+    let mut net = Stack;
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    let mut finished = 0;
+    for _ in 0..1_000_000 {
+        if finished == n {
+            return;
+        }
+        assert!(StdInstant::now() < deadline, "not done: {shown:?}");
+        let now = Instant::from_millis(start.elapsed().as_millis() as u64);
+        let mut any = false;
+        for _ in 0..1_000 {
+            let Some(event) = client.poll(&mut net, now) else {
+                break;
+            };
+            any = true;
+            shown.push(format!("{event:?}"));
+            match &event {
+                Event::Response { id, .. } => {
+                    shown.push(format!("{:?}", client.response(*id)));
+                    assert!(client.release(*id));
+                    finished += 1;
+                }
+                Event::Failed { error, .. } => {
+                    shown.push(chain(error));
+                    finished += 1;
+                }
+                Event::RefreshFailed { error, .. } => shown.push(chain(error)),
+                _ => {}
+            }
+            shown.push(format!("{client:?}"));
+        }
+        if !any {
+            std::thread::sleep(StdDuration::from_millis(1));
+        }
+    }
+    panic!("poll loop ran 1e6 rounds: {shown:?}");
+}
+
+#[test]
+fn the_token_shape_check_finds_issuer_tokens() {
+    // The detector behind `assert_hidden` must be able to fail.
+    assert!(has_issuer_token("x at.12.0123456789abcdef y"));
+    assert!(has_issuer_token("\"rt.3.fedcba9876543210.xxxx\""));
+    assert!(!has_issuer_token("retry at 3 s, rt.x, at.5"));
+}
+
+#[test]
+fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let host = issuer.addr().to_string();
+    let installed = Rc::new(RefCell::new(Vec::new()));
+    let spy = || Spy { inner: oauth(), installed: Rc::clone(&installed) };
+    let config = config(&host, issuer.addr(), &issuer);
+    let start = StdInstant::now();
+    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let mut shown = vec![format!("{config:?}"), format!("{:?}", oauth())];
+    let mut secrets = vec![SENTINEL.to_string()];
+
+    // A login with the issuer's tokens, and a refresh that rotates them.
+    let mut one_attempt = config;
+    one_attempt.coordinator.max_refresh_attempts = 1;
+    let mut client: TestClient<'_> = Client::new(one_attempt, spy(), Flash::default());
+    let login = issuer.login();
+    client.login(now(), &login.access_token, &login.refresh_token, None).unwrap();
+    secrets.extend([login.access_token, login.refresh_token]);
+    issuer.expire_all_now();
+    for _ in 0..K {
+        client.submit(now(), &Request::get("/api/x")).unwrap();
+    }
+    drive(&mut client, start, K, &mut shown);
+    assert_eq!(installed.borrow().len(), 1, "one refresh installed a token");
+
+    // Every fault of the token endpoint, each on a fresh session, as events and errors.
+    let faults = [
+        Fault::ServiceUnavailable { times: 1 },
+        Fault::TooManyRequests { times: 1, retry_after_secs: 0 },
+        Fault::CloseBeforeAnswer { times: 1 },
+        Fault::ResetMidBody { times: 1 },
+        Fault::MalformedJson { times: 1 },
+        // Rotates on the server, then carries a 600-byte access token the client refuses.
+        Fault::OversizedToken { times: 1, len: 600 },
+        Fault::InvalidClient { times: 1 },
+        Fault::InvalidGrant { times: 1 },
+    ];
+    let faults_len = faults.len();
+    for fault in faults {
+        let tokens = issuer.login();
+        client.login(now(), &tokens.access_token, &tokens.refresh_token, None).unwrap();
+        secrets.extend([tokens.access_token, tokens.refresh_token]);
+        issuer.expire_all_now();
+        issuer.inject(fault);
+        client.submit(now(), &Request::get("/api/x")).unwrap();
+        drive(&mut client, start, 1, &mut shown);
+    }
+    // The sentinel as tokens: refused by the API, refused by the token endpoint.
+    client.login(now(), SENTINEL, SENTINEL, None).unwrap();
+    client.submit(now(), &Request::get("/api/x")).unwrap();
+    drive(&mut client, start, 1, &mut shown);
+    assert!(client.needs_login());
+    let refused = client.submit(now(), &Request::get("/api/x")).unwrap_err();
+    assert_eq!(refused, SubmitError::Rejected(Rejection::NeedsLogin));
+    shown.push(chain(&refused));
+    // Unusable tokens, a store failure and a transport failure.
+    let too_long = SENTINEL.repeat(100);
+    for (access, refresh) in [(too_long.as_str(), SENTINEL), ("SENTINEL-c0ffee\r\nX: y", SENTINEL)]
+    {
+        let error = client.login(now(), access, refresh, None).unwrap_err();
+        assert!(matches!(error, LoginError::Token(_)), "{error:?}");
+        shown.push(chain(&error));
+    }
+    shown.push(chain(&LoginError::Persist(FlashError)));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap();
+    drop(closed);
+    let mut unreachable: TestClient<'_> = Client::new(
+        ClientConfig { api: Endpoint { addr: nowhere, host: &host }, ..config },
+        spy(),
+        Flash::default(),
+    );
+    unreachable.login(now(), SENTINEL, SENTINEL, None).unwrap();
+    unreachable.submit(now(), &Request::get("/api/x")).unwrap();
+    let before = shown.len();
+    drive(&mut unreachable, start, 1, &mut shown);
+    assert!(shown[before..].iter().any(|s| s.starts_with("Transport")), "{:?}", &shown[before..]);
+
+    secrets.extend(installed.borrow().iter().cloned());
+    secrets.extend(client.store().saved.iter().cloned());
+    assert_hidden(&shown, &secrets);
+    // The search had material: an error chain for every fault and for the sentinel's refusal.
+    let refresh_failures = shown.iter().filter(|s| s.starts_with("RefreshFailed")).count();
+    assert!(refresh_failures > faults_len, "{shown:?}");
+}
+
+#[test]
+fn realistic_workload_never_sends_a_token_to_the_wrong_endpoint() {
+    let issuer = MockIssuer::start(IssuerConfig {
+        token_lifetime: StdDuration::from_secs(1),
+        latency_jitter: StdDuration::from_millis(10),
+        seed: 5,
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let host = issuer.addr().to_string();
+    let installed = Rc::new(RefCell::new(Vec::new()));
+    let exchange = Spy { inner: oauth(), installed: Rc::clone(&installed) };
+    let mut client: TestClient<'_> =
+        Client::new(config(&host, issuer.addr(), &issuer), exchange, Flash::default());
+    let start = StdInstant::now();
+    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let tokens = issuer.login();
+    let lifetime = Duration::from_millis(tokens.expires_in.as_millis() as u64);
+    client.login(now(), &tokens.access_token, &tokens.refresh_token, Some(lifetime)).unwrap();
+    let mut net = Stack;
+    let (mut submitted, mut answered, mut failed) = (0u32, 0u32, Vec::new());
+    let (mut faults_injected, mut expired) = (false, false);
+    // `K` requests at once from the start (a storm), kept in flight for 1.5 s of staggered
+    // traffic across proactive refreshes, transient faults at 400 ms and an expiry of every
+    // token at 800 ms. Bounded by rounds and by time.
+    for round in 0..1_000_000u64 {
+        let elapsed = start.elapsed();
+        assert!(elapsed < StdDuration::from_secs(10), "{submitted} {answered} {failed:?}");
+        let traffic = elapsed < StdDuration::from_millis(1_500);
+        if !traffic && client.free_slots() == K {
+            break;
+        }
+        if !faults_injected && elapsed >= StdDuration::from_millis(400) {
+            issuer.inject(Fault::ServiceUnavailable { times: 1 });
+            issuer.inject(Fault::TooManyRequests { times: 1, retry_after_secs: 0 });
+            faults_injected = true;
+        }
+        if !expired && elapsed >= StdDuration::from_millis(800) {
+            issuer.expire_all_now();
+            expired = true;
+        }
+        let mut any = false;
+        for _ in 0..1_000 {
+            let Some(event) = client.poll(&mut net, now()) else {
+                break;
+            };
+            any = true;
+            match event {
+                Event::Response { id, status } => {
+                    if status != 200 {
+                        failed.push(format!("status {status}"));
+                    }
+                    client.release(id);
+                    answered += 1;
+                }
+                Event::Failed { error, .. } => failed.push(format!("{error:?}")),
+                _ => {}
+            }
+        }
+        while traffic && client.free_slots() > 0 {
+            let body = format!(r#"{{"n":{round}}}"#);
+            let request = if submitted % 3 == 0 {
+                Request {
+                    headers: &[("Content-Type", "application/json")],
+                    ..Request::post("/api/post", body.as_bytes())
+                }
+            } else {
+                Request::get("/api/get")
+            };
+            client.submit(now(), &request).unwrap();
+            submitted += 1;
+        }
+        if !any {
+            std::thread::sleep(StdDuration::from_millis(1));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    let counters = issuer.counters();
+    // The workload did what it is meant to: many requests, several refreshes, some retried.
+    assert!(answered > 50 && counters.refresh_successes >= 3, "{answered} {counters:?}");
+    assert!(counters.faults_served >= 1 && counters.expiry_episodes >= 1, "{counters:?}");
+    assert_eq!(counters.refresh_token_seen_on_api, 0, "{counters:?}");
+    assert_eq!(counters.access_token_seen_on_token_endpoint, 0, "{counters:?}");
+    assert_eq!(counters.reuse_attempts, 0, "{counters:?}");
+    assert!(installed.borrow().len() >= 3);
+}
