@@ -155,7 +155,7 @@ impl<const N: usize> Checked<N> {
             Outcome::Replay(replay) => {
                 assert!(!was_failed, "inv 5: replay granted in Failed");
                 assert!(replay.generation > ticket.generation, "a replay uses a newer token");
-                assert_eq!(replay.replays, ticket.replays + 1, "a replay counts itself");
+                assert_eq!(replay.replays, ticket.replays, "a stale replay is free");
                 self.check_ticket(replay, ticket.id);
                 self.stats.stale_replays += 1;
             }
@@ -167,6 +167,7 @@ impl<const N: usize> Checked<N> {
                 assert_eq!(rejected.id, ticket.id);
                 if rejected.reason == Rejection::Unauthorized {
                     assert!(ticket.replays >= self.coordinator.config().replay_limit, "inv 6");
+                    assert!(ticket.generation >= self.coordinator.generation(), "stale refusal");
                 }
                 self.note_rejected(rejected.reason);
             }

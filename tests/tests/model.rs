@@ -428,20 +428,14 @@ impl ReferenceStateMachine for Reference {
         let now = m.now;
         m.subject = Subject::None;
         m.answer = match *input {
-            Input::Request => {
-                let id = m.next_request;
-                m.next_request += 1;
-                m.subject = Subject::Request(RequestId(id));
-                m.tick(now);
-                let result = m.request(id);
-                if let Ok(Admission::Send(t)) = result {
-                    m.wire.push(t);
-                }
-                Answer::Admit(result)
-            }
-            Input::RequestDuplicate(pick) => {
-                let ids: Vec<u32> = m.waiting.iter().map(|w| w.id).collect();
-                let id = Model::pick(&ids, pick).unwrap_or(0);
+            Input::Request | Input::RequestDuplicate(_) => {
+                let id = if let Input::RequestDuplicate(pick) = *input {
+                    let ids: Vec<u32> = m.waiting.iter().map(|w| w.id).collect();
+                    Model::pick(&ids, pick).unwrap_or(0)
+                } else {
+                    m.next_request += 1;
+                    m.next_request - 1
+                };
                 m.subject = Subject::Request(RequestId(id));
                 m.tick(now);
                 let result = m.request(id);

@@ -65,7 +65,7 @@ fn stale_401_is_replayed_with_the_current_token_without_a_refresh() {
     let replay = core.response(at(12), old, Verdict::Expired);
     assert_eq!(
         replay,
-        Outcome::Replay(Ticket { id: RequestId(1), generation: Generation(2), replays: 1 })
+        Outcome::Replay(Ticket { id: RequestId(1), generation: Generation(2), replays: 0 })
     );
     assert!(core.take_actions().is_empty(), "no second refresh");
     assert_eq!(core.stats.refreshes, 1);
