@@ -5,19 +5,26 @@
 //! and the issuer's counters. The exit code is non-zero if an invariant of the demo was violated:
 //! a request failed (other than the "needs login" the `refuse` fault provokes on purpose), a
 //! refresh token was reused, or one access token was refreshed twice.
+//!
+//! The workload itself ([`Workload`]) is shared with `reauth soak`, which runs it for longer with
+//! random faults and watches the process's memory.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use reauth_core::{Backoff, Config};
-use reauth_testkit::issuer::{Counters, Fault, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
 use reauth_ureq::{Client, Error, Stats};
+
+use crate::fault::{FaultMode, FaultSchedule};
+use crate::report::{Latencies, Table, Verdict, millis};
 
 /// Options of `reauth demo`.
 #[derive(Debug, Parser)]
@@ -34,41 +41,43 @@ pub(crate) struct Args {
     /// Upper bound of the issuer's random latency per answer, in milliseconds.
     #[arg(long, default_value_t = 20)]
     latency: u64,
-    /// Fault the token endpoint serves once per token lifetime.
+    /// Fault the token endpoint serves, one token lifetime after the previous one was served.
     #[arg(long, value_enum, default_value_t = FaultMode::None)]
     fault: FaultMode,
     /// Every this many milliseconds the issuer expires every access token at once (a server-side
     /// revocation), so that all threads meet a 401 together: a refresh storm. 0 turns it off.
     #[arg(long, default_value_t = 1300)]
     storm_every: u64,
-    /// Seed of the issuer's latency jitter.
+    /// Seed of the issuer's latency jitter and the client's backoff jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
-/// Faults the demo can inject on the token endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum FaultMode {
-    /// No faults.
-    None,
-    /// Two 503s before each successful refresh: retried with backoff, nobody is logged out.
-    #[value(name = "503")]
-    Unavailable,
-    /// A refresh call that hangs past the refresh timeout: timed out and retried.
-    Hang,
-    /// Malformed JSON from the token endpoint: retried.
-    Malformed,
-    /// `invalid_grant`: every waiting request gets "needs login"; the demo logs in again.
-    Refuse,
-}
+/// The client's refresh timeout in the demo and the soak: short, so that a hanging token
+/// endpoint is given up on quickly.
+pub(crate) const REFRESH_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// The client's refresh timeout in the demo: short, so that the `hang` fault resolves quickly.
-const REFRESH_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long a request may wait for a refresh before it is rejected.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the demo and prints the summary.
 pub(crate) fn run(args: Args) -> ExitCode {
-    match demo(&args) {
-        Ok(report) => report.print_and_judge(),
+    let token_lifetime = Duration::from_millis(args.token_lifetime);
+    let workload = Workload {
+        threads: args.threads,
+        duration: Duration::from_secs_f64(args.duration.clamp(0.1, 3600.0)),
+        token_lifetime,
+        latency: Duration::from_millis(args.latency),
+        storm_every: (args.storm_every > 0).then(|| Duration::from_millis(args.storm_every)),
+        seed: args.seed,
+    };
+    let mut faults = FaultSchedule::fixed(args.fault, token_lifetime, REFRESH_TIMEOUT);
+    let result = workload.run(|issuer| {
+        faults.tick(issuer);
+        String::new()
+    });
+    match result {
+        Ok(run) => print_and_judge(&args, &workload, &run),
         Err(e) => {
             eprintln!("reauth demo: {e}");
             ExitCode::FAILURE
@@ -76,177 +85,254 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
 }
 
-/// What one worker thread saw.
-#[derive(Default)]
-struct WorkerLog {
-    /// Latency of each request that returned a response, in microseconds.
-    latencies: Vec<u32>,
-    /// Requests that failed for a reason the fault mode does not explain.
-    unexpected: u64,
-    /// The first few of those errors, for the report.
-    examples: Vec<String>,
-    /// "Needs login" rejections (expected with `--fault refuse`).
-    needs_login: u64,
+/// The demo's traffic: `threads` threads sending GETs through one shared client as fast as they
+/// can, against an in-process mock issuer.
+#[derive(Clone, Debug)]
+pub(crate) struct Workload {
+    pub(crate) threads: u16,
+    pub(crate) duration: Duration,
+    /// Lifetime of the issuer's access tokens.
+    pub(crate) token_lifetime: Duration,
+    /// Upper bound of the issuer's random extra latency per answer.
+    pub(crate) latency: Duration,
+    /// Every this often the issuer expires every token at once; `None` for never.
+    pub(crate) storm_every: Option<Duration>,
+    /// Seed of the issuer's latency jitter and the client's backoff jitter.
+    pub(crate) seed: u64,
+}
+
+/// What one worker thread saw, and after the run what all of them saw together.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerLog {
+    /// Latency of each request that returned a response.
+    pub(crate) latencies: Latencies,
+    /// Requests that got an outcome (a response or an error).
+    pub(crate) outcomes: u64,
+    /// Errors by kind, "needs login" included.
+    pub(crate) errors: BTreeMap<&'static str, u64>,
+    /// The first few errors other than "needs login", for the report.
+    pub(crate) examples: Vec<String>,
     /// Responses with a status other than 200.
-    bad_status: u64,
+    pub(crate) bad_status: u64,
 }
 
-/// Everything the summary needs.
-struct Report {
-    threads: u16,
-    elapsed: Duration,
-    token_lifetime: Duration,
-    fault: FaultMode,
-    stats: Stats,
-    issuer: Counters,
-    logs: Vec<WorkerLog>,
-    logins: u64,
+impl WorkerLog {
+    /// "Needs login" rejections (expected with `--fault refuse`).
+    pub(crate) fn needs_login(&self) -> u64 {
+        self.errors.get(NEEDS_LOGIN).copied().unwrap_or(0)
+    }
+
+    /// Requests that failed for any reason other than "needs login", bad statuses included.
+    pub(crate) fn failed(&self) -> u64 {
+        self.errors.values().sum::<u64>() - self.needs_login() + self.bad_status
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.latencies.merge(&other.latencies);
+        self.outcomes += other.outcomes;
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_default() += n;
+        }
+        self.examples.extend(other.examples);
+        self.bad_status += other.bad_status;
+    }
 }
 
-fn demo(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
-    let token_lifetime = Duration::from_millis(args.token_lifetime);
-    let duration = Duration::try_from_secs_f64(args.duration.clamp(0.1, 3600.0))?;
-    let issuer = MockIssuer::start(IssuerConfig {
-        token_lifetime,
-        latency_jitter: Duration::from_millis(args.latency),
-        seed: args.seed,
-        ..IssuerConfig::default()
-    })?;
-    let config = Config {
-        backoff: Backoff {
-            initial: reauth_core::Duration::from_millis(100),
-            max: reauth_core::Duration::from_secs(2),
-            seed: args.seed,
-        },
-        ..Config::DEFAULT
-    };
-    let client = Client::builder()
-        .token_url(issuer.token_url())
-        .client_id("reauth-demo")
-        .config(config)
-        .refresh_timeout(REFRESH_TIMEOUT)
-        .wait_timeout(Duration::from_secs(10))
-        .build()?;
-    let login = |client: &Client| {
-        let tokens = issuer.login();
-        client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in))
-    };
-    login(&client)?;
-    // Counters from here on describe the run, not the setup.
-    issuer.reset_counters();
+/// The name of the "needs login" error kind in [`WorkerLog::errors`].
+const NEEDS_LOGIN: &str = "needs login";
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..args.threads)
-        .map(|i| {
-            let (client, stop, done, logs) =
-                (client.clone(), Arc::clone(&stop), Arc::clone(&done), Arc::clone(&logs));
-            let url = issuer.api_url(&format!("demo/{i}"));
-            thread::Builder::new().name(format!("demo-{i}")).spawn(move || {
-                let log = worker(&client, &url, &stop, &done);
-                logs.lock().unwrap_or_else(PoisonError::into_inner).push(log);
+/// What a [`Workload`] run measured.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) elapsed: Duration,
+    /// The client's counters at the end.
+    pub(crate) stats: Stats,
+    /// The issuer's counters at the end (the setup's login not included).
+    pub(crate) issuer: Counters,
+    /// What every worker that finished saw.
+    pub(crate) log: WorkerLog,
+    /// Logins after a refusal (what the application's login page would do).
+    pub(crate) logins: u64,
+    /// Requests the workers started.
+    pub(crate) started: u64,
+    /// Workers still inside a request when the run gave up waiting for them: their requests
+    /// never got an outcome.
+    pub(crate) stuck_workers: usize,
+}
+
+impl Run {
+    /// Requests that never got an outcome: started by a worker, never answered, or counted by
+    /// the client as started without being counted as succeeded or failed.
+    pub(crate) fn lost(&self) -> u64 {
+        let client = self.stats.requests.saturating_sub(self.stats.succeeded + self.stats.failed);
+        self.started.saturating_sub(self.log.outcomes).max(client)
+    }
+
+    /// Outcomes beyond one per request, by the workers' and the client's count.
+    pub(crate) fn answered_twice(&self) -> u64 {
+        let client = (self.stats.succeeded + self.stats.failed).saturating_sub(self.stats.requests);
+        self.log.outcomes.saturating_sub(self.started).max(client)
+    }
+}
+
+impl Workload {
+    /// Runs the workload. `tick` is called about every 50 ms with the issuer (to inject faults)
+    /// and returns text to append to the progress line.
+    ///
+    /// # Errors
+    /// The issuer, the client or a thread could not be started.
+    pub(crate) fn run(
+        &self,
+        mut tick: impl FnMut(&MockIssuer) -> String,
+    ) -> Result<Run, Box<dyn core::error::Error>> {
+        let issuer = MockIssuer::start(IssuerConfig {
+            token_lifetime: self.token_lifetime,
+            latency_jitter: self.latency,
+            seed: self.seed,
+            ..IssuerConfig::default()
+        })?;
+        let config = Config {
+            backoff: Backoff {
+                initial: reauth_core::Duration::from_millis(100),
+                max: reauth_core::Duration::from_secs(2),
+                seed: self.seed,
+            },
+            ..Config::DEFAULT
+        };
+        let client = Client::builder()
+            .token_url(issuer.token_url())
+            .client_id("reauth-demo")
+            .config(config)
+            .refresh_timeout(REFRESH_TIMEOUT)
+            .wait_timeout(WAIT_TIMEOUT)
+            .build()?;
+        let login = |client: &Client| {
+            let tokens = issuer.login();
+            client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in))
+        };
+        login(&client)?;
+        // Counters from here on describe the run, not the setup.
+        issuer.reset_counters();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let started_count = Arc::new(AtomicU64::new(0));
+        let logs = Arc::new(Mutex::new(WorkerLog::default()));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..self.threads)
+            .map(|i| {
+                let (client, stop, count, logs) = (
+                    client.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&started_count),
+                    Arc::clone(&logs),
+                );
+                let url = issuer.api_url(&format!("demo/{i}"));
+                thread::Builder::new().name(format!("demo-{i}")).spawn(move || {
+                    let log = worker(&client, &url, &stop, &count);
+                    logs.lock().unwrap_or_else(PoisonError::into_inner).merge(log);
+                })
             })
-        })
-        .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?;
 
-    let bar = progress_bar(duration);
-    let mut logins = 0;
-    let mut next_fault = Instant::now();
-    let storm_every = (args.storm_every > 0).then(|| Duration::from_millis(args.storm_every));
-    let mut next_storm = storm_every.map(|every| started + every);
-    while started.elapsed() < duration {
-        if let (Some(at), Some(every)) = (next_storm, storm_every)
-            && Instant::now() >= at
-        {
-            issuer.expire_all_now();
-            next_storm = Some(at + every);
+        let bar = progress_bar(self.duration);
+        let mut logins = 0;
+        let mut next_storm = self.storm_every.map(|every| started + every);
+        while started.elapsed() < self.duration {
+            if let (Some(at), Some(every)) = (next_storm, self.storm_every)
+                && Instant::now() >= at
+            {
+                issuer.expire_all_now();
+                next_storm = Some(at + every);
+            }
+            let extra = tick(&issuer);
+            // What the application's login page would do after a refusal.
+            if client.needs_login() && login(&client).is_ok() {
+                logins += 1;
+            }
+            let stats = client.stats();
+            bar.set_position(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            bar.set_message(format!(
+                "requests {:>7}  ok {:>7}  failed {:>3}  refreshes {:>4}{extra}",
+                stats.requests, stats.succeeded, stats.failed, stats.refreshes_succeeded,
+            ));
+            thread::sleep(Duration::from_millis(50));
         }
-        if Instant::now() >= next_fault {
-            inject(&issuer, args.fault);
-            next_fault += token_lifetime;
+        stop.store(true, Ordering::Relaxed);
+        // Every request in flight ends within its wait and refresh timeouts; a worker still busy
+        // well after that holds a request that will never get an outcome.
+        let grace = Instant::now() + WAIT_TIMEOUT + REFRESH_TIMEOUT * 4;
+        while workers.iter().any(|w| !w.is_finished()) && Instant::now() < grace {
+            thread::sleep(Duration::from_millis(10));
         }
-        // What the application's login page would do after a refusal.
-        if client.needs_login() && login(&client).is_ok() {
-            logins += 1;
+        let mut stuck_workers = 0;
+        for worker in workers {
+            if worker.is_finished() {
+                let _ = worker.join();
+            } else {
+                // Left running: it cannot be joined, and the process ends soon.
+                stuck_workers += 1;
+            }
         }
-        let stats = client.stats();
-        bar.set_position(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        bar.set_message(format!(
-            "requests {:>7}  ok {:>7}  failed {:>3}  refreshes {:>3}  generation {}",
-            done.load(Ordering::Relaxed),
-            stats.succeeded,
-            stats.failed,
-            stats.refreshes_succeeded,
-            client.generation().0,
-        ));
-        thread::sleep(Duration::from_millis(50));
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        let log = core::mem::take(&mut *logs.lock().unwrap_or_else(PoisonError::into_inner));
+        Ok(Run {
+            elapsed,
+            stats: client.stats(),
+            issuer: issuer.counters(),
+            log,
+            logins,
+            started: started_count.load(Ordering::Relaxed),
+            stuck_workers,
+        })
     }
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        let _ = worker.join();
-    }
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    let logs = core::mem::take(&mut *logs.lock().unwrap_or_else(PoisonError::into_inner));
-    Ok(Report {
-        threads: args.threads,
-        elapsed,
-        token_lifetime,
-        fault: args.fault,
-        stats: client.stats(),
-        issuer: issuer.counters(),
-        logs,
-        logins,
-    })
 }
 
 /// One thread's request loop: as many GETs as fit until `stop`.
-fn worker(client: &Client, url: &str, stop: &AtomicBool, done: &AtomicU64) -> WorkerLog {
+fn worker(client: &Client, url: &str, stop: &AtomicBool, started: &AtomicU64) -> WorkerLog {
     let mut log = WorkerLog::default();
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
-        match client.get(url) {
+        started.fetch_add(1, Ordering::Relaxed);
+        let result = client.get(url);
+        log.outcomes += 1;
+        match result {
             Ok(mut response) => {
                 let _ = response.body_mut().read_to_vec();
-                let micros = sent.elapsed().as_micros();
-                log.latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                log.latencies.record(sent.elapsed());
                 if response.status() != 200 {
                     log.bad_status += 1;
                 }
             }
-            Err(Error::NeedsLogin) => {
-                log.needs_login += 1;
-                // Give the "login page" a moment instead of hammering a logged-out client.
-                thread::sleep(Duration::from_millis(20));
-            }
             Err(e) => {
-                log.unexpected += 1;
-                if log.examples.len() < 3 {
+                *log.errors.entry(error_kind(&e)).or_default() += 1;
+                if matches!(e, Error::NeedsLogin) {
+                    // Give the "login page" a moment instead of hammering a logged-out client.
+                    thread::sleep(Duration::from_millis(20));
+                } else if log.examples.len() < 3 {
                     log.examples.push(e.to_string());
                 }
             }
         }
-        done.fetch_add(1, Ordering::Relaxed);
     }
     log
 }
 
-fn inject(issuer: &MockIssuer, mode: FaultMode) {
-    let fault = match mode {
-        FaultMode::None => return,
-        FaultMode::Unavailable => Fault::ServiceUnavailable { times: 2 },
-        FaultMode::Hang => Fault::Hang { times: 1, duration: REFRESH_TIMEOUT * 2 },
-        FaultMode::Malformed => Fault::MalformedJson { times: 1 },
-        FaultMode::Refuse => Fault::InvalidGrant { times: 1 },
-    };
-    // One pending fault at a time: a refresh consumes it before the next is queued.
-    issuer.clear_faults();
-    issuer.inject(fault);
+/// A short name for the kind of a request error, for the failures-by-reason rows.
+fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::NeedsLogin => NEEDS_LOGIN,
+        Error::QueueFull => "queue full",
+        Error::Timeout => "wait timeout",
+        Error::RefreshUnavailable(_) => "refresh unavailable",
+        Error::Unauthorized => "unauthorized",
+        Error::Transport(_) => "transport",
+        _ => "other",
+    }
 }
 
-fn progress_bar(duration: Duration) -> ProgressBar {
+/// A progress bar over `duration`, in milliseconds.
+pub(crate) fn progress_bar(duration: Duration) -> ProgressBar {
     let bar = ProgressBar::new(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
     let style = ProgressStyle::with_template("{spinner} {elapsed:>3} [{bar:30}] {msg}")
         .map(|s| s.progress_chars("=> "))
@@ -256,91 +342,51 @@ fn progress_bar(duration: Duration) -> ProgressBar {
     bar
 }
 
-impl Report {
-    /// Prints the summary table and the verdict; the exit code is the verdict.
-    fn print_and_judge(self) -> ExitCode {
-        let mut latencies: Vec<u32> =
-            self.logs.iter().flat_map(|l| l.latencies.iter().copied()).collect();
-        latencies.sort_unstable();
-        let unexpected: u64 = self.logs.iter().map(|l| l.unexpected).sum();
-        let bad_status: u64 = self.logs.iter().map(|l| l.bad_status).sum();
-        let needs_login: u64 = self.logs.iter().map(|l| l.needs_login).sum();
-        let (stats, issuer) = (&self.stats, &self.issuer);
-        let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
-        let rows: Vec<(&str, String, &str)> = vec![
-            ("threads", self.threads.to_string(), ""),
-            ("duration", format!("{secs:.2} s"), ""),
-            ("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer"),
-            ("fault", format!("{:?}", self.fault).to_lowercase(), ""),
-            ("requests", stats.requests.to_string(), "client"),
-            ("succeeded", stats.succeeded.to_string(), "client"),
-            ("failed", (unexpected + bad_status).to_string(), "client"),
-            ("needs-login rejections", needs_login.to_string(), "client"),
-            ("throughput", format!("{:.0} req/s", stats.requests as f64 / secs), "client"),
-            ("refresh calls", issuer.refresh_calls.to_string(), "issuer"),
-            ("refreshes succeeded", issuer.refresh_successes.to_string(), "issuer"),
-            ("expiry episodes", issuer.expiry_episodes.to_string(), "issuer"),
-            ("stale-401 replays", stats.stale_replays.to_string(), "client"),
-            ("parked (waited for a refresh)", stats.parked.to_string(), "client"),
-            ("reuse attempts", issuer.reuse_attempts.to_string(), "issuer"),
-            (
-                "max refreshes of one token",
-                issuer.refreshes_per_access_token_max.to_string(),
-                "issuer",
-            ),
-            ("logins after refusal", self.logins.to_string(), "demo"),
-            ("latency p50", millis(percentile(&latencies, 50)), "client"),
-            ("latency p99", millis(percentile(&latencies, 99)), "client"),
-            ("latency max", millis(latencies.last().copied()), "client"),
-        ];
-        println!();
-        println!("  {:<30} {:>14}  from", "metric", "value");
-        println!("  {:-<30} {:->14}  {:-<6}", "", "", "");
-        for (name, value, source) in rows {
-            println!("  {name:<30} {value:>14}  {source}");
-        }
-        println!();
+/// Prints the summary table and the verdict; the exit code is the verdict.
+fn print_and_judge(args: &Args, workload: &Workload, run: &Run) -> ExitCode {
+    let (stats, issuer, log) = (&run.stats, &run.issuer, &run.log);
+    let secs = run.elapsed.as_secs_f64().max(f64::EPSILON);
+    let mut table = Table::default();
+    table.row("threads", workload.threads, "");
+    table.row("duration", format!("{secs:.2} s"), "");
+    table.row("token lifetime", format!("{} ms", workload.token_lifetime.as_millis()), "issuer");
+    table.row("fault", args.fault.name(), "");
+    table.row("requests", stats.requests, "client");
+    table.row("succeeded", stats.succeeded, "client");
+    table.row("failed", log.failed(), "client");
+    table.row("needs-login rejections", log.needs_login(), "client");
+    table.row("throughput", format!("{:.0} req/s", stats.requests as f64 / secs), "client");
+    table.row("refresh calls", issuer.refresh_calls, "issuer");
+    table.row("refreshes succeeded", issuer.refresh_successes, "issuer");
+    table.row("expiry episodes", issuer.expiry_episodes, "issuer");
+    table.row("stale-401 replays", stats.stale_replays, "client");
+    table.row("parked (waited for a refresh)", stats.parked, "client");
+    table.row("reuse attempts", issuer.reuse_attempts, "issuer");
+    table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
+    table.row("logins after refusal", run.logins, "demo");
+    table.row("latency p50", millis(log.latencies.percentile(50)), "client");
+    table.row("latency p99", millis(log.latencies.percentile(99)), "client");
+    table.row("latency max", millis(log.latencies.max()), "client");
+    table.print();
 
-        let mut violations = Vec::new();
-        if unexpected > 0 || bad_status > 0 {
-            violations.push(format!("{} requests failed", unexpected + bad_status));
-            for error in self.logs.iter().flat_map(|l| &l.examples).take(5) {
-                violations.push(format!("  e.g. {error}"));
-            }
-        }
-        if needs_login > 0 && self.fault != FaultMode::Refuse {
-            violations.push(format!("{needs_login} requests were told to log in again"));
-        }
-        if issuer.reuse_attempts > 0 {
-            violations.push(format!("{} refresh-token reuses", issuer.reuse_attempts));
-        }
-        if issuer.refreshes_per_access_token_max > 1 {
-            violations.push("an access token was refreshed more than once".to_owned());
-        }
-        if stats.succeeded == 0 {
-            violations.push("no request succeeded".to_owned());
-        }
-        if violations.is_empty() {
-            println!("  ok: no failed request, no reuse, no token refreshed twice");
-            ExitCode::SUCCESS
-        } else {
-            for v in violations {
-                println!("  VIOLATED: {v}");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The `p`-th percentile (nearest rank) of sorted values.
-fn percentile(sorted: &[u32], p: usize) -> Option<u32> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (sorted.len() * p).div_ceil(100).clamp(1, sorted.len());
-    sorted.get(rank - 1).copied()
-}
-
-fn millis(micros: Option<u32>) -> String {
-    micros.map_or_else(|| "-".to_owned(), |m| format!("{:.2} ms", f64::from(m) / 1000.0))
+    let mut verdict = Verdict::default();
+    verdict.check(log.failed() > 0, || {
+        let examples = log.examples.iter().take(5).map(|e| format!("\n    e.g. {e}"));
+        format!("{} requests failed{}", log.failed(), examples.collect::<String>())
+    });
+    verdict.check(log.needs_login() > 0 && args.fault != FaultMode::Refuse, || {
+        format!("{} requests were told to log in again", log.needs_login())
+    });
+    verdict.check(run.lost() > 0, || {
+        format!(
+            "{} requests never got an outcome ({} workers stuck)",
+            run.lost(),
+            run.stuck_workers
+        )
+    });
+    verdict.check(run.answered_twice() > 0, || {
+        format!("{} outcomes beyond one per request", run.answered_twice())
+    });
+    verdict.issuer_invariants(issuer, stats.succeeded);
+    verdict.print("no failed request, no reuse, no token refreshed twice")
 }

@@ -3,6 +3,10 @@
 //! - `reauth demo` (also what `reauth` with no arguments runs): an in-process mock issuer with
 //!   short-lived tokens, many threads of requests through reauth-ureq, a live progress bar and a
 //!   summary table; the exit code says whether the demo's invariants held.
+//! - `reauth firmware`: the same storm against reauth-nal, in one thread with a poll loop and
+//!   compile-time slots, over `std-embedded-nal`, with the same summary table and verdict.
+//! - `reauth soak`: the demo's workload for a minute (by default) with 100 ms tokens and random
+//!   transient faults, watching the process's memory; a benchmark binary, run it `--release`.
 //! - `reauth get URL --token-url ... --store FILE`: one authenticated GET against a real OAuth2
 //!   server, tokens kept in a file.
 //!
@@ -10,7 +14,11 @@
 //! is a `mod` line and a line in `subcommands!` in this file.
 
 mod demo;
+mod fault;
+mod firmware;
 mod get;
+mod report;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -39,8 +47,12 @@ macro_rules! subcommands {
 subcommands! {
     /// Refresh storm demo against an in-process mock issuer (the default command)
     Demo(demo::Args) => demo::run,
+    /// The same with reauth-nal in a single-threaded poll loop, as firmware runs it
+    Firmware(firmware::Args) => firmware::run,
     /// Authenticated GET against a real OAuth2 server, tokens kept in a file
     Get(get::Args) => get::run,
+    /// The demo's workload for a minute with 100 ms tokens and random faults, watching memory
+    Soak(soak::Args) => soak::run,
 }
 
 /// Keeps token-protected HTTP clients logged in: one refresh per expiry, no lost requests.

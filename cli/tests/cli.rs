@@ -1,4 +1,5 @@
-//! Runs the `reauth` binary: the demo's verdict, and `get` against the loopback mock issuer.
+//! Runs the `reauth` binary: the verdicts of `demo`, `firmware` and `soak` in short runs, and
+//! `get` against the loopback mock issuer.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,6 +28,51 @@ fn short_demo_ends_with_a_clean_summary() {
         assert!(stdout.contains(row), "{row} missing from\n{stdout}");
     }
     assert!(stdout.contains("ok: no failed request, no reuse, no token refreshed twice"));
+}
+
+/// Runs `reauth ARGS`, asserts that it succeeded and printed every row, and returns stdout.
+fn run_clean(args: &[&str], rows: &[&str]) -> String {
+    let output = reauth().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for row in rows {
+        assert!(stdout.contains(row), "{row} missing from\n{stdout}");
+    }
+    stdout
+}
+
+#[test]
+fn short_firmware_run_ends_with_a_clean_summary() {
+    let stdout = run_clean(
+        &["firmware", "--duration", "1", "--token-lifetime", "300", "--storm-every", "400"],
+        &["slots", "refresh calls", "expiry episodes", "stale-401 replays", "latency p99"],
+    );
+    assert!(stdout.contains("ok: no failed request, no reuse, no token refreshed twice"));
+    let value = |row: &str| -> u64 {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(row)).unwrap();
+        line[row.len() + 2..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(value("refreshes succeeded") >= 2, "{stdout}");
+    assert!(value("expiry episodes") >= 1, "{stdout}");
+}
+
+#[test]
+fn firmware_counts_requests_and_rides_out_faults() {
+    let stdout = run_clean(
+        &["firmware", "--requests", "300", "--fault", "503", "--token-lifetime", "200"],
+        &["fault                                     503"],
+    );
+    assert!(stdout.contains("succeeded                                 300"), "{stdout}");
+}
+
+#[test]
+fn short_soak_reports_memory_and_no_lost_request() {
+    let stdout = run_clean(
+        &["soak", "--duration", "1.5", "--sample-every", "0.5", "--min-fault-gap", "200"],
+        &["VmRSS", "peak RSS (VmHWM) at start", "peak RSS (VmHWM) at end", "faults injected"],
+    );
+    assert!(stdout.contains("lost (no outcome, or two)                   0"), "{stdout}");
+    assert!(stdout.contains("ok: no lost request, no reuse"), "{stdout}");
 }
 
 #[test]

@@ -1,0 +1,482 @@
+//! `reauth firmware`: reauth-nal the way firmware runs it, on the host. One thread, one poll
+//! loop, a fixed number of request slots chosen at compile time, over `std-embedded-nal` against
+//! the in-process mock issuer, with the demo's expiry storms, faults and summary table.
+//!
+//! The loop follows `adapters/nal/examples/host_demo.rs`: keep every free slot busy, poll until
+//! there is no event, nap briefly when nothing moved (std-embedded-nal never blocks, and a
+//! microcontroller would sleep until the stack has news). It also keeps the submit time of every
+//! open request, so that a request answered twice or never is caught, and it drains the requests
+//! still open at the end instead of dropping them.
+//!
+//! reauth-nal keeps no counters of its own, so the stack is wrapped in [`Watched`], which looks
+//! at the bytes: the access token each API request carried and the status that came back. A 401
+//! for a token older than the newest one sent is a stale one, which the client replays at once
+//! with the current token instead of refreshing: the coordinator's own test (the request's
+//! generation is behind the current one), seen from the wire.
+
+use core::hash::{Hash, Hasher};
+use core::net::SocketAddr;
+use core::time::Duration as StdDuration;
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::process::ExitCode;
+use std::thread;
+use std::time::Instant as StdInstant;
+
+use clap::Parser;
+use reauth_core::{Backoff, Config, Duration, Instant, Rejection, RequestId};
+use reauth_nal::embedded_nal::{TcpClientStack, nb};
+use reauth_nal::{
+    Client, ClientConfig, Endpoint, Error, Event, NoStore, OAuth2, Request, SubmitError, Timeouts,
+};
+use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
+use std_embedded_nal::Stack;
+
+use crate::demo::{REFRESH_TIMEOUT, progress_bar};
+use crate::fault::{FaultMode, FaultSchedule};
+use crate::report::{Latencies, Table, Verdict, millis};
+
+/// Request slots: requests open at once. A const parameter, as on a device.
+const SLOTS: usize = 8;
+
+/// The firmware's client: 8 slots, 1 KiB request and 2 KiB response buffers, room for a
+/// 512-byte access and a 256-byte refresh token, no persistence.
+type FirmwareClient<'a> = Client<'a, Watched, NoStore, OAuth2<'a>, SLOTS, 1024, 2048, 512, 256>;
+
+/// How long a request may wait for a refresh before it is rejected.
+const WAIT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+
+/// Options of `reauth firmware`.
+#[derive(Debug, Parser)]
+pub(crate) struct Args {
+    /// Stop once this many requests have an outcome, instead of after `--duration` (with a
+    /// 10-minute limit).
+    #[arg(long, conflicts_with = "duration")]
+    requests: Option<u64>,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Lifetime of each access token the issuer hands out, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..))]
+    token_lifetime: u64,
+    /// Upper bound of the issuer's random latency per answer, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency: u64,
+    /// Fault the token endpoint serves, one token lifetime after the previous one was served.
+    #[arg(long, value_enum, default_value_t = FaultMode::None)]
+    fault: FaultMode,
+    /// Every this many milliseconds the issuer expires every access token at once, so that the
+    /// requests in flight meet 401s together: a refresh storm. 0 turns it off.
+    #[arg(long, default_value_t = 1300)]
+    storm_every: u64,
+    /// Seed of the issuer's latency jitter and the client's backoff jitter.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Runs the firmware loop and prints the summary.
+pub(crate) fn run(args: Args) -> ExitCode {
+    match firmware(&args) {
+        Ok(report) => report.print_and_judge(&args),
+        Err(e) => {
+            eprintln!("reauth firmware: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything the summary needs.
+#[derive(Debug, Default)]
+struct Report {
+    elapsed: StdDuration,
+    token_lifetime: StdDuration,
+    /// Requests submitted.
+    requests: u64,
+    /// Requests answered 2xx.
+    succeeded: u64,
+    /// Failures other than "needs login", by kind.
+    failures: HashMap<&'static str, u64>,
+    /// The first few failures, for the report.
+    examples: Vec<String>,
+    /// "Needs login" rejections (expected with `--fault refuse`).
+    needs_login: u64,
+    /// Events for a request that had already had one, or was never submitted.
+    answered_twice: u64,
+    /// Requests still open when the drain gave up.
+    lost: u64,
+    latencies: Latencies,
+    /// What the wire showed.
+    wire: WireStats,
+    issuer: Counters,
+    /// `Event::Refreshed` seen.
+    refreshed_events: u64,
+    logins: u64,
+    polls: u64,
+}
+
+impl Report {
+    fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+}
+
+fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
+    let token_lifetime = StdDuration::from_millis(args.token_lifetime);
+    let latency = StdDuration::from_millis(args.latency);
+    let issuer = MockIssuer::start(IssuerConfig {
+        token_lifetime,
+        latency_jitter: latency,
+        seed: args.seed,
+        ..IssuerConfig::default()
+    })?;
+    let host = issuer.addr().to_string();
+    let endpoint = Endpoint { addr: issuer.addr(), host: &host };
+    let coordinator = Config {
+        refresh_timeout: millis_of(REFRESH_TIMEOUT),
+        wait_timeout: millis_of(WAIT_TIMEOUT),
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            seed: args.seed,
+        },
+        ..Config::DEFAULT
+    };
+    // Short, so that a hanging token endpoint frees the refresh exchange soon after the
+    // coordinator has given up on it; long enough for the issuer's latency.
+    let answer_timeout = Duration::from_secs(1).saturating_add(millis_of(latency * 2));
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        response: answer_timeout,
+        idle: answer_timeout,
+        total: Duration::from_secs(10),
+    };
+    let client_config =
+        ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };
+    let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
+    let mut client: FirmwareClient<'_> = Client::new(client_config, exchange, NoStore);
+    let mut net = Watched::default();
+
+    let start = StdInstant::now();
+    let now =
+        || Instant::from_millis(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let login = |client: &mut FirmwareClient<'_>| {
+        let tokens = issuer.login();
+        let lifetime = millis_of(tokens.expires_in);
+        client.login(now(), &tokens.access_token, &tokens.refresh_token, Some(lifetime)).is_ok()
+    };
+    if !login(&mut client) {
+        return Err("the mock issuer's tokens do not fit the client".into());
+    }
+    issuer.reset_counters();
+
+    let duration = if args.requests.is_some() {
+        StdDuration::from_secs(600)
+    } else {
+        StdDuration::from_secs_f64(args.duration.clamp(0.1, 3600.0))
+    };
+    let target = args.requests.unwrap_or(u64::MAX);
+    let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
+    let mut next_storm = storm_every.map(|every| start + every);
+    let mut faults = FaultSchedule::fixed(args.fault, token_lifetime, REFRESH_TIMEOUT);
+    let mut next_frame = start;
+    let bar = progress_bar(duration);
+    let mut report = Report { token_lifetime, ..Report::default() };
+    let mut open: HashMap<RequestId, StdInstant> = HashMap::with_capacity(SLOTS);
+    let mut drain_until = None;
+    loop {
+        let done = report.succeeded + report.failed() + report.needs_login;
+        let submitting = start.elapsed() < duration && report.requests < target;
+        if !submitting && drain_until.is_none() {
+            // Stop submitting; what is open finishes within its wait and refresh timeouts.
+            drain_until = Some(StdInstant::now() + WAIT_TIMEOUT + REFRESH_TIMEOUT * 4);
+        }
+        if open.is_empty() && !submitting || drain_until.is_some_and(|at| StdInstant::now() >= at) {
+            break;
+        }
+        let wall = StdInstant::now();
+        if let (Some(at), Some(every)) = (next_storm, storm_every)
+            && wall >= at
+        {
+            issuer.expire_all_now();
+            next_storm = Some(at + every);
+        }
+        faults.tick(&issuer);
+        // What the device's login flow would do after a refusal.
+        if client.needs_login() && login(&mut client) {
+            report.logins += 1;
+        }
+        while submitting && client.free_slots() > 0 {
+            report.requests += 1;
+            match client.submit(now(), &Request::get("/api/firmware")) {
+                Ok(id) => {
+                    open.insert(id, StdInstant::now());
+                }
+                // Refused at once; the slot stays free, so try again after the next poll.
+                Err(SubmitError::Rejected(Rejection::NeedsLogin)) => {
+                    report.needs_login += 1;
+                    break;
+                }
+                Err(e) => {
+                    report.fail(&format!("submit: {e}"), "refused at submit");
+                    break;
+                }
+            }
+        }
+        let mut progressed = false;
+        loop {
+            report.polls += 1;
+            let Some(event) = client.poll(&mut net, now()) else { break };
+            progressed = true;
+            report.on_event(&mut client, &mut open, event);
+        }
+        if wall >= next_frame {
+            bar.set_position(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+            bar.set_message(format!(
+                "requests {:>7}  ok {:>7}  failed {:>3}  refreshes {:>4}  generation {}",
+                done,
+                report.succeeded,
+                report.failed(),
+                report.refreshed_events,
+                client.generation().0,
+            ));
+            next_frame = wall + StdDuration::from_millis(100);
+        }
+        if !progressed {
+            // std-embedded-nal never blocks, and the loop has no readiness signal: nap instead
+            // of spinning, as a device would sleep until its stack has news.
+            thread::sleep(StdDuration::from_micros(500));
+        }
+    }
+    bar.finish_and_clear();
+    report.lost = open.len() as u64;
+    report.elapsed = start.elapsed();
+    report.wire = net.stats;
+    report.issuer = issuer.counters();
+    Ok(report)
+}
+
+impl Report {
+    /// Accounts for one event of the client.
+    fn on_event(
+        &mut self,
+        client: &mut FirmwareClient<'_>,
+        open: &mut HashMap<RequestId, StdInstant>,
+        event: Event<<Watched as TcpClientStack>::Error, core::convert::Infallible>,
+    ) {
+        let (id, outcome) = match event {
+            Event::Response { id, status } => {
+                client.release(id);
+                (id, Ok(status))
+            }
+            Event::Failed { id, error } => (id, Err(error)),
+            Event::Refreshed { .. } => {
+                self.refreshed_events += 1;
+                return;
+            }
+            Event::RefreshFailed { .. } | Event::PersistFailed { .. } => return,
+        };
+        let Some(submitted) = open.remove(&id) else {
+            self.answered_twice += 1;
+            return;
+        };
+        match outcome {
+            Ok(status) if (200..300).contains(&status) => {
+                self.succeeded += 1;
+                self.latencies.record(submitted.elapsed());
+            }
+            Ok(status) => self.fail(&format!("status {status}"), "status other than 2xx"),
+            Err(Error::Rejected(Rejection::NeedsLogin)) => self.needs_login += 1,
+            Err(error) => {
+                let kind = match &error {
+                    Error::Rejected(_) => "rejected",
+                    Error::Transport { .. } => "transport",
+                    Error::Timeout(_) => "timeout",
+                    Error::ConnectionClosed => "connection closed",
+                    Error::Http(_) => "invalid HTTP",
+                    Error::ResponseTooLarge { .. } => "response too large",
+                    _ => "other",
+                };
+                self.fail(&error.to_string(), kind);
+            }
+        }
+    }
+
+    fn fail(&mut self, what: &str, kind: &'static str) {
+        *self.failures.entry(kind).or_default() += 1;
+        if self.examples.len() < 3 {
+            self.examples.push(what.to_owned());
+        }
+    }
+
+    /// Prints the summary table and the verdict; the exit code is the verdict.
+    fn print_and_judge(&self, args: &Args) -> ExitCode {
+        let issuer = &self.issuer;
+        let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        let done = self.succeeded + self.failed() + self.needs_login;
+        let mut table = Table::default();
+        table.row("slots", SLOTS, "");
+        table.row("duration", format!("{secs:.2} s"), "");
+        table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
+        table.row("fault", args.fault.name(), "");
+        table.row("requests", self.requests, "client");
+        table.row("succeeded", self.succeeded, "client");
+        table.row("failed", self.failed(), "client");
+        table.row("needs-login rejections", self.needs_login, "client");
+        table.row("throughput", format!("{:.0} req/s", done as f64 / secs), "client");
+        table.row("refresh calls", issuer.refresh_calls, "issuer");
+        table.row("refreshes succeeded", issuer.refresh_successes, "issuer");
+        table.row("expiry episodes", issuer.expiry_episodes, "issuer");
+        table.row("stale-401 replays", self.wire.stale_unauthorized, "wire");
+        table.row(
+            "other 401s (parked)",
+            self.wire.unauthorized - self.wire.stale_unauthorized,
+            "wire",
+        );
+        table.row("reuse attempts", issuer.reuse_attempts, "issuer");
+        table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
+        table.row("logins after refusal", self.logins, "firmware");
+        table.row("latency p50", millis(self.latencies.percentile(50)), "client");
+        table.row("latency p99", millis(self.latencies.percentile(99)), "client");
+        table.row("latency max", millis(self.latencies.max()), "client");
+        table.row("polls", self.polls, "firmware");
+        table.print();
+
+        let mut verdict = Verdict::default();
+        verdict.check(self.failed() > 0, || {
+            let examples = self.examples.iter().map(|e| format!("\n    e.g. {e}"));
+            format!("{} requests failed{}", self.failed(), examples.collect::<String>())
+        });
+        verdict.check(self.needs_login > 0 && args.fault != FaultMode::Refuse, || {
+            format!("{} requests were told to log in again", self.needs_login)
+        });
+        verdict.check(self.lost > 0, || format!("{} requests never got an outcome", self.lost));
+        verdict.check(self.answered_twice > 0, || {
+            format!("{} events for requests that already had an outcome", self.answered_twice)
+        });
+        verdict.issuer_invariants(issuer, self.succeeded);
+        verdict.print("no failed request, no reuse, no token refreshed twice")
+    }
+}
+
+/// A std duration as the core's milliseconds.
+fn millis_of(d: StdDuration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What [`Watched`] saw on the wire.
+#[derive(Clone, Copy, Debug, Default)]
+struct WireStats {
+    /// API answers 401.
+    unauthorized: u64,
+    /// Of those, the ones for a token older than the newest one sent by then.
+    stale_unauthorized: u64,
+}
+
+/// std-embedded-nal's stack, watching the request heads for the access token and the response
+/// status lines. Tokens are kept only as hashes, in the order they were first sent, which is
+/// the order of their generations.
+#[derive(Default)]
+struct Watched {
+    stack: Stack,
+    /// Hashes of the access tokens sent so far, oldest first.
+    tokens: Vec<u64>,
+    stats: WireStats,
+}
+
+/// A socket of [`Watched`]: the real one, and what its exchange has shown so far.
+struct WatchedSocket {
+    socket: <Stack as TcpClientStack>::TcpSocket,
+    /// The request head as sent, until its blank line (bounded by [`HEAD_LIMIT`]).
+    request: Vec<u8>,
+    /// Index into [`Watched::tokens`] of the token the request carried; `None` for none (the
+    /// token endpoint) or not yet known.
+    token: Option<usize>,
+    /// The first bytes of the response, up to the status code.
+    status_line: Vec<u8>,
+}
+
+/// Bytes of a request head kept for the token; the client's heads are a few hundred.
+const HEAD_LIMIT: usize = 2048;
+
+/// `HTTP/1.1 401`: the bytes up to and including the status code.
+const STATUS_END: usize = 12;
+
+impl TcpClientStack for Watched {
+    type TcpSocket = WatchedSocket;
+    type Error = <Stack as TcpClientStack>::Error;
+
+    fn socket(&mut self) -> Result<Self::TcpSocket, Self::Error> {
+        Ok(WatchedSocket {
+            socket: self.stack.socket()?,
+            request: Vec::new(),
+            token: None,
+            status_line: Vec::new(),
+        })
+    }
+
+    fn connect(
+        &mut self,
+        socket: &mut Self::TcpSocket,
+        remote: SocketAddr,
+    ) -> nb::Result<(), Self::Error> {
+        self.stack.connect(&mut socket.socket, remote)
+    }
+
+    fn send(
+        &mut self,
+        socket: &mut Self::TcpSocket,
+        data: &[u8],
+    ) -> nb::Result<usize, Self::Error> {
+        let sent = self.stack.send(&mut socket.socket, data)?;
+        if socket.request.len() < HEAD_LIMIT && socket.token.is_none() {
+            socket.request.extend_from_slice(data.get(..sent).unwrap_or_default());
+            socket.token = self.token_rank(&socket.request);
+        }
+        Ok(sent)
+    }
+
+    fn receive(
+        &mut self,
+        socket: &mut Self::TcpSocket,
+        buffer: &mut [u8],
+    ) -> nb::Result<usize, Self::Error> {
+        let received = self.stack.receive(&mut socket.socket, buffer)?;
+        if socket.status_line.len() < STATUS_END {
+            let want = (STATUS_END - socket.status_line.len()).min(received);
+            socket.status_line.extend_from_slice(buffer.get(..want).unwrap_or_default());
+            if socket.status_line.len() == STATUS_END
+                && socket.status_line.ends_with(b" 401")
+                && let Some(rank) = socket.token
+            {
+                self.stats.unauthorized += 1;
+                if rank + 1 < self.tokens.len() {
+                    self.stats.stale_unauthorized += 1;
+                }
+            }
+        }
+        Ok(received)
+    }
+
+    fn close(&mut self, socket: Self::TcpSocket) -> Result<(), Self::Error> {
+        self.stack.close(socket.socket)
+    }
+}
+
+impl Watched {
+    /// The rank of the bearer token in a request head, once the head has arrived in full.
+    fn token_rank(&mut self, head: &[u8]) -> Option<usize> {
+        const PREFIX: &[u8] = b"\r\nAuthorization: Bearer ";
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = head.get(..end + 2)?;
+        let at = head.windows(PREFIX.len()).position(|w| w == PREFIX)? + PREFIX.len();
+        let token = head.get(at..)?;
+        let token = token.get(..token.iter().position(|&b| b == b'\r')?)?;
+        let mut hasher = DefaultHasher::new();
+        token.hash(&mut hasher);
+        let hash = hasher.finish();
+        Some(self.tokens.iter().position(|&h| h == hash).unwrap_or_else(|| {
+            self.tokens.push(hash);
+            self.tokens.len() - 1
+        }))
+    }
+}

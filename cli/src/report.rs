@@ -1,0 +1,195 @@
+//! What the runs of `demo`, `firmware` and `soak` print at the end: a table of metrics with the
+//! side each figure comes from, a latency histogram of fixed size (so that a long run does not
+//! grow with the number of requests), and the verdict that becomes the exit code.
+
+use core::fmt::Display;
+use core::time::Duration;
+use std::process::ExitCode;
+
+use reauth_testkit::issuer::Counters;
+
+/// A two-column table of metrics, each with the side that measured it (client, issuer, ...).
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    rows: Vec<(String, String, &'static str)>,
+}
+
+impl Table {
+    /// Adds a row.
+    pub(crate) fn row(&mut self, name: impl Display, value: impl Display, source: &'static str) {
+        self.rows.push((name.to_string(), value.to_string(), source));
+    }
+
+    /// Prints the table, framed by blank lines.
+    pub(crate) fn print(&self) {
+        println!();
+        println!("  {:<30} {:>14}  from", "metric", "value");
+        println!("  {:-<30} {:->14}  {:-<6}", "", "", "");
+        for (name, value, source) in &self.rows {
+            println!("  {name:<30} {value:>14}  {source}");
+        }
+        println!();
+    }
+}
+
+/// The invariants a run checks, collected as readable violations.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    violations: Vec<String>,
+}
+
+impl Verdict {
+    /// Records a violation when `violated`.
+    pub(crate) fn check(&mut self, violated: bool, what: impl FnOnce() -> String) {
+        if violated {
+            self.violations.push(what());
+        }
+    }
+
+    /// The checks every run shares, from the issuer's side: nothing reused, no access token
+    /// refreshed twice, and at least one request answered.
+    pub(crate) fn issuer_invariants(&mut self, issuer: &Counters, succeeded: u64) {
+        self.check(issuer.reuse_attempts > 0, || {
+            format!("{} refresh-token reuses", issuer.reuse_attempts)
+        });
+        self.check(issuer.refreshes_per_access_token_max > 1, || {
+            "an access token was refreshed more than once".to_owned()
+        });
+        self.check(succeeded == 0, || "no request succeeded".to_owned());
+    }
+
+    /// Prints `ok_line` or every violation; success exactly when nothing was violated.
+    pub(crate) fn print(self, ok_line: &str) -> ExitCode {
+        if self.violations.is_empty() {
+            println!("  ok: {ok_line}");
+            ExitCode::SUCCESS
+        } else {
+            for v in self.violations {
+                println!("  VIOLATED: {v}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sub-buckets per power of two: values are kept to within 1/32 (about 3 %).
+const SUB_BUCKETS: usize = 32;
+
+/// A latency histogram in microseconds with a fixed number of log-linear buckets (2^36 µs, about
+/// 19 hours, and more share the last one), so that recording never allocates and a soak's memory
+/// stays flat.
+#[derive(Clone, Debug)]
+pub(crate) struct Latencies {
+    /// `counts[i]` requests fell in bucket `i` (see [`bucket`]).
+    counts: Vec<u64>,
+    total: u64,
+    /// The largest value recorded, exactly, in microseconds.
+    max_micros: u64,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self { counts: vec![0; 32 * SUB_BUCKETS], total: 0, max_micros: 0 }
+    }
+}
+
+impl Latencies {
+    /// Records one latency.
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let index = bucket(micros).min(self.counts.len() - 1);
+        if let Some(count) = self.counts.get_mut(index) {
+            *count += 1;
+        }
+        self.total += 1;
+        self.max_micros = self.max_micros.max(micros);
+    }
+
+    /// Adds every value of `other`.
+    pub(crate) fn merge(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max_micros = self.max_micros.max(other.max_micros);
+    }
+
+    /// The `p`-th percentile (nearest rank), as the lower bound of its bucket; `None` when
+    /// empty.
+    pub(crate) fn percentile(&self, p: u64) -> Option<Duration> {
+        let rank = (self.total * p).div_ceil(100).clamp(1, self.total.max(1));
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank && self.total > 0 {
+                return Some(Duration::from_micros(lower_bound(index).min(self.max_micros)));
+            }
+        }
+        None
+    }
+
+    /// The largest value recorded; `None` when empty.
+    pub(crate) fn max(&self) -> Option<Duration> {
+        (self.total > 0).then(|| Duration::from_micros(self.max_micros))
+    }
+}
+
+/// The bucket of a value: exact below `SUB_BUCKETS`, then `SUB_BUCKETS` equal steps per power
+/// of two.
+fn bucket(micros: u64) -> usize {
+    let sub = SUB_BUCKETS as u64;
+    if micros < sub {
+        return micros as usize;
+    }
+    // The highest set bit is at least log2(SUB_BUCKETS) = 5 here.
+    let magnitude = u64::from(63 - micros.leading_zeros()) - 4;
+    let offset = (micros >> (magnitude - 1)) - sub;
+    (magnitude * sub + offset) as usize
+}
+
+/// The smallest value that falls in bucket `index`.
+fn lower_bound(index: usize) -> u64 {
+    let sub = SUB_BUCKETS as u64;
+    let index = index as u64;
+    if index < sub {
+        return index;
+    }
+    let (magnitude, offset) = (index / sub, index % sub);
+    (sub + offset) << (magnitude - 1)
+}
+
+/// A latency for the table: milliseconds with two decimals, `-` for none.
+pub(crate) fn millis(latency: Option<Duration>) -> String {
+    latency.map_or_else(|| "-".to_owned(), |d| format!("{:.2} ms", d.as_secs_f64() * 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_within_three_percent() {
+        for micros in (0..100_000).chain([u64::MAX / 4, 4_294_967_295]) {
+            let index = bucket(micros);
+            assert!(lower_bound(index) <= micros, "{micros}");
+            assert!(lower_bound(index + 1) > micros, "{micros}");
+            assert!(micros - lower_bound(index) <= micros / 32, "{micros}");
+        }
+    }
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut latencies = Latencies::default();
+        assert_eq!(latencies.percentile(50), None);
+        for ms in 1..=100 {
+            latencies.record(Duration::from_millis(ms));
+        }
+        let p50 = latencies.percentile(50).unwrap().as_micros();
+        assert!((48_500..=50_000).contains(&p50), "{p50}");
+        assert_eq!(latencies.max(), Some(Duration::from_millis(100)));
+        let mut other = Latencies::default();
+        other.record(Duration::from_secs(2));
+        latencies.merge(&other);
+        assert_eq!(latencies.max(), Some(Duration::from_secs(2)));
+    }
+}
