@@ -215,8 +215,10 @@ fn realistic_workload_never_sends_a_token_to_the_wrong_endpoint() {
         ..IssuerConfig::default()
     })
     .unwrap();
-    // The issuer says `expires_in: 1` for its 400 ms tokens, so a replay may still meet a 401:
-    // a second replay parks it for the next refresh instead of failing it.
+    // The issuer says `expires_in: 1` for its 400 ms tokens, and the expiry of every token
+    // below also kills one a refresh may be bringing at that moment, so a replay may still meet
+    // a 401: a second replay parks it for the next refresh instead of failing it
+    // (`Unauthorized` would be right for it, but is not what this test is about).
     let config = Config { replay_limit: 2, ..quick_config() };
     let client = builder(&issuer).config(config).client_secret("s3cret-s3cret").build().unwrap();
     let tokens = issuer.login();
