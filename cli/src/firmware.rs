@@ -31,6 +31,7 @@ use reauth_nal::{
 };
 use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
 use std_embedded_nal::Stack;
+use zeroize::Zeroize;
 
 use crate::demo::{REFRESH_TIMEOUT, progress_bar};
 use crate::fault::{FaultMode, FaultSchedule};
@@ -386,8 +387,11 @@ struct Watched {
 /// A socket of [`Watched`]: the real one, and what its exchange has shown so far.
 struct WatchedSocket {
     socket: <Stack as TcpClientStack>::TcpSocket,
-    /// The request head as sent, until its blank line (bounded by [`HEAD_LIMIT`]).
+    /// The request as sent until its head is complete (or [`HEAD_LIMIT`] bytes), then wiped:
+    /// it holds a token.
     request: Vec<u8>,
+    /// The request head has been looked at.
+    head_seen: bool,
     /// Index into [`Watched::tokens`] of the token the request carried; `None` for none (the
     /// token endpoint) or not yet known.
     token: Option<usize>,
@@ -409,6 +413,7 @@ impl TcpClientStack for Watched {
         Ok(WatchedSocket {
             socket: self.stack.socket()?,
             request: Vec::new(),
+            head_seen: false,
             token: None,
             status_line: Vec::new(),
         })
@@ -428,9 +433,16 @@ impl TcpClientStack for Watched {
         data: &[u8],
     ) -> nb::Result<usize, Self::Error> {
         let sent = self.stack.send(&mut socket.socket, data)?;
-        if socket.request.len() < HEAD_LIMIT && socket.token.is_none() {
+        if !socket.head_seen {
             socket.request.extend_from_slice(data.get(..sent).unwrap_or_default());
-            socket.token = self.token_rank(&socket.request);
+            if let Some(end) = socket.request.windows(4).position(|w| w == b"\r\n\r\n") {
+                socket.token = self.token_rank(socket.request.get(..end + 2).unwrap_or_default());
+                socket.head_seen = true;
+            }
+            if socket.head_seen || socket.request.len() >= HEAD_LIMIT {
+                socket.head_seen = true;
+                socket.request.zeroize();
+            }
         }
         Ok(sent)
     }
@@ -463,11 +475,10 @@ impl TcpClientStack for Watched {
 }
 
 impl Watched {
-    /// The rank of the bearer token in a request head, once the head has arrived in full.
+    /// The rank of the bearer token in a complete request head (its lines end with CRLF), or
+    /// `None` if it carries none.
     fn token_rank(&mut self, head: &[u8]) -> Option<usize> {
         const PREFIX: &[u8] = b"\r\nAuthorization: Bearer ";
-        let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = head.get(..end + 2)?;
         let at = head.windows(PREFIX.len()).position(|w| w == PREFIX)? + PREFIX.len();
         let token = head.get(at..)?;
         let token = token.get(..token.iter().position(|&b| b == b'\r')?)?;
