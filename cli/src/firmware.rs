@@ -206,7 +206,7 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         if client.needs_login() && login(&mut client) {
             report.logins += 1;
         }
-        while submitting && client.free_slots() > 0 {
+        while submitting && report.requests < target && client.free_slots() > 0 {
             report.requests += 1;
             match client.submit(now(), &Request::get("/api/firmware")) {
                 Ok(id) => {
