@@ -12,8 +12,10 @@
 //!    send one request each at the same moment; the table gives the refresh calls the issuer saw
 //!    per episode.
 //!
-//! Run with `cargo bench -p reauth-ureq` (a `harness = false` bench: it prints its own table).
-//! The figures are noisy on a shared machine; compare ratios, not absolute numbers.
+//! Run with `cargo bench -p reauth-ureq --bench overhead` (a `harness = false` bench: it prints
+//! its own table). The figures are noisy on a shared machine; compare ratios, not absolute
+//! numbers. `benches/baselines.rs` is the fuller comparison (plain ureq, reauth-ureq and a naive
+//! client, in storms, staggered traffic with short-lived tokens and steady traffic).
 
 use core::time::Duration;
 use std::io::Read;
@@ -39,9 +41,17 @@ fn main() {
     let url = issuer.api_url("bench");
 
     let fixed = issuer.login();
+    // Configured like reauth-ureq's API agent (`ClientBuilder::build`): per-phase timeouts cost
+    // ureq a `setsockopt` per phase, so a plain agent without them would not be a fair floor.
+    let phase = Some(Duration::from_secs(30));
     let plain: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_send_request(phase)
+        .timeout_send_body(phase)
+        .timeout_recv_response(phase)
+        .timeout_recv_body(phase)
         .proxy(None)
         .build()
         .into();
