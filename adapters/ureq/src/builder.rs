@@ -39,6 +39,8 @@ pub struct ClientBuilder {
     env_proxy: bool,
     max_redirects: u8,
     user_agent: Option<String>,
+    /// Idle API connections kept for reuse; `None` keeps ureq's defaults.
+    idle_connections: Option<usize>,
 }
 
 impl ClientBuilder {
@@ -63,6 +65,7 @@ impl ClientBuilder {
             env_proxy: false,
             max_redirects: 5,
             user_agent: None,
+            idle_connections: None,
         }
     }
 
@@ -189,6 +192,17 @@ impl ClientBuilder {
         self
     }
 
+    /// How many idle API connections to keep for reuse (default: ureq's, 3 per host). Set it to
+    /// about the number of threads that share the client: when a storm of requests waits for a
+    /// refresh, each comes back on its own connection, and a pool smaller than the storm closes
+    /// the surplus and opens them again. Much larger than the thread count costs throughput, as
+    /// ureq hands out the oldest idle connection first (measured in `BENCHMARKS.md`).
+    #[must_use]
+    pub const fn max_idle_connections(mut self, connections: usize) -> Self {
+        self.idle_connections = Some(connections);
+        self
+    }
+
     /// The `User-Agent` of every request.
     #[must_use]
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
@@ -216,6 +230,7 @@ impl ClientBuilder {
                     self.connect_timeout,
                     self.env_proxy,
                     self.user_agent.as_deref(),
+                    None,
                 );
                 Box::new(OAuthExchange {
                     agent: token_agent,
@@ -232,6 +247,7 @@ impl ClientBuilder {
             self.connect_timeout,
             self.env_proxy,
             self.user_agent.as_deref(),
+            self.idle_connections,
         );
         Client::from_parts(Parts {
             coordinator: Coordinator::new(config),
@@ -252,6 +268,7 @@ fn agent(
     connect: Option<Duration>,
     env_proxy: bool,
     user_agent: Option<&str>,
+    idle_connections: Option<usize>,
 ) -> Agent {
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
@@ -271,6 +288,9 @@ fn agent(
     }
     if let Some(user_agent) = user_agent {
         config = config.user_agent(user_agent);
+    }
+    if let Some(idle) = idle_connections {
+        config = config.max_idle_connections(idle).max_idle_connections_per_host(idle);
     }
     config.build().into()
 }

@@ -403,7 +403,10 @@ impl Client {
                     });
                     match next {
                         None => return Ok(response),
-                        Some(next) => next,
+                        Some(next) => {
+                            discard(response);
+                            next
+                        }
                     }
                 }
                 Step::Wait => {
@@ -889,4 +892,14 @@ impl fmt::Debug for Authorization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Authorization(<redacted>)")
     }
+}
+
+/// Reads a response that will not be returned (a 401 about to be replayed, parked or rejected)
+/// to its end, so that ureq puts its connection back in the pool instead of closing it and the
+/// replay does not pay for a new connection (a TCP and TLS handshake on a real network). A body
+/// over 16 KiB is abandoned instead; ureq then closes that connection.
+fn discard(response: Response<Body>) {
+    let mut reader = response.into_body().into_reader().take(16 * 1024);
+    let mut buf = [0u8; 1024];
+    while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
 }
