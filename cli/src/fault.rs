@@ -55,10 +55,10 @@ const RANDOM_KINDS: usize = 5;
 /// When to queue which fault on the token endpoint.
 ///
 /// A fault is queued only once the previous one has been served in full and a gap has passed
-/// since, so that one refresh episode meets at most one fault and its retries succeed: the
-/// client's attempts are never exhausted by faults piling up, and requests are delayed, not
-/// rejected. A hang lasts twice the client's refresh timeout, so that the client's timeout, not
-/// the server, ends it.
+/// since. With gaps longer than a refresh episode (a hang's timeout plus a backoff, or a 429's
+/// `Retry-After`), one episode meets at most one fault and its retry succeeds: faults do not pile
+/// up until the client's attempts run out, so requests are delayed, not rejected. A hang lasts
+/// twice the client's refresh timeout, so that the client's timeout, not the server, ends it.
 #[derive(Debug)]
 pub(crate) struct FaultSchedule {
     /// `Some` for one kind always; `None` for random transient kinds.

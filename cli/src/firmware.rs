@@ -17,8 +17,8 @@
 use core::hash::{Hash, Hasher};
 use core::net::SocketAddr;
 use core::time::Duration as StdDuration;
-use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant as StdInstant;
@@ -96,7 +96,7 @@ struct Report {
     /// Requests answered 2xx.
     succeeded: u64,
     /// Failures other than "needs login", by kind.
-    failures: HashMap<&'static str, u64>,
+    failures: BTreeMap<&'static str, u64>,
     /// The first few failures, for the report.
     examples: Vec<String>,
     /// "Needs login" rejections (expected with `--fault refuse`).
@@ -113,12 +113,6 @@ struct Report {
     refreshed_events: u64,
     logins: u64,
     polls: u64,
-}
-
-impl Report {
-    fn failed(&self) -> u64 {
-        self.failures.values().sum()
-    }
 }
 
 fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
@@ -181,6 +175,10 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let mut faults = FaultSchedule::fixed(args.fault, token_lifetime, REFRESH_TIMEOUT);
     let mut next_frame = start;
     let bar = progress_bar(duration);
+    if let Some(requests) = args.requests {
+        // Progress in requests rather than in time.
+        bar.set_length(requests);
+    }
     let mut report = Report { token_lifetime, ..Report::default() };
     let mut open: HashMap<RequestId, StdInstant> = HashMap::with_capacity(SLOTS);
     let mut drain_until = None;
@@ -191,7 +189,8 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
             // Stop submitting; what is open finishes within its wait and refresh timeouts.
             drain_until = Some(StdInstant::now() + WAIT_TIMEOUT + REFRESH_TIMEOUT * 4);
         }
-        if open.is_empty() && !submitting || drain_until.is_some_and(|at| StdInstant::now() >= at) {
+        let drained = open.is_empty() && !submitting;
+        if drained || drain_until.is_some_and(|at| StdInstant::now() >= at) {
             break;
         }
         let wall = StdInstant::now();
@@ -231,7 +230,8 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
             report.on_event(&mut client, &mut open, event);
         }
         if wall >= next_frame {
-            bar.set_position(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+            let elapsed = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            bar.set_position(if args.requests.is_some() { done } else { elapsed });
             bar.set_message(format!(
                 "requests {:>7}  ok {:>7}  failed {:>3}  refreshes {:>4}  generation {}",
                 done,
@@ -257,6 +257,10 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
 }
 
 impl Report {
+    fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+
     /// Accounts for one event of the client.
     fn on_event(
         &mut self,
@@ -322,6 +326,9 @@ impl Report {
         table.row("requests", self.requests, "client");
         table.row("succeeded", self.succeeded, "client");
         table.row("failed", self.failed(), "client");
+        for (kind, n) in &self.failures {
+            table.row(format_args!("  failed: {kind}"), n, "client");
+        }
         table.row("needs-login rejections", self.needs_login, "client");
         table.row("throughput", format!("{:.0} req/s", done as f64 / secs), "client");
         table.row("refresh calls", issuer.refresh_calls, "issuer");

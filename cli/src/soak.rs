@@ -35,7 +35,9 @@ pub(crate) struct Args {
     /// Upper bound of the issuer's random latency per answer, in milliseconds.
     #[arg(long, default_value_t = 5)]
     latency: u64,
-    /// Shortest gap between one fault being served and the next one, in milliseconds.
+    /// Shortest gap between one fault being served and the next one, in milliseconds. The
+    /// default outlasts a hang's 0.8 s timeout plus backoff and a 429's 1 s `Retry-After`, so
+    /// that one refresh episode meets one fault at most and never runs out of attempts.
     #[arg(long, default_value_t = 1500)]
     min_fault_gap: u64,
     /// Longest gap between one fault being served and the next one, in milliseconds.

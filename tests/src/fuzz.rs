@@ -66,7 +66,7 @@ pub fn token_response(data: &[u8]) {
     }
 }
 
-/// Any bytes as a sequence of core inputs (see [`decode_step`]), driven through the
+/// Any bytes as a sequence of core inputs (see `decode_step`), driven through the
 /// invariant-checking harness. At the end, time jumps past every deadline: every parked request
 /// must then have been released exactly once.
 pub fn coordinator(data: &[u8]) {
@@ -184,13 +184,17 @@ pub const HTTP_RESPONSE_SEEDS: &[HttpSeed] = &[
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
           Content-Length: 98\r\n\r\n{\"access_token\":\"at-1\",\"token_type\":\"Bearer\",\
           \"expires_in\":60,\"refresh_token\":\"rt-1\",\"scope\":\"api\"}",
-        Ok((200, b"{\"access_token\":\"at-1\",\"token_type\":\"Bearer\",\"expires_in\":60,\
-              \"refresh_token\":\"rt-1\",\"scope\":\"api\"}")),
+        Ok((
+            200,
+            b"{\"access_token\":\"at-1\",\"token_type\":\"Bearer\",\"expires_in\":60,\
+              \"refresh_token\":\"rt-1\",\"scope\":\"api\"}",
+        )),
     ),
     (
         "unauthorized",
         b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer error=\"invalid_token\"\r\n\
-          Content-Type: application/json\r\nContent-Length: 25\r\n\r\n{\"error\":\"invalid_token\"}",
+          Content-Type: application/json\r\nContent-Length: 25\r\n\r\n\
+          {\"error\":\"invalid_token\"}",
         Ok((401, b"{\"error\":\"invalid_token\"}")),
     ),
     (
@@ -223,11 +227,7 @@ pub const HTTP_RESPONSE_SEEDS: &[HttpSeed] = &[
         b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body runs until the peer closes",
         Ok((200, b"the body runs until the peer closes")),
     ),
-    (
-        "no-content",
-        b"HTTP/1.1 204 No Content\r\nContent-Length: 12\r\n\r\n",
-        Ok((204, b"")),
-    ),
+    ("no-content", b"HTTP/1.1 204 No Content\r\nContent-Length: 12\r\n\r\n", Ok((204, b""))),
     (
         "not-modified",
         b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -244,11 +244,7 @@ pub const HTTP_RESPONSE_SEEDS: &[HttpSeed] = &[
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\n\r\n",
         Ok((200, b"abc")),
     ),
-    (
-        "bare-lf-head",
-        b"HTTP/1.1 200 OK\nContent-Length: 4\nX-Lf: 1\n\nbare",
-        Ok((200, b"bare")),
-    ),
+    ("bare-lf-head", b"HTTP/1.1 200 OK\nContent-Length: 4\nX-Lf: 1\n\nbare", Ok((200, b"bare"))),
     (
         "truncated-body",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
@@ -275,11 +271,7 @@ pub const HTTP_RESPONSE_SEEDS: &[HttpSeed] = &[
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
         Err(ReadError::Http(HttpError::InvalidChunk)),
     ),
-    (
-        "bad-status",
-        b"HTTP/1.1 2x0 OK\r\n\r\n",
-        Err(ReadError::Http(HttpError::InvalidHead)),
-    ),
+    ("bad-status", b"HTTP/1.1 2x0 OK\r\n\r\n", Err(ReadError::Http(HttpError::InvalidHead))),
     (
         "bad-content-length",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
@@ -300,11 +292,7 @@ pub const HTTP_RESPONSE_SEEDS: &[HttpSeed] = &[
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXY0\r\n\r\n",
         Err(ReadError::Http(HttpError::InvalidChunk)),
     ),
-    (
-        "not-http",
-        b"SSH-2.0-OpenSSH_9.6\r\n",
-        Err(ReadError::Http(HttpError::InvalidHead)),
-    ),
+    ("not-http", b"SSH-2.0-OpenSSH_9.6\r\n", Err(ReadError::Http(HttpError::InvalidHead))),
 ];
 
 /// The state a coordinator fuzz run keeps beside the core: what is on the wire.
