@@ -124,15 +124,14 @@ fn http_response_survives_mutated_responses_split_anywhere() {
     }
 }
 
-/// Writes the seed corpus of the `http_response` fuzz target from
-/// [`fuzz::HTTP_RESPONSE_SEEDS`]: each response whole, split into small pieces, and in a buffer
-/// too small for it. Run it with `cargo test -p reauth-testkit --test fuzz_corpus -- --ignored`
-/// after changing the seeds, then fuzz and minimise as usual.
+/// Runs the seed variants of the `http_response` fuzz target (each response whole, split into
+/// small pieces, in a buffer too small for it, and as the answer to a HEAD) through its body.
+/// With `WRITE_FUZZ_SEEDS=1` it also writes them into `fuzz/corpus/http_response` (after
+/// changing the seeds; then fuzz and minimise as usual).
 #[test]
-#[ignore = "writes into fuzz/corpus"]
-fn write_http_response_seed_corpus() {
+fn http_response_seed_variants_replay_clean() {
+    let write = std::env::var_os("WRITE_FUZZ_SEEDS").is_some();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/http_response");
-    fs::create_dir_all(&dir).unwrap();
     for &(name, wire, _) in fuzz::HTTP_RESPONSE_SEEDS {
         let variants = [
             ("", fuzz::http_response_input(2048, false, &[], wire)),
@@ -141,7 +140,11 @@ fn write_http_response_seed_corpus() {
             ("-head", fuzz::http_response_input(2048, true, &[2], wire)),
         ];
         for (suffix, data) in variants {
-            fs::write(dir.join(format!("seed-{name}{suffix}")), data).unwrap();
+            fuzz::http_response(&data);
+            if write {
+                fs::create_dir_all(&dir).unwrap();
+                fs::write(dir.join(format!("seed-{name}{suffix}")), data).unwrap();
+            }
         }
     }
 }
