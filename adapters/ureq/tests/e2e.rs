@@ -2,13 +2,15 @@
 //! every loop bounded in count and time. Timing bounds here are generous upper limits on "did not
 //! hang until a later deadline", never performance assertions.
 
+mod common;
+
 use core::time::Duration;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
 use reauth_core::oauth::TokenResponseError;
-use reauth_core::{Backoff, Config, TokenError};
+use reauth_core::{Config, TokenError};
 use reauth_testkit::issuer::{ExpiryStyle, Fault, IssuerConfig, MockIssuer};
 use reauth_ureq::{
     Client, ClientBuilder, Error, Expiry, FileStore, MemoryStore, NewTokens, RefreshError,
@@ -16,43 +18,10 @@ use reauth_ureq::{
 };
 use zeroize::Zeroizing;
 
-/// A config for tests: quick backoff so retries do not stretch a test.
-fn quick_config() -> Config {
-    Config {
-        backoff: Backoff { initial: reauth_core::Duration::from_millis(50), ..Backoff::DEFAULT },
-        ..Config::DEFAULT
-    }
-}
+use crate::common::{logged_in, quick_config, storm};
 
 fn builder(issuer: &MockIssuer) -> ClientBuilder {
-    Client::builder().token_url(issuer.token_url()).client_id("e2e").config(quick_config())
-}
-
-/// A client logged in with a fresh session of `issuer`.
-fn logged_in(issuer: &MockIssuer, builder: ClientBuilder) -> Client {
-    let client = builder.build().unwrap();
-    let tokens = issuer.login();
-    client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
-    client
-}
-
-/// Runs `threads` threads that each call `f(i)` once, released together by a barrier.
-fn storm<T: Send + 'static>(
-    threads: usize,
-    f: impl Fn(usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let barrier = Arc::new(Barrier::new(threads));
-    let f = Arc::new(f);
-    let handles: Vec<_> = (0..threads)
-        .map(|i| {
-            let (barrier, f) = (Arc::clone(&barrier), Arc::clone(&f));
-            thread::spawn(move || {
-                barrier.wait();
-                f(i)
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+    common::builder(issuer, "e2e")
 }
 
 fn body(response: http::Response<ureq::Body>) -> String {

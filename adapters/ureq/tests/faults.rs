@@ -9,10 +9,12 @@
 //! the token the client kept, and a fresh client restored from the store's copy works too).
 //! Time bounds are upper limits on "did not hang", never performance assertions.
 
+mod common;
+
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::path::PathBuf;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
@@ -24,23 +26,15 @@ use reauth_ureq::{
     StoredTokens, TokenStore,
 };
 
-/// Quick retries, so that a transient fault costs a test 25 to 50 ms.
-fn quick_config() -> Config {
-    Config {
-        backoff: Backoff { initial: reauth_core::Duration::from_millis(50), ..Backoff::DEFAULT },
-        ..Config::DEFAULT
-    }
-}
+use crate::common::quick_config;
 
 fn builder(issuer: &MockIssuer) -> ClientBuilder {
-    Client::builder().token_url(issuer.token_url()).client_id("faults").config(quick_config())
+    common::builder(issuer, "faults")
 }
 
 /// A client logged in with a fresh session of `issuer`; the issuer's counters start at 0.
 fn logged_in(issuer: &MockIssuer, builder: ClientBuilder) -> Client {
-    let client = builder.build().unwrap();
-    let tokens = issuer.login();
-    client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
+    let client = common::logged_in(issuer, builder);
     issuer.reset_counters();
     client
 }
@@ -56,18 +50,11 @@ struct Outcome {
 
 /// `threads` threads each GET `url` once, released together by a barrier.
 fn storm(client: &Client, url: &str, threads: usize) -> Vec<Outcome> {
-    let barrier = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (barrier, client, url) = (Arc::clone(&barrier), client.clone(), url.to_owned());
-            thread::spawn(move || {
-                barrier.wait();
-                let result = client.get(&url).map(|r| r.status().as_u16());
-                Outcome { result, finished: Instant::now() }
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let (client, url) = (client.clone(), url.to_owned());
+    common::storm(threads, move |_| {
+        let result = client.get(&url).map(|r| r.status().as_u16());
+        Outcome { result, finished: Instant::now() }
+    })
 }
 
 /// Every request got exactly one outcome: each call returned (the storm joined every thread),

@@ -10,6 +10,8 @@
 //! `ZeroizeOnDrop` and `Token::set` zeroizes before writing; heapless's `zeroize` feature wipes
 //! the whole buffer).
 
+mod common;
+
 use core::time::Duration;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Instant, SystemTime};
 
-use reauth_core::{Backoff, Config};
+use reauth_core::Config;
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_ureq::{
     Client, ClientBuilder, Error, FileStore, MemoryStore, NewTokens, RefreshError, StoredTokens,
@@ -25,18 +27,13 @@ use reauth_ureq::{
 };
 use zeroize::Zeroizing;
 
+use crate::common::quick_config;
+
 /// Marks a token value the test installed itself; it must never be shown.
 const SENTINEL: &str = "SENTINEL-c0ffee";
 
-fn quick_config() -> Config {
-    Config {
-        backoff: Backoff { initial: reauth_core::Duration::from_millis(50), ..Backoff::DEFAULT },
-        ..Config::DEFAULT
-    }
-}
-
 fn builder(issuer: &MockIssuer) -> ClientBuilder {
-    Client::builder().token_url(issuer.token_url()).client_id("secrets").config(quick_config())
+    common::builder(issuer, "secrets")
 }
 
 /// `error`'s `Debug`, its `Display`, and the `Display` and `Debug` of every error in its
