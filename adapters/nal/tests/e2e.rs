@@ -2,59 +2,27 @@
 //! real loopback mock issuer, driven by a single-threaded poll loop that is bounded in steps
 //! (1e6 polls) and wall time (10 s), sleeping 1 ms whenever a round brought no event.
 
+mod common;
+
 use core::time::Duration as StdDuration;
 use std::string::{String, ToString};
 use std::time::Instant as StdInstant;
 
 use reauth_core::expiry::{BodyCode, ExpiryRule};
-use reauth_core::{
-    Backoff, Config, Duration, Generation, Instant, RefreshFailure, Rejection, RequestId, TokenSet,
-};
+use reauth_core::{Duration, Generation, Instant, RefreshFailure, Rejection, RequestId, TokenSet};
 use reauth_nal::{
-    AnswerError, Client, ClientConfig, Endpoint, Error, Event, OAuth2, RefreshExchange, Refreshed,
-    Request, Timeouts, TokenStore, Unusable,
+    AnswerError, Client, ClientConfig, Error, Event, RefreshExchange, Refreshed, Request, Timeouts,
+    Unusable,
 };
 use reauth_testkit::issuer::{ExpiryStyle, Fault, IssuerConfig, MockIssuer};
 use std_embedded_nal::Stack;
 
+use crate::common::{Flash, FlashError, config, oauth};
+
 const K: usize = 4;
-type TestClient<'a, X> = Client<'a, Stack, MemStore, X, K, 1024, 4096, 512, 256>;
+type TestClient<'a, X> = Client<'a, Stack, Flash, X, K, 1024, 4096, 512, 256>;
 type NetError = <Stack as reauth_nal::Transport>::Error;
-type Ev = Event<NetError, Flash>;
-
-/// Records every persisted refresh token.
-#[derive(Debug, Default)]
-struct MemStore {
-    saved: Vec<String>,
-}
-
-#[derive(Debug)]
-struct Flash;
-
-impl TokenStore for MemStore {
-    type Error = Flash;
-    fn save(&mut self, refresh_token: &str, _generation: Generation) -> Result<(), Flash> {
-        self.saved.push(refresh_token.to_string());
-        Ok(())
-    }
-}
-
-/// The coordinator with retries fast enough for a test.
-fn quick() -> Config {
-    Config {
-        backoff: Backoff { initial: Duration::from_millis(20), ..Backoff::DEFAULT },
-        ..Config::DEFAULT
-    }
-}
-
-fn config<'a>(host: &'a str, issuer: &MockIssuer) -> ClientConfig<'a> {
-    let endpoint = Endpoint { addr: issuer.addr(), host };
-    ClientConfig { coordinator: quick(), ..ClientConfig::new(endpoint, endpoint) }
-}
-
-fn oauth() -> OAuth2<'static> {
-    OAuth2 { path: "/oauth/token", ..OAuth2::default() }
-}
+type Ev = Event<NetError, FlashError>;
 
 /// A client logged in with a fresh session of `issuer`.
 fn logged_in<'a, X: RefreshExchange>(
@@ -62,7 +30,7 @@ fn logged_in<'a, X: RefreshExchange>(
     config: ClientConfig<'a>,
     exchange: X,
 ) -> TestClient<'a, X> {
-    let mut client = Client::new(config, exchange, MemStore::default());
+    let mut client = Client::new(config, exchange, Flash::default());
     let tokens = issuer.login();
     let lifetime = Duration::from_millis(tokens.expires_in.as_millis() as u64);
     client
@@ -418,7 +386,7 @@ fn a_rebooted_device_resumes_from_the_persisted_refresh_token() {
     };
     // "Reboot": a new client knows only what was persisted.
     let mut client: TestClient<'_, _> =
-        Client::new(config(&host, &issuer), oauth(), MemStore::default());
+        Client::new(config(&host, &issuer), oauth(), Flash::default());
     client.restore(Instant::ZERO, &stored).unwrap();
     let mut run = Run::new();
     client.submit(Instant::ZERO, &Request::get("/api/y")).unwrap();

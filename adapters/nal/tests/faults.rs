@@ -11,6 +11,8 @@
 //! rebooted device restored from the persisted copy works too). Time bounds are upper limits on
 //! "did not hang", never performance assertions.
 
+mod common;
+
 use core::time::Duration as StdDuration;
 use std::string::{String, ToString};
 use std::time::Instant as StdInstant;
@@ -18,57 +20,19 @@ use std::time::Instant as StdInstant;
 use reauth_core::{Backoff, Config, Duration, Generation, Instant, RefreshFailure, Rejection};
 use reauth_core::{RequestId, State};
 use reauth_nal::{
-    AnswerError, Client, ClientConfig, Endpoint, Error, Event, LoginError, OAuth2, Request,
-    SubmitError, TimeoutKind, Timeouts, TokenStore, Transport,
+    AnswerError, Client, ClientConfig, Error, Event, LoginError, OAuth2, Request, SubmitError,
+    TimeoutKind, Timeouts, Transport,
 };
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use std_embedded_nal::Stack;
+
+use crate::common::{Flash, FlashError, config, oauth, quick};
 
 /// Request slots of the test client.
 const K: usize = 4;
 type TestClient<'a> = Client<'a, Stack, Flash, OAuth2<'static>, K, 1024, 4096, 512, 256>;
 type NetError = <Stack as Transport>::Error;
 type Ev = Event<NetError, FlashError>;
-
-/// A flash page that keeps every refresh token saved to it, and fails on demand like a worn-out
-/// page.
-#[derive(Debug, Default)]
-struct Flash {
-    saved: Vec<String>,
-    failing: bool,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct FlashError;
-
-impl TokenStore for Flash {
-    type Error = FlashError;
-
-    fn save(&mut self, refresh_token: &str, _generation: Generation) -> Result<(), FlashError> {
-        if self.failing {
-            return Err(FlashError);
-        }
-        self.saved.push(refresh_token.to_string());
-        Ok(())
-    }
-}
-
-/// The coordinator with retries quick enough for a test.
-fn quick() -> Config {
-    Config {
-        backoff: Backoff { initial: Duration::from_millis(20), ..Backoff::DEFAULT },
-        ..Config::DEFAULT
-    }
-}
-
-fn config<'a>(host: &'a str, issuer: &MockIssuer) -> ClientConfig<'a> {
-    let endpoint = Endpoint { addr: issuer.addr(), host };
-    ClientConfig { coordinator: quick(), ..ClientConfig::new(endpoint, endpoint) }
-}
-
-fn oauth() -> OAuth2<'static> {
-    OAuth2 { path: "/oauth/token", ..OAuth2::default() }
-}
 
 fn lifetime(d: StdDuration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap())

@@ -10,6 +10,8 @@
 //! before writing); the client's own request and answer buffers are zeroized when done with
 //! (`Slot::free`, `Refresher::advance` and `Refresher::wipe_answer`).
 
+mod common;
+
 use core::cell::RefCell;
 use core::time::Duration as StdDuration;
 use std::rc::Rc;
@@ -17,37 +19,21 @@ use std::string::{String, ToString};
 use std::time::Instant as StdInstant;
 
 use reauth_core::oauth::RefreshParams;
-use reauth_core::{Backoff, Config, Duration, Generation, Instant, Rejection, TokenSet};
+use reauth_core::{Duration, Generation, Instant, Rejection, TokenSet};
 use reauth_nal::{
     Client, ClientConfig, Endpoint, Event, LoginError, OAuth2, RefreshExchange, Refreshed, Request,
-    SubmitError, TokenStore, Unusable,
+    SubmitError, Unusable,
 };
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use std_embedded_nal::Stack;
+
+use crate::common::{Flash, FlashError, quick};
 
 /// Marks a secret the test installed itself; it must never be shown.
 const SENTINEL: &str = "SENTINEL-c0ffee";
 
 const K: usize = 4;
 type TestClient<'a> = Client<'a, Stack, Flash, Spy, K, 1024, 4096, 512, 256>;
-
-/// Keeps every refresh token saved to it.
-#[derive(Debug, Default)]
-struct Flash {
-    saved: Vec<String>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct FlashError;
-
-impl TokenStore for Flash {
-    type Error = FlashError;
-
-    fn save(&mut self, refresh_token: &str, _generation: Generation) -> Result<(), FlashError> {
-        self.saved.push(refresh_token.to_string());
-        Ok(())
-    }
-}
 
 /// The OAuth2 exchange, noting every access token it installs: the test must know the tokens
 /// a refresh brought to search for them (the flash sees only refresh tokens).
@@ -95,12 +81,8 @@ fn oauth() -> OAuth2<'static> {
 }
 
 fn config<'a>(host: &'a str, api: core::net::SocketAddr, issuer: &MockIssuer) -> ClientConfig<'a> {
-    let coordinator = Config {
-        backoff: Backoff { initial: Duration::from_millis(20), ..Backoff::DEFAULT },
-        ..Config::DEFAULT
-    };
     let token = Endpoint { addr: issuer.addr(), host };
-    ClientConfig { coordinator, ..ClientConfig::new(Endpoint { addr: api, host }, token) }
+    ClientConfig { coordinator: quick(), ..ClientConfig::new(Endpoint { addr: api, host }, token) }
 }
 
 /// `error`'s `Debug`, its `Display`, and the `Display` and `Debug` of every error in its
