@@ -103,8 +103,13 @@ impl Run {
     }
 }
 
-fn submit_k<X: RefreshExchange>(client: &mut TestClient<'_, X>, path: &str) -> Vec<RequestId> {
-    (0..K).map(|_| client.submit(Instant::ZERO, &Request::get(path)).unwrap()).collect()
+/// On a new run, submits `K` GETs of `path` and polls until each has an outcome.
+fn run_k<X: RefreshExchange>(client: &mut TestClient<'_, X>, path: &str) -> (Run, Vec<RequestId>) {
+    let mut net = Stack;
+    let mut run = Run::new();
+    let ids = (0..K).map(|_| client.submit(Instant::ZERO, &Request::get(path)).unwrap()).collect();
+    run.until(client, &mut net, |r| r.finished() == K);
+    (run, ids)
 }
 
 #[test]
@@ -113,10 +118,7 @@ fn k_requests_in_flight_across_an_expiry_give_one_refresh_and_k_replays() {
     let host = issuer.addr().to_string();
     let mut client = logged_in(&issuer, config(&host, &issuer), oauth());
     issuer.expire_all_now();
-    let mut net = Stack;
-    let mut run = Run::new();
-    submit_k(&mut client, "/api/data");
-    run.until(&mut client, &mut net, |r| r.finished() == K);
+    let (run, _) = run_k(&mut client, "/api/data");
     assert!(
         run.bodies
             .iter()
@@ -144,10 +146,7 @@ fn refused_refresh_rejects_every_request_and_needs_login() {
     let mut client = logged_in(&issuer, config(&host, &issuer), oauth());
     issuer.expire_all_now();
     issuer.inject(Fault::InvalidGrant { times: 1 });
-    let mut net = Stack;
-    let mut run = Run::new();
-    let ids = submit_k(&mut client, "/api/data");
-    run.until(&mut client, &mut net, |r| r.finished() == K);
+    let (run, ids) = run_k(&mut client, "/api/data");
     for id in ids {
         assert!(matches!(run.failure(id), Error::Rejected(Rejection::NeedsLogin)));
     }
@@ -169,10 +168,7 @@ fn transient_503s_are_retried_and_no_request_is_lost() {
     let mut client = logged_in(&issuer, config(&host, &issuer), oauth());
     issuer.expire_all_now();
     issuer.inject(Fault::ServiceUnavailable { times: 2 });
-    let mut net = Stack;
-    let mut run = Run::new();
-    submit_k(&mut client, "/api/data");
-    run.until(&mut client, &mut net, |r| r.finished() == K);
+    let (run, _) = run_k(&mut client, "/api/data");
     assert!(
         run.bodies.len() == K && run.bodies.iter().all(|(_, s, _)| *s == 200),
         "{:?}",
@@ -262,10 +258,7 @@ fn classic_409_api_is_detected_by_its_body_code() {
     let config = ClientConfig { expiry: RULE, ..config(&host, &issuer) };
     let mut client = logged_in(&issuer, config, oauth());
     issuer.expire_all_now();
-    let mut net = Stack;
-    let mut run = Run::new();
-    submit_k(&mut client, "/api/data");
-    run.until(&mut client, &mut net, |r| r.finished() == K);
+    let (run, _) = run_k(&mut client, "/api/data");
     assert!(
         run.bodies.iter().all(|(_, s, b)| *s == 200 && b.contains("\"ok\":true")),
         "{:?}",
@@ -338,10 +331,7 @@ fn custom_refresh_exchange_against_the_classic_endpoint() {
     let host = issuer.addr().to_string();
     let mut client = logged_in(&issuer, config(&host, &issuer), ClassicRefresh);
     issuer.expire_all_now();
-    let mut net = Stack;
-    let mut run = Run::new();
-    submit_k(&mut client, "/api/data");
-    run.until(&mut client, &mut net, |r| r.finished() == K);
+    let (run, _) = run_k(&mut client, "/api/data");
     assert!(run.bodies.iter().all(|(_, s, _)| *s == 200), "{:?}", run.events);
     let counters = issuer.counters();
     assert_eq!((counters.refresh_calls, counters.reuse_attempts), (1, 0));

@@ -197,6 +197,20 @@ fn submit_k(client: &mut TestClient<'_>, now: Instant, path: &str) -> Vec<Reques
     (0..K).map(|_| client.submit(now, &Request::get(path)).unwrap()).collect()
 }
 
+/// Submits `K` GETs of `path` at `run`'s time and polls until each has an outcome, for at most
+/// `bound` of wall time.
+fn submit_k_and_finish(
+    client: &mut TestClient<'_>,
+    run: &mut Run,
+    path: &str,
+    bound: StdDuration,
+) -> Vec<RequestId> {
+    let mut net = Stack;
+    let ids = submit_k(client, run.now(), path);
+    run.until(client, &mut net, bound, |r| r.all_finished(&ids));
+    ids
+}
+
 /// The refresh token survived: after another expiry the client refreshes with the token it
 /// kept and succeeds, no refresh token was presented twice, and the flash holds the live one
 /// (a rebooted device restores it and refreshes successfully).
@@ -232,10 +246,8 @@ fn transient_fault_costs_one_retry(fault: Fault) {
     let mut client = logged_in(&issuer, config(&host, &issuer), run.now());
     issuer.expire_all_now();
     issuer.inject(fault.clone());
-    let mut net = Stack;
-    let ids = submit_k(&mut client, run.now(), "/api/x");
     // The response deadline is 15 s; a retry 20 to 40 ms later.
-    run.until(&mut client, &mut net, StdDuration::from_secs(10), |r| r.all_finished(&ids));
+    let ids = submit_k_and_finish(&mut client, &mut run, "/api/x", StdDuration::from_secs(10));
     assert!(ids.iter().all(|&id| run.status(id) == Some(200)), "{fault:?}: {:?}", run.events);
     let failures = run.refresh_failures();
     assert_eq!(failures.len(), 1, "{:?}", run.events);
@@ -264,9 +276,7 @@ fn retry_after_of_a_429_holds_the_retry_back_until_the_hint() {
     let mut client = logged_in(&issuer, config(&host, &issuer), run.now());
     issuer.expire_all_now();
     issuer.inject(Fault::TooManyRequests { times: 1, retry_after_secs: 1 });
-    let mut net = Stack;
-    let ids = submit_k(&mut client, run.now(), "/api/busy");
-    run.until(&mut client, &mut net, StdDuration::from_secs(10), |r| r.all_finished(&ids));
+    let ids = submit_k_and_finish(&mut client, &mut run, "/api/busy", StdDuration::from_secs(10));
     assert!(ids.iter().all(|&id| run.status(id) == Some(200)), "{:?}", run.events);
     let failures = run.refresh_failures();
     let [(failed_at, failure, error)] = failures[..] else {
@@ -295,10 +305,8 @@ fn retry_after_beyond_the_backoff_cap_is_cut_to_the_cap() {
     let mut client = logged_in(&issuer, config, run.now());
     issuer.expire_all_now();
     issuer.inject(Fault::TooManyRequests { times: 1, retry_after_secs: 600 });
-    let mut net = Stack;
-    let ids = submit_k(&mut client, run.now(), "/api/busy");
     // Honouring the 600 s hint would have run into the 30 s wait timeout.
-    run.until(&mut client, &mut net, StdDuration::from_secs(10), |r| r.all_finished(&ids));
+    let ids = submit_k_and_finish(&mut client, &mut run, "/api/busy", StdDuration::from_secs(10));
     assert!(ids.iter().all(|&id| run.status(id) == Some(200)), "{:?}", run.events);
     let (failed_at, refreshed_at) = (run.refresh_failures()[0].0, run.refreshes()[0]);
     assert!(refreshed_at >= failed_at.saturating_add(backoff.max), "the cap is a delay too");
@@ -317,9 +325,7 @@ fn token_answer_trickling_byte_by_byte_within_the_timeouts_is_used() {
     // About 350 bytes 1 ms apart: each gap far below the 10 s idle timeout, the whole far below
     // the 60 s total.
     issuer.inject(Fault::Trickle { times: 1, byte_delay: StdDuration::from_millis(1) });
-    let mut net = Stack;
-    let ids = submit_k(&mut client, run.now(), "/api/slow");
-    run.until(&mut client, &mut net, StdDuration::from_secs(20), |r| r.all_finished(&ids));
+    let ids = submit_k_and_finish(&mut client, &mut run, "/api/slow", StdDuration::from_secs(20));
     assert!(ids.iter().all(|&id| run.status(id) == Some(200)), "{:?}", run.events);
     let counters = issuer.counters();
     assert_eq!((counters.refresh_calls, counters.faults_served), (1, 1), "{counters:?}");
@@ -340,10 +346,9 @@ fn token_answer_trickling_past_the_total_timeout_ends_every_request_promptly() {
     issuer.expire_all_now();
     // About 350 bytes 10 ms apart: 3.5 s, far past the 400 ms total timeout.
     issuer.inject(Fault::Trickle { times: 1, byte_delay: StdDuration::from_millis(10) });
-    let mut net = Stack;
-    let ids = submit_k(&mut client, run.now(), "/api/slow");
     // Two exchanges of at most 400 ms and a backoff, doubled; the trickle alone takes 3.5 s.
-    run.until(&mut client, &mut net, StdDuration::from_millis(2_000), |r| r.all_finished(&ids));
+    let ids =
+        submit_k_and_finish(&mut client, &mut run, "/api/slow", StdDuration::from_millis(2_000));
     // The issuer rotated the refresh token before it started trickling, and the answer that
     // carried the new one never arrived whole. The retry presents the old token, which the
     // issuer refuses as a reuse: the session is really lost, and every request says so.
@@ -375,10 +380,8 @@ fn invalid_client_logs_out_and_rejects_every_waiting_request_at_once() {
     let mut client = logged_in(&issuer, config(&host, &issuer), run.now());
     issuer.expire_all_now();
     issuer.inject(Fault::InvalidClient { times: 1 });
-    let mut net = Stack;
-    let ids = submit_k(&mut client, run.now(), "/api/x");
     // Released by the refusal, long before the 30 s wait deadline.
-    run.until(&mut client, &mut net, StdDuration::from_secs(10), |r| r.all_finished(&ids));
+    let ids = submit_k_and_finish(&mut client, &mut run, "/api/x", StdDuration::from_secs(10));
     for &id in &ids {
         assert!(matches!(run.failure(id), Error::Rejected(Rejection::NeedsLogin)));
     }
@@ -447,14 +450,13 @@ fn failing_persistence_hook_is_reported_and_requests_still_succeed() {
     assert_eq!(login, Err(LoginError::Persist(FlashError)));
     assert_eq!(client.generation(), Generation(1), "installed all the same");
     issuer.reset_counters();
-    let mut net = Stack;
     let mut ids = Vec::new();
     // Two expiries in a row with the flash failing: the second refresh presents the rotated
     // token that only memory holds.
     for episode in 1..=2 {
         issuer.expire_all_now();
-        let batch = submit_k(&mut client, run.now(), "/api/x");
-        run.until(&mut client, &mut net, StdDuration::from_secs(10), |r| r.all_finished(&batch));
+        let batch =
+            submit_k_and_finish(&mut client, &mut run, "/api/x", StdDuration::from_secs(10));
         assert!(batch.iter().all(|&id| run.status(id) == Some(200)), "{:?}", run.events);
         ids.extend(batch);
         let persist_failed: Vec<_> = run
