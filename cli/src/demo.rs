@@ -24,7 +24,7 @@ use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
 use reauth_ureq::{Client, Error, Stats};
 
 use crate::fault::{FaultMode, FaultSchedule};
-use crate::report::{Latencies, Table, Verdict, millis};
+use crate::report::{Latencies, Table, Verdict};
 
 /// Options of `reauth demo`.
 #[derive(Debug, Parser)]
@@ -172,6 +172,21 @@ impl Run {
     pub(crate) fn answered_twice(&self) -> u64 {
         let client = (self.stats.succeeded + self.stats.failed).saturating_sub(self.stats.requests);
         self.log.outcomes.saturating_sub(self.started).max(client)
+    }
+
+    /// Records a violation in `verdict` for requests [`lost`](Self::lost) or
+    /// [`answered twice`](Self::answered_twice).
+    pub(crate) fn check_one_outcome_each(&self, verdict: &mut Verdict) {
+        verdict.check(self.lost() > 0, || {
+            format!(
+                "{} requests never got an outcome ({} workers stuck)",
+                self.lost(),
+                self.stuck_workers
+            )
+        });
+        verdict.check(self.answered_twice() > 0, || {
+            format!("{} outcomes beyond one per request", self.answered_twice())
+        });
     }
 }
 
@@ -364,9 +379,7 @@ fn print_and_judge(args: &Args, workload: &Workload, run: &Run) -> ExitCode {
     table.row("reuse attempts", issuer.reuse_attempts, "issuer");
     table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
     table.row("logins after refusal", run.logins, "demo");
-    table.row("latency p50", millis(log.latencies.percentile(50)), "client");
-    table.row("latency p99", millis(log.latencies.percentile(99)), "client");
-    table.row("latency max", millis(log.latencies.max()), "client");
+    table.latency_rows(&log.latencies);
     table.print();
 
     let mut verdict = Verdict::default();
@@ -377,16 +390,7 @@ fn print_and_judge(args: &Args, workload: &Workload, run: &Run) -> ExitCode {
     verdict.check(log.needs_login() > 0 && args.fault != FaultMode::Refuse, || {
         format!("{} requests were told to log in again", log.needs_login())
     });
-    verdict.check(run.lost() > 0, || {
-        format!(
-            "{} requests never got an outcome ({} workers stuck)",
-            run.lost(),
-            run.stuck_workers
-        )
-    });
-    verdict.check(run.answered_twice() > 0, || {
-        format!("{} outcomes beyond one per request", run.answered_twice())
-    });
+    run.check_one_outcome_each(&mut verdict);
     verdict.issuer_invariants(issuer, stats.succeeded);
     verdict.print("no failed request, no reuse, no token refreshed twice")
 }

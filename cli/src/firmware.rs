@@ -35,7 +35,7 @@ use zeroize::Zeroize;
 
 use crate::demo::{REFRESH_TIMEOUT, progress_bar};
 use crate::fault::{FaultMode, FaultSchedule};
-use crate::report::{Latencies, Table, Verdict, millis};
+use crate::report::{Latencies, Table, Verdict};
 
 /// Request slots: requests open at once. A const parameter, as on a device.
 const SLOTS: usize = 8;
@@ -343,9 +343,7 @@ impl Report {
         table.row("reuse attempts", issuer.reuse_attempts, "issuer");
         table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
         table.row("logins after refusal", self.logins, "firmware");
-        table.row("latency p50", millis(self.latencies.percentile(50)), "client");
-        table.row("latency p99", millis(self.latencies.percentile(99)), "client");
-        table.row("latency max", millis(self.latencies.max()), "client");
+        table.latency_rows(&self.latencies);
         table.row("polls", self.polls, "firmware");
         table.print();
 

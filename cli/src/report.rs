@@ -20,6 +20,13 @@ impl Table {
         self.rows.push((name.to_string(), value.to_string(), source));
     }
 
+    /// Adds the client's latency rows: p50, p99 and max of `latencies`.
+    pub(crate) fn latency_rows(&mut self, latencies: &Latencies) {
+        self.row("latency p50", millis(latencies.percentile(50)), "client");
+        self.row("latency p99", millis(latencies.percentile(99)), "client");
+        self.row("latency max", millis(latencies.max()), "client");
+    }
+
     /// Prints the table, framed by blank lines.
     pub(crate) fn print(&self) {
         println!();
@@ -159,7 +166,7 @@ fn lower_bound(index: usize) -> u64 {
 }
 
 /// A latency for the table: milliseconds with two decimals, `-` for none.
-pub(crate) fn millis(latency: Option<Duration>) -> String {
+fn millis(latency: Option<Duration>) -> String {
     latency.map_or_else(|| "-".to_owned(), |d| format!("{:.2} ms", d.as_secs_f64() * 1000.0))
 }
 

@@ -18,7 +18,7 @@ use clap::Parser;
 
 use crate::demo::{REFRESH_TIMEOUT, Run, Workload};
 use crate::fault::FaultSchedule;
-use crate::report::{Table, Verdict, millis};
+use crate::report::{Table, Verdict};
 
 /// Options of `reauth soak`.
 #[derive(Debug, Parser)]
@@ -168,9 +168,7 @@ fn print_and_judge(
     table.row("stale-401 replays", stats.stale_replays, "client");
     table.row("reuse attempts", issuer.reuse_attempts, "issuer");
     table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
-    table.row("latency p50", millis(log.latencies.percentile(50)), "client");
-    table.row("latency p99", millis(log.latencies.percentile(99)), "client");
-    table.row("latency max", millis(log.latencies.max()), "client");
+    table.latency_rows(&log.latencies);
     table.row("peak RSS (VmHWM) at start", kib(at_start.hwm_kib), "process");
     table.row("peak RSS (VmHWM) at end", kib(at_end.hwm_kib), "process");
     table.row("RSS (VmRSS) at end", kib(at_end.rss_kib), "process");
@@ -181,16 +179,7 @@ fn print_and_judge(
     }
 
     let mut verdict = Verdict::default();
-    verdict.check(run.lost() > 0, || {
-        format!(
-            "{} requests never got an outcome ({} workers stuck)",
-            run.lost(),
-            run.stuck_workers
-        )
-    });
-    verdict.check(run.answered_twice() > 0, || {
-        format!("{} outcomes beyond one per request", run.answered_twice())
-    });
+    run.check_one_outcome_each(&mut verdict);
     verdict.issuer_invariants(issuer, stats.succeeded);
     verdict.print("no lost request, no reuse, no token refreshed twice")
 }
