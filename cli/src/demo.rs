@@ -24,6 +24,7 @@ use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
 use reauth_ureq::{Client, Error, Stats};
 
 use crate::fault::{FaultMode, FaultSchedule};
+use crate::flags::RunFlags;
 use crate::report::{Latencies, Table, Verdict};
 
 /// Options of `reauth demo`.
@@ -32,18 +33,8 @@ pub(crate) struct Args {
     /// Threads sending requests through the one shared client.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     threads: u16,
-    /// How long to run, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Lifetime of each access token the issuer hands out, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..))]
-    token_lifetime: u64,
-    /// Upper bound of the issuer's random latency per answer, in milliseconds.
-    #[arg(long, default_value_t = 20)]
-    latency: u64,
-    /// Fault the token endpoint serves, one token lifetime after the previous one was served.
-    #[arg(long, value_enum, default_value_t = FaultMode::None)]
-    fault: FaultMode,
+    #[command(flatten)]
+    run: RunFlags,
     /// Every this many milliseconds the issuer expires every access token at once (a server-side
     /// revocation), so that all threads meet a 401 together: a refresh storm. 0 turns it off.
     #[arg(long, default_value_t = 1300)]
@@ -62,16 +53,16 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the demo and prints the summary.
 pub(crate) fn run(args: Args) -> ExitCode {
-    let token_lifetime = Duration::from_millis(args.token_lifetime);
+    let token_lifetime = Duration::from_millis(args.run.token_lifetime);
     let workload = Workload {
         threads: args.threads,
-        duration: Duration::from_secs_f64(args.duration.clamp(0.1, 3600.0)),
+        duration: Duration::from_secs_f64(args.run.duration.clamp(0.1, 3600.0)),
         token_lifetime,
-        latency: Duration::from_millis(args.latency),
+        latency: Duration::from_millis(args.run.latency),
         storm_every: (args.storm_every > 0).then(|| Duration::from_millis(args.storm_every)),
         seed: args.seed,
     };
-    let mut faults = FaultSchedule::fixed(args.fault, token_lifetime, REFRESH_TIMEOUT);
+    let mut faults = FaultSchedule::fixed(args.run.fault, token_lifetime, REFRESH_TIMEOUT);
     let result = workload.run(|issuer| {
         faults.tick(issuer);
         String::new()
@@ -365,7 +356,7 @@ fn print_and_judge(args: &Args, workload: &Workload, run: &Run) -> ExitCode {
     table.row("threads", workload.threads, "");
     table.row("duration", format!("{secs:.2} s"), "");
     table.row("token lifetime", format!("{} ms", workload.token_lifetime.as_millis()), "issuer");
-    table.row("fault", args.fault.name(), "");
+    table.row("fault", args.run.fault.name(), "");
     table.row("requests", stats.requests, "client");
     table.row("succeeded", stats.succeeded, "client");
     table.row("failed", log.failed(), "client");
@@ -387,7 +378,7 @@ fn print_and_judge(args: &Args, workload: &Workload, run: &Run) -> ExitCode {
         let examples = log.examples.iter().take(5).map(|e| format!("\n    e.g. {e}"));
         format!("{} requests failed{}", log.failed(), examples.collect::<String>())
     });
-    verdict.check(log.needs_login() > 0 && args.fault != FaultMode::Refuse, || {
+    verdict.check(log.needs_login() > 0 && args.run.fault != FaultMode::Refuse, || {
         format!("{} requests were told to log in again", log.needs_login())
     });
     run.check_one_outcome_each(&mut verdict);

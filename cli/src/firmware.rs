@@ -35,6 +35,7 @@ use zeroize::Zeroize;
 
 use crate::demo::{REFRESH_TIMEOUT, progress_bar};
 use crate::fault::{FaultMode, FaultSchedule};
+use crate::flags::RunFlags;
 use crate::report::{Latencies, Table, Verdict};
 
 /// Request slots: requests open at once. A const parameter, as on a device.
@@ -54,18 +55,8 @@ pub(crate) struct Args {
     /// 10-minute limit).
     #[arg(long, conflicts_with = "duration")]
     requests: Option<u64>,
-    /// How long to run, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Lifetime of each access token the issuer hands out, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..))]
-    token_lifetime: u64,
-    /// Upper bound of the issuer's random latency per answer, in milliseconds.
-    #[arg(long, default_value_t = 20)]
-    latency: u64,
-    /// Fault the token endpoint serves, one token lifetime after the previous one was served.
-    #[arg(long, value_enum, default_value_t = FaultMode::None)]
-    fault: FaultMode,
+    #[command(flatten)]
+    run: RunFlags,
     /// Every this many milliseconds the issuer expires every access token at once, so that the
     /// requests in flight meet 401s together: a refresh storm. 0 turns it off.
     #[arg(long, default_value_t = 1300)]
@@ -116,8 +107,8 @@ struct Report {
 }
 
 fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
-    let token_lifetime = StdDuration::from_millis(args.token_lifetime);
-    let latency = StdDuration::from_millis(args.latency);
+    let token_lifetime = StdDuration::from_millis(args.run.token_lifetime);
+    let latency = StdDuration::from_millis(args.run.latency);
     let issuer = MockIssuer::start(IssuerConfig {
         token_lifetime,
         latency_jitter: latency,
@@ -167,12 +158,12 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let duration = if args.requests.is_some() {
         StdDuration::from_secs(600)
     } else {
-        StdDuration::from_secs_f64(args.duration.clamp(0.1, 3600.0))
+        StdDuration::from_secs_f64(args.run.duration.clamp(0.1, 3600.0))
     };
     let target = args.requests.unwrap_or(u64::MAX);
     let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
     let mut next_storm = storm_every.map(|every| start + every);
-    let mut faults = FaultSchedule::fixed(args.fault, token_lifetime, REFRESH_TIMEOUT);
+    let mut faults = FaultSchedule::fixed(args.run.fault, token_lifetime, REFRESH_TIMEOUT);
     let mut next_frame = start;
     let bar = progress_bar(duration);
     if let Some(requests) = args.requests {
@@ -322,7 +313,7 @@ impl Report {
         table.row("slots", SLOTS, "");
         table.row("duration", format!("{secs:.2} s"), "");
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
-        table.row("fault", args.fault.name(), "");
+        table.row("fault", args.run.fault.name(), "");
         table.row("requests", self.requests, "client");
         table.row("succeeded", self.succeeded, "client");
         table.row("failed", self.failed(), "client");
@@ -352,7 +343,7 @@ impl Report {
             let examples = self.examples.iter().map(|e| format!("\n    e.g. {e}"));
             format!("{} requests failed{}", self.failed(), examples.collect::<String>())
         });
-        verdict.check(self.needs_login > 0 && args.fault != FaultMode::Refuse, || {
+        verdict.check(self.needs_login > 0 && args.run.fault != FaultMode::Refuse, || {
             format!("{} requests were told to log in again", self.needs_login)
         });
         verdict.check(self.lost > 0, || format!("{} requests never got an outcome", self.lost));

@@ -16,6 +16,7 @@
 mod demo;
 mod fault;
 mod firmware;
+mod flags;
 mod get;
 mod report;
 mod soak;
