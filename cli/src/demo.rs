@@ -48,8 +48,36 @@ pub(crate) struct Args {
 /// endpoint is given up on quickly.
 pub(crate) const REFRESH_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// How long a request may wait for a refresh before it is rejected.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may wait for a refresh before it is rejected, in the demo, the soak and
+/// the firmware run.
+pub(crate) const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the mock issuer the runs talk to: tokens living `token_lifetime`, answers delayed by
+/// up to `latency` at random, drawn from `seed`.
+///
+/// # Errors
+/// The issuer's listener could not be bound.
+pub(crate) fn start_issuer(
+    token_lifetime: Duration,
+    latency: Duration,
+    seed: u64,
+) -> std::io::Result<MockIssuer> {
+    MockIssuer::start(IssuerConfig {
+        token_lifetime,
+        latency_jitter: latency,
+        seed,
+        ..IssuerConfig::default()
+    })
+}
+
+/// The client's retry backoff in every run: 100 ms doubling up to 2 s, jittered from `seed`.
+pub(crate) const fn backoff(seed: u64) -> Backoff {
+    Backoff {
+        initial: reauth_core::Duration::from_millis(100),
+        max: reauth_core::Duration::from_secs(2),
+        seed,
+    }
+}
 
 /// Runs the demo and prints the summary.
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -191,20 +219,8 @@ impl Workload {
         &self,
         mut tick: impl FnMut(&MockIssuer) -> String,
     ) -> Result<Run, Box<dyn core::error::Error>> {
-        let issuer = MockIssuer::start(IssuerConfig {
-            token_lifetime: self.token_lifetime,
-            latency_jitter: self.latency,
-            seed: self.seed,
-            ..IssuerConfig::default()
-        })?;
-        let config = Config {
-            backoff: Backoff {
-                initial: reauth_core::Duration::from_millis(100),
-                max: reauth_core::Duration::from_secs(2),
-                seed: self.seed,
-            },
-            ..Config::DEFAULT
-        };
+        let issuer = start_issuer(self.token_lifetime, self.latency, self.seed)?;
+        let config = Config { backoff: backoff(self.seed), ..Config::DEFAULT };
         let client = Client::builder()
             .token_url(issuer.token_url())
             .client_id("reauth-demo")

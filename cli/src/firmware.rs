@@ -24,16 +24,16 @@ use std::thread;
 use std::time::Instant as StdInstant;
 
 use clap::Parser;
-use reauth_core::{Backoff, Config, Duration, Instant, Rejection, RequestId};
+use reauth_core::{Config, Duration, Instant, Rejection, RequestId};
 use reauth_nal::embedded_nal::{TcpClientStack, nb};
 use reauth_nal::{
     Client, ClientConfig, Endpoint, Error, Event, NoStore, OAuth2, Request, SubmitError, Timeouts,
 };
-use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::Counters;
 use std_embedded_nal::Stack;
 use zeroize::Zeroize;
 
-use crate::demo::{REFRESH_TIMEOUT, progress_bar};
+use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, progress_bar, start_issuer};
 use crate::fault::{FaultMode, FaultSchedule};
 use crate::flags::RunFlags;
 use crate::report::{Latencies, Table, Verdict};
@@ -44,9 +44,6 @@ const SLOTS: usize = 8;
 /// The firmware's client: 8 slots, 1 KiB request and 2 KiB response buffers, room for a
 /// 512-byte access and a 256-byte refresh token, no persistence.
 type FirmwareClient<'a> = Client<'a, Watched, NoStore, OAuth2<'a>, SLOTS, 1024, 2048, 512, 256>;
-
-/// How long a request may wait for a refresh before it is rejected.
-const WAIT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 
 /// Options of `reauth firmware`.
 #[derive(Debug, Parser)]
@@ -109,22 +106,13 @@ struct Report {
 fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let token_lifetime = StdDuration::from_millis(args.run.token_lifetime);
     let latency = StdDuration::from_millis(args.run.latency);
-    let issuer = MockIssuer::start(IssuerConfig {
-        token_lifetime,
-        latency_jitter: latency,
-        seed: args.seed,
-        ..IssuerConfig::default()
-    })?;
+    let issuer = start_issuer(token_lifetime, latency, args.seed)?;
     let host = issuer.addr().to_string();
     let endpoint = Endpoint { addr: issuer.addr(), host: &host };
     let coordinator = Config {
         refresh_timeout: millis_of(REFRESH_TIMEOUT),
         wait_timeout: millis_of(WAIT_TIMEOUT),
-        backoff: Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-            seed: args.seed,
-        },
+        backoff: backoff(args.seed),
         ..Config::DEFAULT
     };
     // Short, so that a hanging token endpoint frees the refresh exchange soon after the
