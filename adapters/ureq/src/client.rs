@@ -153,6 +153,33 @@ enum Wake {
 #[derive(Clone)]
 struct Authorization(HeaderValue);
 
+impl Authorization {
+    /// The access token inside `Bearer <token>`, for requests built around the token.
+    fn token(&self) -> &str {
+        // Built by `Shared::install` from "Bearer " and a visible-ASCII token.
+        self.0.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default()
+    }
+}
+
+/// Builds a request around an access token, for [`Client::send_with`].
+type Build<'a> = &'a dyn Fn(&str) -> Result<Request<Vec<u8>>, http::Error>;
+
+/// Where a request comes from: given whole, or built from the token for every attempt.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Fixed(&'a Request<Vec<u8>>),
+    Build(Build<'a>),
+}
+
+/// How the token travels with one exchange.
+#[derive(Clone, Copy)]
+enum Credential<'a> {
+    /// The client adds `Authorization` with this value.
+    Bearer(&'a Authorization),
+    /// The application built the token into the request.
+    InRequest,
+}
+
 /// Where one request stands in [`Client::send`].
 enum Step {
     Send(Ticket, Authorization),
@@ -225,10 +252,34 @@ impl Client {
     /// [`Error::Transport`] if the HTTP exchange failed; [`Error::TooManyRedirects`] and
     /// [`Error::InvalidRedirect`].
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Body>, Error> {
-        self.inner.stats.bump(Stat::Requests);
-        let result = self.execute(&request);
-        self.inner.stats.bump(if result.is_ok() { Stat::Succeeded } else { Stat::Failed });
-        result
+        self.run(Source::Fixed(&request))
+    }
+
+    /// Sends a request that `build` makes from the access token, for APIs that want the token
+    /// somewhere other than `Authorization: Bearer` (a custom header, a signed query): the
+    /// client adds nothing, and calls `build` again with the new token for every replay.
+    ///
+    /// The request goes out as built, so the client cannot tell where the token is: it follows
+    /// redirects only within the request's origin (scheme, host and port) and returns a redirect
+    /// to another origin as the response instead of following it.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); [`Error::InvalidRequest`] if `build` fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client = reauth_ureq::Client::builder().token_url("http://127.0.0.1/t").build()?;
+    /// let response = client.send_with(|token| {
+    ///     http::Request::get("https://api.example.com/me").header("X-Auth-Token", token).body(vec![])
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with<F>(&self, build: F) -> Result<Response<Body>, Error>
+    where
+        F: Fn(&str) -> Result<Request<Vec<u8>>, http::Error>,
+    {
+        self.run(Source::Build(&build))
     }
 
     /// `GET url`.
@@ -367,7 +418,15 @@ impl Client {
     // ---------------------------------------------------------------------------------------
     // The request loop
 
-    fn execute(&self, request: &Request<Vec<u8>>) -> Result<Response<Body>, Error> {
+    /// Counts the request and its result around [`execute`](Self::execute).
+    fn run(&self, source: Source<'_>) -> Result<Response<Body>, Error> {
+        self.inner.stats.bump(Stat::Requests);
+        let result = self.execute(source);
+        self.inner.stats.bump(if result.is_ok() { Stat::Succeeded } else { Stat::Failed });
+        result
+    }
+
+    fn execute(&self, source: Source<'_>) -> Result<Response<Body>, Error> {
         let id = RequestId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut step = self.step(|shared, now| match shared.coordinator.handle_request(now, id) {
             Ok(Admission::Send(ticket)) => shared.grant(ticket),
@@ -378,7 +437,16 @@ impl Client {
             step = match step {
                 Step::Send(ticket, authorization) => {
                     self.inner.stats.bump(Stat::Sent);
-                    let (response, verdict) = match self.exchange(request, &authorization) {
+                    let sent = match source {
+                        Source::Fixed(request) => {
+                            self.exchange(request, Credential::Bearer(&authorization))
+                        }
+                        Source::Build(build) => match build(authorization.token()) {
+                            Ok(request) => self.exchange(&request, Credential::InRequest),
+                            Err(e) => Err(invalid(e)),
+                        },
+                    };
+                    let (response, verdict) = match sent {
                         Ok(answer) => answer,
                         Err(e) => {
                             if matches!(e, Error::Transport(_)) {
@@ -648,11 +716,11 @@ impl Client {
     // ---------------------------------------------------------------------------------------
     // One exchange on the wire
 
-    /// Sends `request` with `authorization`, follows redirects, and judges the final response.
+    /// Sends `request` with its credential, follows redirects, and judges the final response.
     fn exchange(
         &self,
         request: &Request<Vec<u8>>,
-        authorization: &Authorization,
+        credential: Credential<'_>,
     ) -> Result<(Response<Body>, Verdict), Error> {
         let mut method = request.method().clone();
         let mut uri = request.uri().clone();
@@ -664,19 +732,25 @@ impl Client {
                 let origin = Origin::of(request.uri());
                 origin.is_some() && Origin::of(&uri) == origin
             };
-            let auth = same_origin.then_some(authorization);
+            let auth = same_origin.then_some(credential);
             let response = self.send_once(request, &method, &uri, with_body, auth)?;
             let status = response.status();
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok());
             let follow = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
             match location {
                 Some(location) if follow => {
+                    let next = redirect::resolve(&uri, location).ok_or(Error::InvalidRedirect)?;
+                    let leaves_origin = Origin::of(&next) != Origin::of(request.uri());
+                    if leaves_origin && matches!(credential, Credential::InRequest) {
+                        // The token may sit anywhere in a built request: never carry it away.
+                        return Ok((response, Verdict::Accepted));
+                    }
                     if hops >= self.inner.max_redirects {
                         return Err(Error::TooManyRedirects);
                     }
                     hops += 1;
                     self.inner.stats.bump(Stat::RedirectsFollowed);
-                    uri = redirect::resolve(&uri, location).ok_or(Error::InvalidRedirect)?;
+                    uri = next;
                     // 301/302/303 turn into a GET without a body (what browsers do); 307/308
                     // repeat the method and the body.
                     if status.as_u16() <= 303 && method != Method::HEAD {
@@ -698,15 +772,21 @@ impl Client {
         method: &Method,
         uri: &Uri,
         with_body: bool,
-        authorization: Option<&Authorization>,
+        credential: Option<Credential<'_>>,
     ) -> Result<Response<Body>, Error> {
         let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
+        let authorization = match credential {
+            Some(Credential::Bearer(authorization)) => Some(authorization),
+            Some(Credential::InRequest) | None => None,
+        };
         for (name, value) in request.headers() {
-            let credential = name == header::AUTHORIZATION
+            let is_credential = name == header::AUTHORIZATION
                 || name == header::COOKIE
                 || name == header::PROXY_AUTHORIZATION;
-            // The application's own credentials go only where the token goes.
-            if name == header::AUTHORIZATION || (credential && authorization.is_none()) {
+            // The application's own credentials go only where the token goes; ours replaces an
+            // `Authorization` it set, unless it built the request around the token itself.
+            let ours = authorization.is_some() && name == header::AUTHORIZATION;
+            if ours || (is_credential && credential.is_none()) {
                 continue;
             }
             if !with_body && (name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH) {

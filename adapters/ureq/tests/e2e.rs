@@ -399,6 +399,51 @@ fn redirect_to_another_origin_does_not_carry_the_token() {
 }
 
 #[test]
+fn request_built_from_the_token_is_built_again_with_the_new_token_after_expiry() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let client = logged_in(&issuer, builder(&issuer));
+    issuer.expire_all_now();
+    let url = issuer.api_url("built");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let response = client
+        .send_with(|token| {
+            seen.lock().unwrap().push(token.to_owned());
+            http::Request::get(&url).header("Authorization", format!("Bearer {token}")).body(vec![])
+        })
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), 2, "built once for the expired token, once for the new one");
+    assert_ne!(seen[0], seen[1]);
+    assert_eq!(issuer.counters().refresh_calls, 1);
+    let failed = client.send_with(|_| http::Request::get("not a uri").body(vec![]));
+    assert!(matches!(failed, Err(Error::InvalidRequest(_))), "{failed:?}");
+}
+
+#[test]
+fn request_built_from_the_token_never_follows_a_redirect_to_another_origin() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let other = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let client = logged_in(&issuer, builder(&issuer));
+    let url = issuer.api_url(&format!("redirect?to={}", other.echo_auth_url()));
+    let response = client
+        .send_with(|token| http::Request::get(&url).header("X-Auth-Token", token).body(vec![]))
+        .unwrap();
+    assert_eq!(response.status(), 302, "the redirect comes back instead of being followed");
+    assert_eq!(other.counters().requests_total, 0);
+    // Within the origin it is followed, with the request as built.
+    let same = issuer.api_url(&format!("redirect?to={}", issuer.api_url("target")));
+    let response = client
+        .send_with(|token| {
+            http::Request::get(&same)
+                .header("Authorization", format!("Bearer {token}"))
+                .body(vec![])
+        })
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[test]
 fn request_still_refused_after_a_fresh_token_is_unauthorized_not_a_loop() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
     // A rule that calls every 404 "expired": the request is refused even with a fresh token.
