@@ -21,6 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use reauth_core::Config;
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
+use reauth_testkit::secrets::{assert_hidden, error_chain};
 use reauth_ureq::{
     Client, ClientBuilder, Error, FileStore, MemoryStore, NewTokens, RefreshError, StoredTokens,
     TokenStore,
@@ -34,54 +35,6 @@ const SENTINEL: &str = "SENTINEL-c0ffee";
 
 fn builder(issuer: &MockIssuer) -> ClientBuilder {
     common::builder(issuer, "secrets")
-}
-
-/// `error`'s `Debug`, its `Display`, and the `Display` and `Debug` of every error in its
-/// `source()` chain, in one string.
-fn chain(error: &(dyn core::error::Error + 'static)) -> String {
-    let mut text = format!("{error:?} / {error}");
-    let mut source = error.source();
-    for _ in 0..16 {
-        let Some(e) = source else { break };
-        text.push_str(&format!(" <- {e:?} / {e}"));
-        source = e.source();
-    }
-    text
-}
-
-/// True if `text` holds something shaped like a token of the mock issuer (`at.<digits>.` or
-/// `rt.<digits>.`), including ones the test never got to see (a padded oversized token).
-fn has_issuer_token(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    (0..bytes.len()).any(|i| {
-        let rest = &bytes[i..];
-        let digits = rest.iter().skip(3).take_while(|b| b.is_ascii_digit()).count();
-        (rest.starts_with(b"at.") || rest.starts_with(b"rt."))
-            && digits > 0
-            && rest.get(3 + digits) == Some(&b'.')
-    })
-}
-
-/// Fails if any of `shown` holds one of `secrets` (as text, or as the `Debug` of its bytes, the
-/// way a derived `Debug` shows a byte buffer) or an issuer-shaped token.
-fn assert_hidden(shown: &[String], secrets: &[&str]) {
-    assert!(secrets.iter().all(|s| s.len() >= 8), "a secret too short to search for");
-    for text in shown {
-        for secret in secrets {
-            let bytes = format!("{:?}", secret.as_bytes());
-            let bytes = bytes.trim_start_matches('[').trim_end_matches(']');
-            assert!(!text.contains(&**secret) && !text.contains(bytes), "a token is shown: {text}");
-        }
-        assert!(!has_issuer_token(text), "an issuer token is shown: {text}");
-    }
-}
-
-#[test]
-fn the_token_shape_check_finds_issuer_tokens() {
-    // The detector behind `assert_hidden` must be able to fail.
-    assert!(has_issuer_token("x at.12.0123456789abcdef y"));
-    assert!(has_issuer_token("\"rt.3.fedcba9876543210.xxxx\""));
-    assert!(!has_issuer_token("retry at 3 s, rt.x, at.5"));
 }
 
 #[test]
@@ -122,7 +75,7 @@ fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() 
         issuer.inject(fault.clone());
         let error = faulty.get(&issuer.api_url("x")).unwrap_err();
         assert!(matches!(error, Error::RefreshUnavailable(Some(_))), "{fault:?}: {error:?}");
-        shown.push(chain(&error));
+        shown.push(error_chain(&error));
         shown.push(format!("{:?}", faulty.last_refresh_error()));
         shown.push(format!("{faulty:?}"));
     }
@@ -136,13 +89,13 @@ fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() 
     drop(closed);
     let transport = client.get(&nowhere).unwrap_err();
     assert!(matches!(transport, Error::Transport(_)), "{transport:?}");
-    shown.push(chain(&transport));
+    shown.push(error_chain(&transport));
     let too_long = SENTINEL.repeat(1_000);
     for (access, refresh) in [(too_long.as_str(), SENTINEL), ("SENTINEL-c0ffee\r\nX: y", SENTINEL)]
     {
         let error = client.login(access, refresh, None).unwrap_err();
         assert!(matches!(error, Error::Token(_)), "{error:?}");
-        shown.push(chain(&error));
+        shown.push(error_chain(&error));
         shown.push(format!("{:?}", NewTokens::new(access, Some(refresh), None)));
     }
     // A sentinel installed by a refresh: a custom exchange hands it out.
@@ -159,9 +112,9 @@ fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() 
     let unauthorized = sentinel_client.get(&issuer.api_url("x")).unwrap_err();
     assert!(matches!(unauthorized, Error::Unauthorized), "{unauthorized:?}");
     assert_eq!(sentinel_client.stats().refreshes_succeeded, 1);
-    shown.push(chain(&unauthorized));
+    shown.push(error_chain(&unauthorized));
     shown.push(format!("{sentinel_client:?}"));
-    shown.push(chain(&Error::RefreshUnavailable(Some(RefreshError::refused(Some(401))))));
+    shown.push(error_chain(&Error::RefreshUnavailable(Some(RefreshError::refused(Some(401))))));
     assert_hidden(
         &shown,
         &[
@@ -189,17 +142,17 @@ fn store_errors_never_quote_the_token_file() {
     for content in contents {
         fs::write(&path, &content).unwrap();
         let error = FileStore::new(&path).load().unwrap_err();
-        shown.push(chain(&error));
+        shown.push(error_chain(&error));
         let build =
             Client::builder().token_url("http://127.0.0.1:9/t").store(FileStore::new(&path));
         let error = build.build().unwrap_err();
         assert!(matches!(error, Error::Store(_)), "{error:?}");
-        shown.push(chain(&error));
+        shown.push(error_chain(&error));
     }
     // An I/O failure: the directory is a regular file.
     let blocked = FileStore::new(path.join("tokens.json"));
     let error = blocked.save(&stored(SENTINEL)).unwrap_err();
-    shown.push(chain(&error));
+    shown.push(error_chain(&error));
     assert_hidden(&shown, &[SENTINEL]);
 }
 
