@@ -4,7 +4,6 @@
 use core::fmt;
 use core::mem;
 
-use heapless::Deque;
 use reauth_core::{
     Action, Admission, Coordinator, Duration, Generation, Instant, Outcome, RefreshFailure,
     RefreshId, Rejection, RequestId, TokenError, TokenSet,
@@ -17,11 +16,6 @@ use crate::refresh::{RefreshExchange, Refresher, Unusable};
 use crate::slot::{Slot, SlotState};
 use crate::store::TokenStore;
 use crate::transport::Transport;
-
-/// Events waiting to be handed out that are not tied to a slot. A refresh exchange ends with at
-/// most two (a persistence failure and its result), and one only runs when two places are free,
-/// so none is ever dropped.
-const NOTICES: usize = 4;
 
 /// A poll-driven HTTP/1.1 client that keeps its bearer token fresh, for one API and one token
 /// endpoint, without heap and without blocking.
@@ -109,8 +103,12 @@ pub struct Client<
     tokens: TokenSet<A, R>,
     slots: [Slot<T::Connection, T::Error, REQ, RESP>; K],
     refresher: Refresher<T::Connection, REQ, RESP>,
-    /// Events not tied to a slot, oldest first.
-    notices: Deque<Event<T::Error, S::Error>, NOTICES>,
+    /// The store's failure to persist the last rotated refresh token, not yet handed out.
+    persist_failed: Option<S::Error>,
+    /// The last refresh exchange's result ([`Event::Refreshed`] or [`Event::RefreshFailed`]),
+    /// not yet handed out. A refresh exchange is only stepped while both are empty, and one
+    /// step ends with at most one of each, so no event is ever dropped.
+    refresh_news: Option<Event<T::Error, S::Error>>,
     /// The id the next request gets.
     next_id: u32,
     /// The latest instant seen; earlier ones are clamped to it.
@@ -183,7 +181,8 @@ impl<
             tokens: TokenSet::new(),
             slots: [const { Slot::new() }; K],
             refresher: Refresher::new(),
-            notices: Deque::new(),
+            persist_failed: None,
+            refresh_news: None,
             next_id: 1,
             now: Instant::ZERO,
         }
@@ -389,7 +388,8 @@ impl<
     /// data are not covered: poll also when the stack has news.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ready = !self.notices.is_empty()
+        let ready = self.persist_failed.is_some()
+            || self.refresh_news.is_some()
             || (self.refresher.has_pending() && !self.refresher.is_running())
             || self.slots.iter().any(|s| match s.state {
                 SlotState::Answered { reported, .. } => !reported,
@@ -399,14 +399,8 @@ impl<
         if ready {
             return Some(self.now);
         }
-        let mut earliest = self.coordinator.poll_timeout();
-        for at in self.slots.iter().map(Slot::poll_at).chain([self.refresher.poll_at()]) {
-            earliest = match (earliest, at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        earliest
+        let exchanges = self.slots.iter().map(Slot::poll_at).chain([self.refresher.poll_at()]);
+        exchanges.fold(self.coordinator.poll_timeout(), sooner)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -469,7 +463,7 @@ impl<
     }
 
     fn step_refresh(&mut self, net: &mut T, now: Instant) {
-        if NOTICES - self.notices.len() < 2 {
+        if self.persist_failed.is_some() || self.refresh_news.is_some() {
             return;
         }
         if !self.refresher.is_running()
@@ -537,7 +531,7 @@ impl<
             && let Some(token) = self.tokens.refresh()
             && let Err(error) = self.store.save(token, generation)
         {
-            self.notify(Event::PersistFailed { error });
+            self.persist_failed = Some(error);
         }
         if let Ok(generation) = self.coordinator.handle_refresh_success(now, id, refreshed.lifetime)
         {
@@ -568,14 +562,18 @@ impl<
     }
 
     fn notify(&mut self, event: Event<T::Error, S::Error>) {
-        // Cannot fail: `step_refresh` only runs with two places free, and a round adds at most
-        // two notices.
-        let _ = self.notices.push_back(event);
+        // `step_refresh` only runs while `refresh_news` is empty, and reports once per step.
+        debug_assert!(self.refresh_news.is_none(), "a refresh result was not handed out");
+        self.refresh_news = Some(event);
     }
 
-    /// The oldest notice, else the first slot with something to report.
+    /// The refresh exchange's news (the store's failure first: it happened first), else the
+    /// first slot with something to report.
     fn next_event(&mut self) -> Option<Event<T::Error, S::Error>> {
-        if let Some(event) = self.notices.pop_front() {
+        if let Some(error) = self.persist_failed.take() {
+            return Some(Event::PersistFailed { error });
+        }
+        if let Some(event) = self.refresh_news.take() {
             return Some(event);
         }
         for slot in &mut self.slots {
@@ -596,6 +594,14 @@ impl<
             }
         }
         None
+    }
+}
+
+/// The earlier of two optional instants, `None` counting as "never".
+fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -6,6 +6,8 @@
 //! body is decoded in place, so the buffer never holds more than the head, the decoded body and
 //! the few framing bytes not yet decoded. Whatever does not fit is an error, never a truncation.
 
+use core::ops::Range;
+
 use httparse::Status;
 use reauth_core::Duration;
 
@@ -338,7 +340,7 @@ impl Receiver {
                     if (100..200).contains(&head.status) {
                         // An interim response (100 Continue, 103 Early Hints): drop it and read
                         // the real one behind it.
-                        buf.copy_within(head.len..self.filled, 0);
+                        move_within(buf, head.len..self.filled, 0);
                         self.filled -= head.len;
                         continue;
                     }
@@ -460,7 +462,7 @@ fn dechunk(
                 }
                 let take = usize::try_from(left).map_or(avail.len(), |left| left.min(avail.len()));
                 // In range: `raw + take <= filled <= buf.len()`, and `out <= raw`.
-                buf.copy_within(*raw..*raw + take, *out);
+                move_within(buf, *raw..*raw + take, *out);
                 *out += take;
                 *raw += take;
                 let left = left - take as u64;
@@ -487,7 +489,7 @@ fn dechunk(
     }
     if *raw > *out {
         // In range: `out < raw <= filled <= buf.len()`.
-        buf.copy_within(*raw..*filled, *out);
+        move_within(buf, *raw..*filled, *out);
         *filled = *out + (*filled - *raw);
         *raw = *out;
     }
@@ -496,6 +498,31 @@ fn dechunk(
         return Err(RecvError::TooLarge);
     }
     Ok(false)
+}
+
+/// `buf.copy_within(src, dst)` for the moves this crate makes (dropping an interim response head,
+/// decoding chunks in place, making room for the `Authorization` line), one byte at a time.
+///
+/// `copy_within` links the target's `memmove`, which on thumbv7em is 1.5 KiB of flash (it is
+/// prebuilt at `opt-level = 3`, unrolled); these moves are a few hundred bytes at most, once per
+/// response. Out-of-range bytes are skipped rather than panicking; callers pass ranges inside
+/// `buf`.
+pub(crate) fn move_within(buf: &mut [u8], src: Range<usize>, dst: usize) {
+    let len = src.len();
+    let mut step = |i: usize| {
+        if let Some(&byte) = buf.get(src.start + i)
+            && let Some(to) = buf.get_mut(dst + i)
+        {
+            *to = byte;
+        }
+    };
+    // Front to back when moving down, back to front when moving up, so that no byte is
+    // overwritten before it is read.
+    if dst <= src.start {
+        (0..len).for_each(&mut step);
+    } else {
+        (0..len).rev().for_each(&mut step);
+    }
 }
 
 /// Parses ASCII digits into a `usize`; `None` for anything else or an overflow.

@@ -13,7 +13,7 @@ use zeroize::Zeroize;
 use crate::config::Timeouts;
 use crate::error::{AnswerError, Error};
 use crate::exchange::{Exchange, Step, Wire};
-use crate::http::{Answer, Cursor};
+use crate::http::{Answer, Cursor, move_within};
 use crate::transport::Transport;
 
 /// How a refresh token is traded for new tokens at the token endpoint: the request body, and the
@@ -189,7 +189,7 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
             self.request.zeroize();
             return Err(Error::RequestTooLarge { needed, capacity: REQ });
         }
-        self.request.copy_within(..body_len, head_len);
+        move_within(&mut self.request, 0..body_len, head_len);
         write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len);
         self.request_len = needed;
         self.running = Some(id);

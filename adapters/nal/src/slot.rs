@@ -9,7 +9,9 @@ use zeroize::Zeroize;
 use crate::config::Timeouts;
 use crate::error::Error;
 use crate::exchange::{Exchange, Step, Wire};
-use crate::http::{AUTH_PREFIX, Answer, Cursor, Layout, Request, Response, write_request};
+use crate::http::{
+    AUTH_PREFIX, Answer, Cursor, Layout, Request, Response, move_within, write_request,
+};
 use crate::transport::Transport;
 
 /// Where a request stands.
@@ -116,7 +118,7 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
             self.state = SlotState::Failed(Error::RequestTooLarge { needed: end, capacity: REQ });
             return;
         }
-        self.request.copy_within(old_tail..old_tail + tail_len, new_tail);
+        move_within(&mut self.request, old_tail..old_tail + tail_len, new_tail);
         let mut line = Cursor::new(self.request.get_mut(auth_at..new_tail).unwrap_or_default());
         line.put(AUTH_PREFIX);
         line.put(token.as_bytes());
