@@ -511,12 +511,11 @@ impl<
         // first (all or nothing) so that an unusable answer leaves the coordinator untouched,
         // and the rotated refresh token is persisted before anything can use it.
         let generation = self.coordinator.generation().next();
-        let head = answer.head;
-        let body = self.refresher.body(answer);
+        let response = self.refresher.response(answer);
         let read = self.exchange.read_answer(
-            head.status,
-            body,
-            head.retry_after,
+            response.status(),
+            response.body(),
+            response.retry_after(),
             &mut self.tokens,
             generation,
         );

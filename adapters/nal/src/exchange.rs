@@ -23,6 +23,10 @@ pub(crate) struct Exchange<C> {
     /// The open connection, from [`Phase::Connecting`] until the exchange ends.
     connection: Option<C>,
     phase: Phase,
+    /// Bytes of the request on their way, in [`Phase::Sending`].
+    sent: usize,
+    /// The response read so far, in [`Phase::Receiving`].
+    receiver: Receiver,
     /// When the current phase times out.
     deadline_at: Instant,
     /// When the whole exchange times out, whatever its phase.
@@ -33,7 +37,9 @@ pub(crate) struct Exchange<C> {
 }
 
 /// `repr(u8)` makes `Idle` the all-zero value (see [`SlotState`](crate::slot::SlotState)).
-#[derive(Clone, Copy, Debug)]
+/// The phases' data lives in [`Exchange`] fields, so that a step updates it in place instead of
+/// moving it in and out of the enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Phase {
     /// No exchange.
@@ -41,12 +47,9 @@ enum Phase {
     /// Started; the socket opens at the next advance.
     Start,
     Connecting,
-    /// `sent` bytes of the request are on their way.
-    Sending {
-        sent: usize,
-    },
+    Sending,
     Flushing,
-    Receiving(Receiver),
+    Receiving,
 }
 
 /// What one exchange sends and where it reads the answer into. The same buffers MUST be passed
@@ -75,6 +78,8 @@ impl<C> Exchange<C> {
         Self {
             connection: None,
             phase: Phase::Idle,
+            sent: 0,
+            receiver: Receiver::new(false),
             deadline_at: Instant::ZERO,
             give_up_at: Instant::ZERO,
             busy: false,
@@ -136,89 +141,94 @@ impl<C> Exchange<C> {
     ) -> Result<Step, Error<T::Error>> {
         let Wire { remote, request, response, head_request } = wire;
         self.busy = false;
-        if !matches!(self.phase, Phase::Idle | Phase::Start) && now >= self.give_up_at {
-            return Err(Error::Timeout(TimeoutKind::Total));
-        }
-        for _ in 0..STEP_BUDGET {
-            if let Phase::Idle = self.phase {
-                return Ok(Step::Pending);
-            }
-            if let Phase::Start = self.phase {
+        match self.phase {
+            Phase::Idle => return Ok(Step::Pending),
+            Phase::Start => {
                 let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
                 self.connection = Some(connection);
                 self.phase = Phase::Connecting;
                 self.deadline_at = now.saturating_add(timeouts.connect);
                 self.give_up_at = now.saturating_add(timeouts.total);
-                continue;
             }
-            let Some(connection) = self.connection.as_mut() else {
-                // Every phase after `Start` has a connection; a missing one means the exchange
-                // was never started properly, which is treated as a closed connection.
-                return Err(Error::ConnectionClosed);
-            };
-            match self.phase {
-                Phase::Idle | Phase::Start => {}
+            _ if now >= self.give_up_at => return Err(Error::Timeout(TimeoutKind::Total)),
+            _ => {}
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            // Every phase after `Start` has a connection; a missing one means the exchange was
+            // never started properly, which is treated as a closed connection.
+            return Err(Error::ConnectionClosed);
+        };
+        for _ in 0..STEP_BUDGET {
+            // What the network said: `Ok(true)` progress (the phase's deadline restarts),
+            // `Ok(false)` "would block".
+            let progress = match self.phase {
+                Phase::Idle | Phase::Start => return Err(Error::ConnectionClosed),
                 Phase::Connecting => match net.connect(connection, remote) {
                     Ok(()) => {
-                        self.phase = Phase::Sending { sent: 0 };
-                        self.deadline_at = now.saturating_add(timeouts.idle);
+                        self.phase = Phase::Sending;
+                        self.sent = 0;
+                        Ok(true)
                     }
-                    Err(nb::Error::WouldBlock) => return self.pending(now),
-                    Err(nb::Error::Other(error)) => return Err(transport(Stage::Connect, error)),
+                    Err(e) => would_block(e, Stage::Connect),
                 },
-                Phase::Sending { sent } => {
-                    let rest = request.get(sent..).unwrap_or_default();
-                    if rest.is_empty() {
+                Phase::Sending => match request.get(self.sent..).unwrap_or_default() {
+                    [] => {
                         self.phase = Phase::Flushing;
                         continue;
                     }
-                    match net.send(connection, rest) {
+                    rest => match net.send(connection, rest) {
                         // A stack that accepts nothing is treated like one that would block.
-                        Ok(0) | Err(nb::Error::WouldBlock) => return self.pending(now),
                         Ok(n) => {
-                            self.phase = Phase::Sending { sent: sent + n.min(rest.len()) };
-                            self.deadline_at = now.saturating_add(timeouts.idle);
+                            self.sent += n.min(rest.len());
+                            Ok(n > 0)
                         }
-                        Err(nb::Error::Other(error)) => return Err(transport(Stage::Send, error)),
-                    }
-                }
+                        Err(e) => would_block(e, Stage::Send),
+                    },
+                },
                 Phase::Flushing => match net.flush(connection) {
                     Ok(()) => {
-                        self.phase = Phase::Receiving(Receiver::new(head_request));
+                        self.phase = Phase::Receiving;
+                        self.receiver = Receiver::new(head_request);
                         self.deadline_at = now.saturating_add(timeouts.response);
+                        continue;
                     }
-                    Err(nb::Error::WouldBlock) => return self.pending(now),
-                    Err(nb::Error::Other(error)) => return Err(transport(Stage::Send, error)),
+                    Err(e) => would_block(e, Stage::Send),
                 },
-                Phase::Receiving(mut receiver) => {
-                    let had_head = receiver.has_head();
+                Phase::Receiving => {
+                    let receiver = &mut self.receiver;
                     // A close-delimited body that filled the buffer fits only if the stream ends
                     // right here, which a one-byte probe tells.
                     let mut probe = [0u8; 1];
                     let spare = receiver.spare(response);
                     let full = spare.is_empty();
                     let into = if full { &mut probe[..] } else { spare };
-                    let result = match net.receive(connection, into) {
+                    let answer = match net.receive(connection, into) {
                         Ok(0) => receiver.on_eof().map(Some),
                         Ok(_) if full => Err(RecvError::TooLarge),
                         Ok(n) => receiver.on_data(response, n),
-                        Err(nb::Error::WouldBlock) => return self.pending(now),
-                        Err(nb::Error::Other(e)) => return Err(transport(Stage::Receive, e)),
+                        Err(e) => {
+                            would_block(e, Stage::Receive)?;
+                            return self.pending(now);
+                        }
                     };
-                    let answer = result.map_err(|e| match e {
-                        RecvError::Http(e) => Error::Http(e),
-                        RecvError::TooLarge => Error::ResponseTooLarge { capacity: response.len() },
-                        RecvError::Truncated => Error::ConnectionClosed,
-                    })?;
-                    if let Some(answer) = answer {
-                        return Ok(Step::Done(answer));
+                    match answer {
+                        Ok(Some(answer)) => return Ok(Step::Done(answer)),
+                        Ok(None) => Ok(true),
+                        Err(RecvError::Http(e)) => Err(Error::Http(e)),
+                        Err(RecvError::TooLarge) => {
+                            Err(Error::ResponseTooLarge { capacity: response.len() })
+                        }
+                        Err(RecvError::Truncated) => Err(Error::ConnectionClosed),
                     }
-                    if receiver.has_head() || had_head {
-                        // Once the head is in, the response deadline gives way to the idle one.
-                        self.deadline_at = now.saturating_add(timeouts.idle);
-                    }
-                    self.phase = Phase::Receiving(receiver);
                 }
+            };
+            if !progress? {
+                return self.pending(now);
+            }
+            // The response deadline runs from the end of the request until the head is complete
+            // (the server's thinking time); otherwise progress restarts the idle deadline.
+            if self.phase != Phase::Receiving || self.receiver.has_head() {
+                self.deadline_at = now.saturating_add(timeouts.idle);
             }
         }
         // Out of budget: there may be more to do right away.
@@ -236,10 +246,18 @@ impl<C> Exchange<C> {
         }
         let kind = match self.phase {
             Phase::Connecting => TimeoutKind::Connect,
-            Phase::Receiving(receiver) if !receiver.has_head() => TimeoutKind::Response,
+            Phase::Receiving if !self.receiver.has_head() => TimeoutKind::Response,
             _ => TimeoutKind::Idle,
         };
         Err(Error::Timeout(kind))
+    }
+}
+
+/// `Ok(false)` for "would block", else the stack's error at `stage`.
+fn would_block<E>(error: nb::Error<E>, stage: Stage) -> Result<bool, Error<E>> {
+    match error {
+        nb::Error::WouldBlock => Ok(false),
+        nb::Error::Other(error) => Err(transport(stage, error)),
     }
 }
 

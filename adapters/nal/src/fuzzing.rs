@@ -67,7 +67,9 @@ impl Reader {
     /// # Errors
     /// [`ReadError::Truncated`] if the response was not complete.
     pub fn on_eof(&mut self) -> Result<(), ReadError> {
-        self.answer = Some(self.receiver.on_eof().map_err(ReadError::from)?);
+        if self.answer.is_none() {
+            self.answer = Some(self.receiver.on_eof().map_err(ReadError::from)?);
+        }
         Ok(())
     }
 

@@ -76,6 +76,14 @@ impl<'b> Response<'b> {
         self.body
     }
 
+    /// The `Retry-After` header in seconds, if any. An HTTP date is not understood (there is no
+    /// wall clock) and gives `None`, as in [`reauth_core::oauth::parse_retry_after`], whose
+    /// `str` parsing this byte parser keeps out of small images.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        let seconds = parse_decimal(self.header("retry-after")?)?;
+        Some(Duration::from_secs(seconds as u64))
+    }
+
     /// The value of the first header called `name` (compared case-insensitively), with
     /// surrounding spaces removed.
     #[must_use]
@@ -205,8 +213,6 @@ pub(crate) struct Head {
     pub(crate) status: u16,
     /// Length of the head in bytes, blank line included; the body starts here.
     pub(crate) len: usize,
-    /// The `Retry-After` header in seconds, if any (used on the token endpoint).
-    pub(crate) retry_after: Option<Duration>,
 }
 
 /// A response read completely: the body is `buf[head.len..body_end]`.
@@ -246,26 +252,29 @@ impl From<HttpError> for RecvError {
 /// Reads one response into a caller buffer, a few bytes at a time.
 ///
 /// The driver asks for [`spare`](Self::spare) room, receives into it and reports the count with
-/// [`on_data`](Self::on_data), or reports the end of the stream with [`on_eof`](Self::on_eof).
-/// The same buffer MUST be passed every time.
+/// [`on_data`](Self::on_data), or reports the end of the stream with [`on_eof`](Self::on_eof),
+/// until one of them returns the [`Answer`]; then the exchange is over. The same buffer MUST be
+/// passed every time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Receiver {
     /// `buf[..filled]` holds what was received (minus framing already decoded away).
     filled: usize,
     /// The request was `HEAD`: the response has no body whatever its headers say.
     head_request: bool,
-    state: RecvState,
+    /// The final response's head, once [`framing`](Self::framing) is past [`Framing::Head`].
+    head: Head,
+    framing: Framing,
 }
 
+/// Where the response stands: its head, then its body framed one of three ways.
+///
+/// `repr(u8)` makes `Head` (and so a new [`Receiver`]) the all-zero value: a new slot is a plain
+/// `memset` instead of a template copied from flash.
 #[derive(Clone, Copy, Debug)]
-enum RecvState {
-    Head,
-    Body { head: Head, framing: Framing },
-    Done(Answer),
-}
-
-#[derive(Clone, Copy, Debug)]
+#[repr(u8)]
 enum Framing {
+    /// The head of the final (non-interim) response is not complete yet.
+    Head,
     /// The body ends at this offset.
     Length { end: usize },
     /// The body ends when the connection does.
@@ -288,7 +297,7 @@ enum Chunk {
 
 impl Receiver {
     pub(crate) const fn new(head_request: bool) -> Self {
-        Self { filled: 0, head_request, state: RecvState::Head }
+        Self { filled: 0, head_request, head: Head { status: 0, len: 0 }, framing: Framing::Head }
     }
 
     /// Where the next bytes go. Empty only when a close-delimited body has filled the buffer:
@@ -297,9 +306,9 @@ impl Receiver {
         buf.get_mut(self.filled..).unwrap_or_default()
     }
 
-    /// True once the head is complete.
+    /// True once the head of the final (non-interim) response is complete.
     pub(crate) const fn has_head(&self) -> bool {
-        !matches!(self.state, RecvState::Head)
+        !matches!(self.framing, Framing::Head)
     }
 
     /// `n` bytes were received into [`spare`](Self::spare). Returns the answer once complete.
@@ -309,75 +318,49 @@ impl Receiver {
         n: usize,
     ) -> Result<Option<Answer>, RecvError> {
         self.filled = self.filled.saturating_add(n).min(buf.len());
-        self.process(buf)
-    }
-
-    /// The peer closed the connection.
-    pub(crate) fn on_eof(&mut self) -> Result<Answer, RecvError> {
-        match self.state {
-            RecvState::Body { head, framing: Framing::Close } => {
-                let answer = Answer { head, body_end: self.filled };
-                self.state = RecvState::Done(answer);
-                Ok(answer)
-            }
-            RecvState::Done(answer) => Ok(answer),
-            _ => Err(RecvError::Truncated),
-        }
-    }
-
-    fn process(&mut self, buf: &mut [u8]) -> Result<Option<Answer>, RecvError> {
-        loop {
-            match self.state {
-                RecvState::Head => {
-                    let data = buf.get(..self.filled).unwrap_or(&[]);
-                    let Some((head, framing)) = parse_head(data, self.head_request)? else {
-                        return if self.filled >= buf.len() {
-                            Err(RecvError::TooLarge)
-                        } else {
-                            Ok(None)
-                        };
-                    };
-                    if (100..200).contains(&head.status) {
-                        // An interim response (100 Continue, 103 Early Hints): drop it and read
-                        // the real one behind it.
-                        move_within(buf, head.len..self.filled, 0);
-                        self.filled -= head.len;
-                        continue;
-                    }
-                    let framing = match framing {
-                        Framing::Length { end } if end > buf.len() => {
-                            return Err(RecvError::TooLarge);
-                        }
-                        other => other,
-                    };
-                    self.state = RecvState::Body { head, framing };
-                }
-                RecvState::Body { head, framing: Framing::Length { end } } => {
-                    if self.filled < end {
-                        return Ok(None);
-                    }
-                    // Anything past the declared length is not ours (the connection closes
-                    // after this response anyway).
-                    self.filled = end;
-                    self.state = RecvState::Done(Answer { head, body_end: end });
-                }
-                RecvState::Body { framing: Framing::Close, .. } => return Ok(None),
-                RecvState::Body {
-                    head,
-                    framing: Framing::Chunked { mut out, mut raw, mut chunk },
-                } => {
-                    let done = dechunk(buf, &mut self.filled, &mut out, &mut raw, &mut chunk)?;
-                    if done {
-                        self.filled = out;
-                        self.state = RecvState::Done(Answer { head, body_end: out });
+        if let Framing::Head = self.framing {
+            loop {
+                let data = buf.get(..self.filled).unwrap_or(&[]);
+                let Some((head, framing)) = parse_head(data, self.head_request)? else {
+                    return if self.filled >= buf.len() {
+                        Err(RecvError::TooLarge)
                     } else {
-                        self.state =
-                            RecvState::Body { head, framing: Framing::Chunked { out, raw, chunk } };
-                        return Ok(None);
-                    }
+                        Ok(None)
+                    };
+                };
+                if (100..200).contains(&head.status) {
+                    // An interim response (100 Continue, 103 Early Hints): drop it and read
+                    // the real one behind it.
+                    move_within(buf, head.len..self.filled, 0);
+                    self.filled -= head.len;
+                    continue;
                 }
-                RecvState::Done(answer) => return Ok(Some(answer)),
+                if matches!(framing, Framing::Length { end } if end > buf.len()) {
+                    return Err(RecvError::TooLarge);
+                }
+                self.head = head;
+                self.framing = framing;
+                break;
             }
+        }
+        // Anything past a declared length is not ours (the connection closes after this
+        // response anyway).
+        let body_end = match &mut self.framing {
+            Framing::Head | Framing::Close => None,
+            Framing::Length { end } => (self.filled >= *end).then_some(*end),
+            Framing::Chunked { out, raw, chunk } => {
+                dechunk(buf, &mut self.filled, out, raw, chunk)?.then_some(*out)
+            }
+        };
+        Ok(body_end.map(|body_end| Answer { head: self.head, body_end }))
+    }
+
+    /// The peer closed the connection: a close-delimited body is complete, anything else was
+    /// cut short.
+    pub(crate) const fn on_eof(&self) -> Result<Answer, RecvError> {
+        match self.framing {
+            Framing::Close => Ok(Answer { head: self.head, body_end: self.filled }),
+            _ => Err(RecvError::Truncated),
         }
     }
 }
@@ -395,7 +378,6 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
     let status = response.code.ok_or(HttpError::InvalidHead)?;
     let mut content_length = None;
     let mut chunked = None;
-    let mut retry_after = None;
     for header in response.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
             let n = parse_decimal(trim(header.value)).ok_or(HttpError::InvalidContentLength)?;
@@ -407,14 +389,9 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
             // Only the last coding decides (RFC 9112 §6.3); a later header overrides.
             let last = header.value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(&[]);
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if header.name.eq_ignore_ascii_case("retry-after") {
-            // Seconds only, as `reauth_core::oauth::parse_retry_after` reads it; parsed here
-            // with the byte parser above, which keeps `str` trimming out of small images.
-            retry_after =
-                parse_decimal(trim(header.value)).map(|secs| Duration::from_secs(secs as u64));
         }
     }
-    let head = Head { status, len, retry_after };
+    let head = Head { status, len };
     let no_body = head_request || status == 204 || status == 304 || (100..200).contains(&status);
     let framing = match (no_body, chunked, content_length) {
         (true, _, _) => Framing::Length { end: len },
@@ -681,8 +658,8 @@ mod tests {
         let wire = b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\ncontent-type:  text/plain \r\n\
                      Content-Length: 0\r\n\r\n";
         let (answer, buf) = read(wire, 128, 128).unwrap();
-        assert_eq!(answer.head.retry_after, Some(Duration::from_secs(7)));
         let view = answer.view(&buf);
+        assert_eq!(view.retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(view.header("Content-Type"), Some(&b"text/plain"[..]));
         assert_eq!(view.header("missing"), None);
     }

@@ -13,7 +13,7 @@ use zeroize::Zeroize;
 use crate::config::Timeouts;
 use crate::error::{AnswerError, Error};
 use crate::exchange::{Exchange, Step, Wire};
-use crate::http::{Answer, Cursor, move_within};
+use crate::http::{Answer, Cursor, Response, move_within};
 use crate::transport::Transport;
 
 /// How a refresh token is traded for new tokens at the token endpoint: the request body, and the
@@ -220,9 +220,9 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         Some((id, result))
     }
 
-    /// The answer's body, until [`wipe_answer`](Self::wipe_answer).
-    pub(crate) fn body(&self, answer: &Answer) -> &[u8] {
-        answer.view(&self.response).body()
+    /// The answer, until [`wipe_answer`](Self::wipe_answer).
+    pub(crate) fn response(&self, answer: &Answer) -> Response<'_> {
+        answer.view(&self.response)
     }
 
     /// Wipes the answer, which holds the new tokens.
