@@ -9,6 +9,7 @@
 use core::ops::Range;
 
 use httparse::Status;
+use zeroize::Zeroize;
 use reauth_core::Duration;
 
 use crate::error::HttpError;
@@ -500,6 +501,13 @@ pub(crate) fn move_within(buf: &mut [u8], src: Range<usize>, dst: usize) {
     } else {
         (0..len).rev().for_each(&mut step);
     }
+}
+
+/// Zeroes a buffer that held a token, in a way the optimizer cannot skip. One shared copy for
+/// every buffer size, instead of one inlined loop per call site.
+#[inline(never)]
+pub(crate) fn wipe(buf: &mut [u8]) {
+    buf.zeroize();
 }
 
 /// Parses ASCII digits into a `usize`; `None` for anything else or an overflow.

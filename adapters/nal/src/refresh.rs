@@ -8,12 +8,11 @@ use reauth_core::oauth::{
     RefreshParams, classify_failure, parse_token_response, write_refresh_body,
 };
 use reauth_core::{Duration, Generation, Instant, RefreshFailure, RefreshId, TokenSet};
-use zeroize::Zeroize;
 
 use crate::config::Timeouts;
 use crate::error::{AnswerError, Error};
 use crate::exchange::{Exchange, Step, Wire};
-use crate::http::{Answer, Cursor, Response, move_within};
+use crate::http::{Answer, Cursor, Response, move_within, wipe};
 use crate::transport::Transport;
 
 /// How a refresh token is traded for new tokens at the token endpoint: the request body, and the
@@ -179,14 +178,14 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         refresh_token: &str,
         host: &str,
     ) -> Result<(), Error<E>> {
-        self.request.zeroize();
+        wipe(&mut self.request);
         let body_len = exchange
             .write_body(refresh_token, &mut self.request)
             .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
         let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len);
         let needed = head_len.saturating_add(body_len);
         if needed > REQ {
-            self.request.zeroize();
+            wipe(&mut self.request);
             return Err(Error::RequestTooLarge { needed, capacity: REQ });
         }
         move_within(&mut self.request, 0..body_len, head_len);
@@ -215,7 +214,7 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
             Err(e) => Err(e),
         };
         // The request holds the old refresh token: wipe it as soon as it is no longer needed.
-        self.request.zeroize();
+        wipe(&mut self.request);
         self.running = None;
         Some((id, result))
     }
@@ -227,7 +226,7 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
 
     /// Wipes the answer, which holds the new tokens.
     pub(crate) fn wipe_answer(&mut self) {
-        self.response.zeroize();
+        wipe(&mut self.response);
     }
 }
 

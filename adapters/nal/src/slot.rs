@@ -4,13 +4,12 @@
 use core::net::SocketAddr;
 
 use reauth_core::{Instant, RequestId, Ticket, TokenSet};
-use zeroize::Zeroize;
 
 use crate::config::Timeouts;
 use crate::error::Error;
 use crate::exchange::{Exchange, Step, Wire};
 use crate::http::{
-    AUTH_PREFIX, Answer, Cursor, Layout, Request, Response, move_within, write_request,
+    AUTH_PREFIX, Answer, Cursor, Layout, Request, Response, move_within, wipe, write_request,
 };
 use crate::transport::Transport;
 
@@ -177,8 +176,8 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
     /// Wipes both buffers (the request holds the access token) and frees the slot. A running
     /// exchange MUST have been ended first ([`abort`](Self::abort)).
     pub(crate) fn free(&mut self) {
-        self.request.zeroize();
-        self.response.zeroize();
+        wipe(&mut self.request);
+        wipe(&mut self.response);
         self.auth_len = 0;
         self.state = SlotState::Free;
     }
