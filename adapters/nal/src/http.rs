@@ -511,6 +511,8 @@ pub(crate) fn wipe(buf: &mut [u8]) {
 }
 
 /// Parses ASCII digits into a `usize`; `None` for anything else or an overflow.
+// Used for `Content-Length` and `Retry-After`: one shared copy (the overflow checks are long).
+#[inline(never)]
 fn parse_decimal(digits: &[u8]) -> Option<usize> {
     if digits.is_empty() {
         return None;
