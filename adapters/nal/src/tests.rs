@@ -466,6 +466,22 @@ fn connect_and_response_timeouts_fire_on_the_callers_clock() {
 }
 
 #[test]
+fn a_head_trickling_in_does_not_extend_the_response_deadline() {
+    let mut net = MockNet::default();
+    // One byte of the head per poll, a poll per second: the head would take 30 s and more.
+    let response = http(200, "0123456789");
+    net.script(
+        api(),
+        Script { recv_max: 1, stutter: true, stall_after: Some(30), ..Script::answer(&response) },
+    );
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, end) = run(&mut client, &mut net, 0, 1_000, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Response)), "{events:?}");
+    assert!((15_000..=17_000).contains(&end), "15 s after the request went out, not {end} ms");
+}
+
+#[test]
 fn a_stalled_body_hits_the_idle_timeout() {
     let mut net = MockNet::default();
     // The head and part of the body arrive; the rest never does, and the peer stays open.
