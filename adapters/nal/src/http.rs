@@ -88,15 +88,21 @@ impl<'b> Response<'b> {
     /// surrounding spaces removed.
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&'b [u8]> {
-        // The head passed `parse_head`: maybe empty lines, the status line, then `name: value`
-        // lines, each ended by CRLF or a bare LF.
-        let mut lines = self.head.split(|&b| b == b'\n');
-        let _status_line = lines.find(|line| !trim(line).is_empty());
-        lines.find_map(|line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            let (key, rest) = line.split_at(colon);
-            key.eq_ignore_ascii_case(name.as_bytes()).then(|| trim(rest.get(1..).unwrap_or(&[])))
-        })
+        // The head passed `parse_head`, so it is read with the same line splitter: maybe empty
+        // lines, the status line, then header lines until the blank one.
+        let mut rest = self.head;
+        let mut in_headers = false;
+        while let Ok(Some((line, after))) = next_line(rest) {
+            rest = after;
+            if !in_headers {
+                in_headers = !line.is_empty();
+            } else if let Some((key, value)) = parse_header_line(line)
+                && key.eq_ignore_ascii_case(name.as_bytes())
+            {
+                return Some(value);
+            }
+        }
+        None
     }
 }
 
