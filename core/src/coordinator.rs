@@ -603,6 +603,13 @@ impl<const N: usize> Coordinator<N> {
     /// From `Idle`: the first attempt of a new episode.
     fn start_episode(&mut self, now: Instant) {
         if let State::Idle { access } = self.state {
+            // `access` sits at a different offset in `Idle` and `Refreshing`, so a plain copy is
+            // an overlapping one that LLVM lowers to `memmove` (1.5 KiB of flash on thumbv7em).
+            // Rebuilding it from its fields turns the copy into loads and stores.
+            let access = match access {
+                Access::Expired => Access::Expired,
+                Access::Valid { refresh_at, stale_at } => Access::Valid { refresh_at, stale_at },
+            };
             self.state =
                 State::Refreshing { access, failures: 0, phase: Phase::Backoff { retry_at: now } };
             self.start_attempt(now);
