@@ -424,20 +424,22 @@ impl<const N: usize> Coordinator<N> {
         self.generation = self.generation.next();
         event!(debug, "{id} succeeded: {}", self.generation);
         let access = self.access_from(now, lifetime);
-        self.state = match self.state {
+        match &mut self.state {
             // A late success of an earlier attempt while a later one is in flight: use the new
             // token at once, and keep waiting for the later attempt so that at most one refresh
             // is ever on the wire.
             State::Refreshing {
-                failures,
-                phase: phase @ Phase::InFlight { id: current, .. },
+                access: current_access,
+                phase: Phase::InFlight { id: current, .. },
                 ..
-            } if current != id => State::Refreshing { access, failures, phase },
+            } if *current != id => {
+                *current_access = access;
+            }
             _ => {
                 self.start_pending = None;
-                State::Idle { access }
+                self.state = State::Idle { access };
             }
-        };
+        }
         self.settle(now);
         Ok(self.generation)
     }
@@ -524,15 +526,15 @@ impl<const N: usize> Coordinator<N> {
         if self.action_ready() {
             return Some(self.now);
         }
+        let deadline = self.queue.next_deadline();
         let refresh = match self.state {
-            State::Refreshing { phase: Phase::InFlight { timeout_at, .. }, .. } => Some(timeout_at),
-            State::Refreshing { phase: Phase::Backoff { retry_at }, .. } => Some(retry_at),
-            State::Idle { .. } | State::Failed { .. } => None,
+            State::Refreshing {
+                phase: Phase::InFlight { timeout_at: at, .. } | Phase::Backoff { retry_at: at },
+                ..
+            } => at,
+            State::Idle { .. } | State::Failed { .. } => return deadline,
         };
-        match (refresh, self.queue.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        Some(deadline.map_or(refresh, |d| d.min(refresh)))
     }
 
     // ---------------------------------------------------------------------------------------
@@ -622,6 +624,7 @@ impl<const N: usize> Coordinator<N> {
     }
 
     /// The next attempt of the running episode.
+    #[inline(never)]
     fn start_attempt(&mut self, now: Instant) {
         if let State::Refreshing { phase, .. } = &mut self.state {
             let id = self.next_refresh;

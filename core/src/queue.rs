@@ -102,6 +102,7 @@ impl<const N: usize> ParkQueue<N> {
     }
 
     /// The earliest deadline among the entries still waiting.
+    #[inline(never)]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.entries.get(self.doomed).map(|p| p.deadline_at)
     }
