@@ -624,7 +624,6 @@ impl<const N: usize> Coordinator<N> {
     }
 
     /// The next attempt of the running episode.
-    #[inline(never)]
     fn start_attempt(&mut self, now: Instant) {
         if let State::Refreshing { phase, .. } = &mut self.state {
             let id = self.next_refresh;
