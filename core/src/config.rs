@@ -114,9 +114,16 @@ impl Backoff {
     #[must_use]
     pub const fn base_delay(&self, failures: u8) -> Duration {
         let exponent = if failures == 0 { 0 } else { failures - 1 };
-        // 2^63 ms is already far past any cap; clamp the shift so it cannot overflow.
-        let factor = 1u64 << if exponent > 62 { 62 } else { exponent };
-        self.initial.saturating_mul(factor).min(self.max)
+        // `initial * 2^exponent`, the exponent clamped to 62 (2^62 ms is far past any cap), by
+        // doubling until the cap is reached: on a 32-bit target a 64-bit saturating multiply
+        // costs more flash than this loop.
+        let mut doublings = if exponent > 62 { 62 } else { exponent };
+        let mut delay = self.initial;
+        while doublings > 0 && delay.millis() < self.max.millis() {
+            delay = delay.saturating_add(delay);
+            doublings -= 1;
+        }
+        delay.min(self.max)
     }
 }
 
@@ -164,5 +171,28 @@ mod tests {
         assert_eq!(b.base_delay(10), Duration::from_secs(30));
         assert_eq!(b.base_delay(255), Duration::from_secs(30));
         assert_eq!(b.base_delay(0), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn backoff_doubling_matches_a_saturating_multiply() {
+        let edges = [0, 1, 3, 500, 30_000, u64::MAX / 3, u64::MAX - 1, u64::MAX];
+        for initial in edges {
+            for max in edges {
+                let b = Backoff {
+                    initial: Duration::from_millis(initial),
+                    max: Duration::from_millis(max),
+                    seed: 0,
+                };
+                for failures in 0..=u8::MAX {
+                    let exponent = u32::from(failures.saturating_sub(1)).min(62);
+                    let expected = initial.saturating_mul(1 << exponent).min(max);
+                    assert_eq!(
+                        b.base_delay(failures).millis(),
+                        expected,
+                        "{initial} {max} {failures}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -55,7 +55,7 @@ impl<const N: usize> ParkQueue<N> {
     pub(crate) fn push(&mut self, entry: Parked) -> Result<(), Rejection> {
         let bucket = Self::bucket(entry.id);
         let taken = bucket.and_then(|b| self.present.get(b)).is_some_and(|&n| n > 0);
-        if taken && self.entries.iter().any(|p| p.id == entry.id) {
+        if taken && self.contains(entry.id) {
             return Err(Rejection::DuplicateRequest);
         }
         self.entries.push_back(entry).map_err(|_| Rejection::QueueFull)?;
@@ -78,10 +78,10 @@ impl<const N: usize> ParkQueue<N> {
 
     /// Dooms every entry that is not doomed yet.
     pub(crate) fn doom_all(&mut self, reason: Rejection) {
-        for entry in self.entries.iter_mut().skip(self.doomed) {
+        while let Some(entry) = self.entries.get_mut(self.doomed) {
             entry.fate = Some(reason);
+            self.doomed += 1;
         }
-        self.doomed = self.entries.len();
     }
 
     /// Dooms with [`Rejection::Timeout`] every entry whose deadline is at or before `now`.
@@ -102,6 +102,7 @@ impl<const N: usize> ParkQueue<N> {
     }
 
     /// The earliest deadline among the entries still waiting.
+    #[inline(never)]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.entries.get(self.doomed).map(|p| p.deadline_at)
     }
@@ -125,6 +126,11 @@ impl<const N: usize> ParkQueue<N> {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Parked> {
         self.entries.iter()
+    }
+
+    fn contains(&self, id: RequestId) -> bool {
+        let (a, b) = self.entries.as_slices();
+        a.iter().any(|p| p.id == id) || b.iter().any(|p| p.id == id)
     }
 
     fn bucket(id: RequestId) -> Option<usize> {

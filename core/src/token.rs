@@ -7,6 +7,7 @@
 
 use core::fmt;
 
+use heapless::string::StringView;
 use serde_json_core::str::{EscapedStr, EscapedStringFragment};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -16,7 +17,7 @@ use crate::ticket::Generation;
 ///
 /// Holds only visible ASCII (`0x20..=0x7E`, RFC 6749 `VSCHAR`), so a token can never smuggle a
 /// line break into an HTTP header. `Debug` and `Display` show the length, never the bytes.
-#[derive(Zeroize, ZeroizeOnDrop, Default)]
+#[derive(Default)]
 pub struct Token<const N: usize> {
     bytes: heapless::String<N>,
 }
@@ -67,12 +68,7 @@ impl<const N: usize> Token<N> {
     /// # Errors
     /// [`TokenError`] if `value` is empty, too long or not visible ASCII; the old value is kept.
     pub fn set(&mut self, value: &str) -> Result<(), TokenError> {
-        check(value.len(), N, value.bytes())?;
-        self.bytes.zeroize();
-        // Cannot fail after `check`; mapped anyway so that no path can panic.
-        self.bytes
-            .push_str(value)
-            .map_err(|_| TokenError::TooLong { len: value.len(), capacity: N })
+        store(self.bytes.as_mut_view(), value)
     }
 
     /// Replaces the token with the decoded text of a JSON string, without any intermediate copy.
@@ -80,34 +76,7 @@ impl<const N: usize> Token<N> {
     /// # Errors
     /// As [`set`](Self::set), plus [`TokenError::InvalidEscape`].
     pub fn set_escaped(&mut self, value: EscapedStr<'_>) -> Result<(), TokenError> {
-        let mut len = 0;
-        for fragment in value.fragments() {
-            let piece_len = match fragment.map_err(|_| TokenError::InvalidEscape)? {
-                EscapedStringFragment::NotEscaped(s) => {
-                    check_bytes(len, s.bytes())?;
-                    s.len()
-                }
-                EscapedStringFragment::Escaped(c) => {
-                    check_bytes(len, [c].iter().map(|&c| if c.is_ascii() { c as u8 } else { 0 }))?;
-                    c.len_utf8()
-                }
-            };
-            len += piece_len;
-        }
-        check(len, N, core::iter::empty())?;
-        self.bytes.zeroize();
-        for fragment in value.fragments().flatten() {
-            // Cannot fail: the first pass checked the decoded length against the capacity.
-            let pushed = match fragment {
-                EscapedStringFragment::NotEscaped(s) => self.bytes.push_str(s).is_ok(),
-                EscapedStringFragment::Escaped(c) => self.bytes.push(c).is_ok(),
-            };
-            if !pushed {
-                self.bytes.zeroize();
-                return Err(TokenError::TooLong { len, capacity: N });
-            }
-        }
-        Ok(())
+        store_escaped(self.bytes.as_mut_view(), value)
     }
 
     /// The token text, lent out for the moment it is written to the wire.
@@ -130,9 +99,25 @@ impl<const N: usize> Token<N> {
 
     /// Wipes the token.
     pub fn clear(&mut self) {
-        self.bytes.zeroize();
+        self.bytes.as_mut_view().zeroize();
     }
 }
+
+// Written out rather than derived so that every capacity shares one wipe (through the unsized
+// `StringView`) instead of getting its own copy of the code.
+impl<const N: usize> Zeroize for Token<N> {
+    fn zeroize(&mut self) {
+        self.clear();
+    }
+}
+
+impl<const N: usize> Drop for Token<N> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl<const N: usize> ZeroizeOnDrop for Token<N> {}
 
 impl<const A: usize, const R: usize> TokenSet<A, R> {
     /// An empty token set.
@@ -152,9 +137,9 @@ impl<const A: usize, const R: usize> TokenSet<A, R> {
         access: &str,
         refresh: Option<&str>,
     ) -> Result<(), TokenError> {
-        check(access.len(), A, access.bytes())?;
+        check(access.len(), A, access.as_bytes())?;
         if let Some(refresh) = refresh {
-            check(refresh.len(), R, refresh.bytes())?;
+            check(refresh.len(), R, refresh.as_bytes())?;
             self.refresh.set(refresh)?;
         }
         self.access.set(access)?;
@@ -202,8 +187,55 @@ impl<const A: usize, const R: usize> TokenSet<A, R> {
     }
 }
 
+/// [`Token::set`] for every capacity: checks `value`, then wipes `bytes` and stores it.
+fn store(bytes: &mut StringView, value: &str) -> Result<(), TokenError> {
+    check(value.len(), bytes.capacity(), value.as_bytes())?;
+    bytes.zeroize();
+    // Cannot fail after `check`; mapped anyway so that no path can panic.
+    bytes
+        .push_str(value)
+        .map_err(|_| TokenError::TooLong { len: value.len(), capacity: bytes.capacity() })
+}
+
+/// [`Token::set_escaped`] for every capacity: a first pass checks the decoded text, a second one
+/// stores it.
+fn store_escaped(bytes: &mut StringView, value: EscapedStr<'_>) -> Result<(), TokenError> {
+    let capacity = bytes.capacity();
+    let mut len = 0;
+    for fragment in value.fragments() {
+        let piece_len = match fragment.map_err(|_| TokenError::InvalidEscape)? {
+            EscapedStringFragment::NotEscaped(s) => {
+                check_bytes(len, s.as_bytes())?;
+                s.len()
+            }
+            EscapedStringFragment::Escaped(c) => {
+                check_bytes(len, &[if c.is_ascii() { c as u8 } else { 0 }])?;
+                // Only visible ASCII passes the check: one byte.
+                1
+            }
+        };
+        len += piece_len;
+    }
+    check(len, capacity, &[])?;
+    bytes.zeroize();
+    for fragment in value.fragments().flatten() {
+        // Cannot fail: the first pass checked the decoded length against the capacity.
+        let pushed = match fragment {
+            EscapedStringFragment::NotEscaped(s) => bytes.push_str(s).is_ok(),
+            // The first pass refused every non-ASCII escape; saying so here lets the
+            // compiler drop the multi-byte UTF-8 encoder (a few hundred bytes of flash).
+            EscapedStringFragment::Escaped(c) => c.is_ascii() && bytes.push(c).is_ok(),
+        };
+        if !pushed {
+            bytes.zeroize();
+            return Err(TokenError::TooLong { len, capacity });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a token's length and bytes before anything is overwritten.
-fn check(len: usize, capacity: usize, bytes: impl Iterator<Item = u8>) -> Result<(), TokenError> {
+fn check(len: usize, capacity: usize, bytes: &[u8]) -> Result<(), TokenError> {
     if len == 0 {
         return Err(TokenError::Empty);
     }
@@ -213,13 +245,11 @@ fn check(len: usize, capacity: usize, bytes: impl Iterator<Item = u8>) -> Result
     check_bytes(0, bytes)
 }
 
-fn check_bytes(offset: usize, bytes: impl Iterator<Item = u8>) -> Result<(), TokenError> {
-    for (i, b) in bytes.enumerate() {
-        if !(0x20..=0x7E).contains(&b) {
-            return Err(TokenError::InvalidByte { position: offset + i });
-        }
+fn check_bytes(offset: usize, bytes: &[u8]) -> Result<(), TokenError> {
+    match bytes.iter().position(|b| !(0x20..=0x7E).contains(b)) {
+        Some(i) => Err(TokenError::InvalidByte { position: offset + i }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl<const N: usize> fmt::Debug for Token<N> {
@@ -316,6 +346,18 @@ mod tests {
         let shown = format!("{set:?} {} {:?}", set.access, set.refresh);
         assert!(!shown.contains("SENTINEL"), "{shown}");
         assert!(shown.contains("15 bytes"), "{shown}");
+    }
+
+    #[test]
+    fn tokens_wipe_on_request_and_on_drop() {
+        fn wipes<T: Zeroize + ZeroizeOnDrop>() {}
+        wipes::<Token<8>>();
+        let mut t = Token::<8>::new();
+        t.set("abc").unwrap();
+        t.zeroize();
+        assert!(t.is_empty());
+        t.set("abcdefgh").unwrap();
+        assert_eq!(t.expose(), "abcdefgh", "a wiped buffer holds its full capacity again");
     }
 
     #[test]
