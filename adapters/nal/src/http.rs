@@ -320,6 +320,8 @@ impl Receiver {
     }
 
     /// `n` bytes were received into [`spare`](Self::spare). Returns the answer once complete.
+    // Out of line (with `dechunk`), measured smaller on thumbv7em than inlined into the exchange.
+    #[inline(never)]
     pub(crate) fn on_data(
         &mut self,
         buf: &mut [u8],
@@ -527,6 +529,7 @@ fn parse_chunk_size(data: &[u8]) -> Result<Option<(usize, u64)>, HttpError> {
 /// Decodes as much of a chunked body as has arrived, in place. Returns true at the end of the
 /// body; otherwise the undecoded framing has been moved down to `out` so that the free room after
 /// `filled` is as large as it can be.
+#[inline(never)]
 fn dechunk(
     buf: &mut [u8],
     filled: &mut usize,
