@@ -5,7 +5,7 @@
 use core::net::SocketAddr;
 
 use embedded_nal::nb;
-use reauth_core::Instant;
+use reauth_core::{Duration, Instant};
 
 use crate::config::Timeouts;
 use crate::error::{Error, Stage, TimeoutKind};
@@ -27,7 +27,7 @@ pub(crate) struct Exchange<C> {
     sent: usize,
     /// The response read so far, in [`Phase::Receiving`].
     receiver: Receiver,
-    /// When the current phase times out.
+    /// When the current phase times out, or the whole exchange if that comes first.
     deadline_at: Instant,
     /// When the whole exchange times out, whatever its phase.
     give_up_at: Instant,
@@ -100,8 +100,7 @@ impl<C> Exchange<C> {
         match self.phase {
             Phase::Idle => None,
             _ if self.busy => Some(Instant::ZERO),
-            _ if self.deadline_at.millis() < self.give_up_at.millis() => Some(self.deadline_at),
-            _ => Some(self.give_up_at),
+            _ => Some(self.deadline_at),
         }
     }
 
@@ -147,8 +146,8 @@ impl<C> Exchange<C> {
                 let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
                 self.connection = Some(connection);
                 self.phase = Phase::Connecting;
-                self.deadline_at = now.saturating_add(timeouts.connect);
                 self.give_up_at = now.saturating_add(timeouts.total);
+                self.deadline_at = deadline(now, timeouts.connect, self.give_up_at);
             }
             _ if now >= self.give_up_at => return Err(Error::Timeout(TimeoutKind::Total)),
             _ => {}
@@ -189,7 +188,7 @@ impl<C> Exchange<C> {
                     Ok(()) => {
                         self.phase = Phase::Receiving;
                         self.receiver = Receiver::new(head_request);
-                        self.deadline_at = now.saturating_add(timeouts.response);
+                        self.deadline_at = deadline(now, timeouts.response, self.give_up_at);
                         continue;
                     }
                     Err(e) => would_block(e, Stage::Send),
@@ -228,7 +227,7 @@ impl<C> Exchange<C> {
             // The response deadline runs from the end of the request until the head is complete
             // (the server's thinking time); otherwise progress restarts the idle deadline.
             if self.phase != Phase::Receiving || self.receiver.has_head() {
-                self.deadline_at = now.saturating_add(timeouts.idle);
+                self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
             }
         }
         // Out of budget: there may be more to do right away.
@@ -236,13 +235,13 @@ impl<C> Exchange<C> {
         Ok(Step::Pending)
     }
 
-    /// The network has nothing for now: fine unless the phase's deadline has passed.
+    /// The network has nothing for now: fine unless a deadline has passed.
     fn pending<E>(&self, now: Instant) -> Result<Step, Error<E>> {
-        if now >= self.give_up_at {
-            return Err(Error::Timeout(TimeoutKind::Total));
-        }
         if now < self.deadline_at {
             return Ok(Step::Pending);
+        }
+        if now >= self.give_up_at {
+            return Err(Error::Timeout(TimeoutKind::Total));
         }
         let kind = match self.phase {
             Phase::Connecting => TimeoutKind::Connect,
@@ -251,6 +250,13 @@ impl<C> Exchange<C> {
         };
         Err(Error::Timeout(kind))
     }
+}
+
+/// A phase's deadline: `limit` from `now`, but no later than the whole exchange's. Out of line:
+/// the 64-bit arithmetic would otherwise be copied into every phase.
+#[inline(never)]
+fn deadline(now: Instant, limit: Duration, give_up_at: Instant) -> Instant {
+    now.saturating_add(limit).min(give_up_at)
 }
 
 /// `Ok(false)` for "would block", else the stack's error at `stage`.

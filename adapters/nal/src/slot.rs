@@ -175,6 +175,8 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
 
     /// Wipes both buffers (the request holds the access token) and frees the slot. A running
     /// exchange MUST have been ended first ([`abort`](Self::abort)).
+    // Out of line: called from several places.
+    #[inline(never)]
     pub(crate) fn free(&mut self) {
         wipe(&mut self.request);
         wipe(&mut self.response);
