@@ -97,7 +97,7 @@ impl<'b> Response<'b> {
             if !in_headers {
                 in_headers = !line.is_empty();
             } else if let Some((key, value)) = parse_header_line(line)
-                && key.eq_ignore_ascii_case(name.as_bytes())
+                && same_name(key, name.as_bytes())
             {
                 return Some(value);
             }
@@ -131,7 +131,7 @@ pub(crate) fn write_request(
         && request.headers.iter().all(|(name, value)| {
             is_token(name)
                 && is_field_value(value)
-                && !MANAGED_HEADERS.iter().any(|m| name.eq_ignore_ascii_case(m))
+                && !MANAGED_HEADERS.iter().any(|m| same_name(name.as_bytes(), m.as_bytes()))
         });
     if !valid {
         return Err(None);
@@ -414,16 +414,16 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
         if count > MAX_HEADERS {
             return Err(HttpError::TooManyHeaders);
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if same_name(name, b"content-length") {
             let n = parse_decimal(value).ok_or(HttpError::InvalidContentLength)?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(HttpError::InvalidContentLength);
             }
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if same_name(name, b"transfer-encoding") {
             // Only the last coding decides (RFC 9112 §6.3); a later header overrides.
             let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(&[]);
-            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            chunked = Some(same_name(last, b"chunked"));
         }
     }
     let len = data.len() - rest.len();
@@ -646,6 +646,13 @@ fn parse_decimal(digits: &[u8]) -> Option<usize> {
 
 fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
+}
+
+/// Header names and codings compare case-insensitively (ASCII only). One shared copy: it is
+/// used five times.
+#[inline(never)]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// RFC 9110 `token`: a method or a header name.
