@@ -56,76 +56,75 @@ pub(crate) enum Value<'a> {
 /// The members of a body's top-level object, one per [`next`](Self::next) call, in document
 /// order. Duplicate keys are all returned: what they mean is the caller's business.
 pub(crate) struct Members<'a> {
-    /// The bytes not read yet.
-    rest: &'a [u8],
-    /// Where in the object the scanner stands: before `{`, after `{`, or after a member.
-    at: Position,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Position {
-    Start,
-    AfterMember,
-    End,
+    at: Cursor<'a>,
+    /// `{` is read (else the next call starts the object).
+    open: bool,
 }
 
 /// Decodes a string's escapes, for tokens: yields each byte of the text as it is (so non-ASCII
 /// text comes out as its UTF-8 bytes, all `>= 0x80`) and each escape as its code point, a
 /// surrogate pair as one. Tokens accept visible ASCII only, so they need not tell the two apart.
 pub(crate) struct Unescape<'a> {
-    rest: &'a [u8],
+    at: Cursor<'a>,
+}
+
+/// A read position in a body. Reading past the end gives the byte 0, which JSON allows nowhere
+/// outside a string and not raw inside one either, so the end needs no case of its own.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    /// Index of the next byte; at most `bytes.len() + 1`, since reading a 0 ends every scan.
+    pos: usize,
 }
 
 impl<'a> Members<'a> {
     pub(crate) const fn new(body: &'a [u8]) -> Self {
-        Self { rest: body, at: Position::Start }
+        Self { at: Cursor { bytes: body, pos: 0 }, open: false }
     }
 
     /// The next member's key (raw, still escaped) and value, or `None` after the closing `}`
     /// when only whitespace follows it.
     ///
     /// # Errors
-    /// [`JsonError`] for the first flaw found; the caller should stop there.
+    /// [`JsonError`] for the first flaw found; the caller should stop there (the calls after
+    /// an error or after `None` return nonsense, though never panic).
     pub(crate) fn next(&mut self) -> Result<Option<(&'a [u8], Value<'a>)>, JsonError> {
-        match self.at {
-            Position::Start => {
-                if self.byte()? != b'{' {
-                    return Err(JsonError::NotAnObject);
-                }
-                if self.peek() == Some(b'}') {
-                    return self.close();
-                }
-            }
-            Position::AfterMember => match self.byte()? {
-                b',' => {}
-                b'}' => return self.close(),
+        let at = &mut self.at;
+        let close = if self.open {
+            match at.token() {
+                b',' => false,
+                b'}' => true,
                 _ => return Err(JsonError::Syntax),
-            },
-            Position::End => return Ok(None),
+            }
+        } else {
+            if at.token() != b'{' {
+                return Err(JsonError::NotAnObject);
+            }
+            self.open = true;
+            at.skip_whitespace() == b'}' && {
+                at.pos += 1;
+                true
+            }
+        };
+        if close {
+            return match at.skip_whitespace() {
+                0 if at.pos >= at.bytes.len() => Ok(None),
+                _ => Err(JsonError::Syntax),
+            };
         }
-        let key = self.key()?;
-        let value = self.value()?;
-        self.at = Position::AfterMember;
+        let key = at.key()?;
+        let value = at.value()?;
         Ok(Some((key, value)))
     }
+}
 
-    /// Consumes the `}` that [`peek`](Self::peek) saw, then checks that only whitespace follows.
-    fn close(&mut self) -> Result<Option<(&'a [u8], Value<'a>)>, JsonError> {
-        self.rest = self.rest.get(1..).unwrap_or_default();
-        if self.peek().is_some() {
-            return Err(JsonError::Syntax);
-        }
-        self.at = Position::End;
-        Ok(None)
-    }
-
-    /// Reads `"key" :`, leaving the scanner before the value.
+impl<'a> Cursor<'a> {
+    /// Reads `"key" :`, leaving the cursor before the value.
     fn key(&mut self) -> Result<&'a [u8], JsonError> {
-        if self.byte()? != b'"' {
+        if self.token() != b'"' {
             return Err(JsonError::Syntax);
         }
         let key = self.string()?;
-        if self.byte()? != b':' {
+        if self.token() != b':' {
             return Err(JsonError::Syntax);
         }
         Ok(key)
@@ -138,8 +137,8 @@ impl<'a> Members<'a> {
         let mut depth: u32 = 0;
         loop {
             self.skip_whitespace();
-            let start = self.rest;
-            let mut value = match self.take().ok_or(JsonError::Syntax)? {
+            let start = self.pos;
+            let mut value = match self.bump() {
                 b @ (b'{' | b'[') => {
                     if depth == MAX_DEPTH {
                         return Err(JsonError::TooDeep);
@@ -147,7 +146,7 @@ impl<'a> Members<'a> {
                     depth += 1;
                     open = open << 1 | u32::from(b == b'{');
                     // `}` and `]` are two past `{` and `[` in ASCII.
-                    if self.peek() != Some(b + 2) {
+                    if self.skip_whitespace() != b + 2 {
                         if b == b'{' {
                             self.key()?;
                         }
@@ -156,9 +155,19 @@ impl<'a> Members<'a> {
                     Value::Other
                 }
                 b'"' => Value::Str(self.string()?),
-                b'n' => self.literal(b"ull", Value::Null)?,
-                b't' => self.literal(b"rue", Value::Other)?,
-                b'f' => self.literal(b"alse", Value::Other)?,
+                b @ (b'n' | b't' | b'f') => {
+                    let (tail, value): (&[u8], _) = match b {
+                        b'n' => (b"ull", Value::Null),
+                        b't' => (b"rue", Value::Other),
+                        _ => (b"alse", Value::Other),
+                    };
+                    for &expected in tail {
+                        if self.bump() != expected {
+                            return Err(JsonError::Syntax);
+                        }
+                    }
+                    value
+                }
                 _ => Value::Num(self.number(start)?),
             };
             // After a value: close containers until one continues with `,`.
@@ -167,7 +176,7 @@ impl<'a> Members<'a> {
                     return Ok(value);
                 }
                 let in_object = open & 1 == 1;
-                match self.byte()? {
+                match self.token() {
                     b',' => {
                         if in_object {
                             self.key()?;
@@ -187,116 +196,145 @@ impl<'a> Members<'a> {
 
     /// Reads a string whose opening quote was just read; returns its raw text.
     fn string(&mut self) -> Result<&'a [u8], JsonError> {
-        let start = self.rest;
+        let start = self.pos;
         loop {
-            let (&b, rest) = self.rest.split_first().ok_or(JsonError::Syntax)?;
-            self.rest = rest;
-            match b {
-                b'"' => return start.get(..start.len() - rest.len() - 1).ok_or(JsonError::Syntax),
+            match self.bump() {
+                b'"' => return Ok(self.bytes.get(start..self.pos - 1).unwrap_or_default()),
                 b'\\' => {
-                    escape(&mut self.rest)?;
+                    self.escape()?;
                 }
                 0..=0x1F => return Err(JsonError::Syntax),
-                0x80.. => self.utf8_tail(b)?,
+                lead @ 0x80.. => {
+                    // UTF-8 (RFC 3629 §4): C2..F4 lead 1 to 3 continuation bytes; `low..=high`
+                    // bounds the first one, narrower after E0, ED, F0 and F4 so that no
+                    // overlong form, surrogate or code point above U+10FFFF passes.
+                    if !(0xC2..=0xF4).contains(&lead) {
+                        return Err(JsonError::Syntax);
+                    }
+                    let tail = 1 + u8::from(lead >= 0xE0) + u8::from(lead >= 0xF0);
+                    let (mut low, mut high) = match lead {
+                        0xE0 => (0xA0, 0xBF),
+                        0xED => (0x80, 0x9F),
+                        0xF0 => (0x90, 0xBF),
+                        0xF4 => (0x80, 0x8F),
+                        _ => (0x80, 0xBF),
+                    };
+                    for _ in 0..tail {
+                        if !(low..=high).contains(&self.bump()) {
+                            return Err(JsonError::Syntax);
+                        }
+                        (low, high) = (0x80, 0xBF);
+                    }
+                }
                 _ => {}
             }
         }
     }
 
-    /// Checks the continuation bytes of a UTF-8 sequence that starts with `lead` (RFC 3629 §4:
-    /// no overlong forms, no surrogates, nothing above U+10FFFF).
-    fn utf8_tail(&mut self, lead: u8) -> Result<(), JsonError> {
-        let (tail, mut low, mut high) = match lead {
-            0xC2..=0xDF => (1, 0x80, 0xBF),
-            0xE0 => (2, 0xA0, 0xBF),
-            0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-            0xED => (2, 0x80, 0x9F),
-            0xF0 => (3, 0x90, 0xBF),
-            0xF1..=0xF3 => (3, 0x80, 0xBF),
-            0xF4 => (3, 0x80, 0x8F),
-            _ => return Err(JsonError::Syntax),
+    /// Reads a number whose first byte (at `start`) was just read; returns it as written.
+    fn number(&mut self, start: usize) -> Result<&'a [u8], JsonError> {
+        self.pos = start;
+        if self.peek() == b'-' {
+            self.pos += 1;
+        }
+        let zero = self.peek() == b'0';
+        let int = self.digits();
+        let bad_int = int == 0 || zero && int > 1;
+        let bad_fraction = self.peek() == b'.' && {
+            self.pos += 1;
+            self.digits() == 0
         };
-        for _ in 0..tail {
-            let (&b, rest) = self.rest.split_first().ok_or(JsonError::Syntax)?;
-            if !(low..=high).contains(&b) {
-                return Err(JsonError::Syntax);
+        let bad_exponent = self.peek() | 0x20 == b'e' && {
+            self.pos += 1;
+            if matches!(self.peek(), b'+' | b'-') {
+                self.pos += 1;
             }
-            self.rest = rest;
-            (low, high) = (0x80, 0xBF);
-        }
-        Ok(())
-    }
-
-    /// Reads a number that starts at `start` (its first byte was just read); returns it as
-    /// written.
-    fn number(&mut self, start: &'a [u8]) -> Result<&'a [u8], JsonError> {
-        self.rest = start;
-        self.eat(b'-');
-        match self.take() {
-            Some(b'0') => {}
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(JsonError::Syntax),
-        }
-        if self.eat(b'.') && self.digits() == 0 {
+            self.digits() == 0
+        };
+        if bad_int || bad_fraction || bad_exponent {
             return Err(JsonError::Syntax);
         }
-        if self.eat(b'e') || self.eat(b'E') {
-            if !self.eat(b'+') {
-                self.eat(b'-');
-            }
-            if self.digits() == 0 {
-                return Err(JsonError::Syntax);
-            }
-        }
-        start.get(..start.len() - self.rest.len()).ok_or(JsonError::Syntax)
+        Ok(self.bytes.get(start..self.pos).unwrap_or_default())
     }
 
-    fn literal(&mut self, tail: &[u8], value: Value<'a>) -> Result<Value<'a>, JsonError> {
-        self.rest = self.rest.strip_prefix(tail).ok_or(JsonError::Syntax)?;
-        Ok(value)
+    /// Decodes one escape whose backslash was just read.
+    fn escape(&mut self) -> Result<u32, JsonError> {
+        // Pairs of (escape letter, what it stands for); a table is smaller than a `match`.
+        const SHORT: &[u8; 16] = b"\"\"\\\\//b\x08f\x0Cn\nr\rt\t";
+        let letter = self.bump();
+        if letter != b'u' {
+            let mut pairs = SHORT.chunks_exact(2);
+            let pair = pairs.find(|pair| pair.first() == Some(&letter));
+            return pair
+                .and_then(|pair| pair.get(1))
+                .map(|&b| u32::from(b))
+                .ok_or(JsonError::Syntax);
+        }
+        let high = self.hex4()?;
+        if !(0xD800..0xE000).contains(&high) {
+            return Ok(high);
+        }
+        // UTF-16: a high surrogate, then `\u` and a low one; anything else is malformed.
+        if high >= 0xDC00 || self.bump() != b'\\' || self.bump() != b'u' {
+            return Err(JsonError::Syntax);
+        }
+        let low = self.hex4()?.wrapping_sub(0xDC00);
+        if low >= 0x400 {
+            return Err(JsonError::Syntax);
+        }
+        Ok(0x10000 + ((high - 0xD800) << 10) + low)
+    }
+
+    /// Reads the four hex digits of a `\u` escape.
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let mut n = 0;
+        for _ in 0..4 {
+            let b = self.bump();
+            let digit = match b | 0x20 {
+                b'0'..=b'9' if b >= b'0' => b - b'0',
+                l @ b'a'..=b'f' => l - b'a' + 10,
+                _ => return Err(JsonError::Syntax),
+            };
+            n = n << 4 | u32::from(digit);
+        }
+        Ok(n)
     }
 
     /// Consumes ASCII digits; returns how many.
+    #[inline(never)] // Flash: called from three places.
     fn digits(&mut self) -> usize {
-        let n = self.rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        self.rest = self.rest.get(n..).unwrap_or_default();
-        n
-    }
-
-    /// Consumes `b` if it comes next.
-    fn eat(&mut self, b: u8) -> bool {
-        match self.rest.strip_prefix(&[b]) {
-            Some(rest) => {
-                self.rest = rest;
-                true
-            }
-            None => false,
+        let start = self.pos;
+        while self.peek().is_ascii_digit() {
+            self.pos += 1;
         }
-    }
-
-    fn take(&mut self) -> Option<u8> {
-        let (&b, rest) = self.rest.split_first()?;
-        self.rest = rest;
-        Some(b)
+        self.pos - start
     }
 
     /// The next byte after whitespace, consumed.
-    fn byte(&mut self) -> Result<u8, JsonError> {
+    fn token(&mut self) -> u8 {
         self.skip_whitespace();
-        self.take().ok_or(JsonError::Syntax)
+        self.bump()
     }
 
-    /// The next byte after whitespace, not consumed.
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.rest.first().copied()
+    /// Skips whitespace; returns the byte after it, not consumed.
+    #[inline(never)] // Flash: called from five places.
+    fn skip_whitespace(&mut self) -> u8 {
+        while matches!(self.peek(), b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+        self.peek()
     }
 
-    fn skip_whitespace(&mut self) {
-        let n = self.rest.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
-        self.rest = self.rest.get(n..).unwrap_or_default();
+    /// The next byte, consumed; 0 past the end.
+    fn bump(&mut self) -> u8 {
+        let b = self.peek();
+        self.pos += 1;
+        b
+    }
+
+    /// The next byte, not consumed; 0 past the end.
+    fn peek(&self) -> u8 {
+        self.bytes.get(self.pos).copied().unwrap_or(0)
     }
 }
 
@@ -305,16 +343,16 @@ impl Iterator for Unescape<'_> {
     type Item = Result<u32, JsonError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (&b, rest) = self.rest.split_first()?;
-        self.rest = rest;
-        Some(if b == b'\\' { escape(&mut self.rest) } else { Ok(u32::from(b)) })
+        let b = *self.at.bytes.get(self.at.pos)?;
+        self.at.pos += 1;
+        Some(if b == b'\\' { self.at.escape() } else { Ok(u32::from(b)) })
     }
 }
 
 impl<'a> Unescape<'a> {
     /// Decodes `raw`, the text of a string as [`Value::Str`] holds it.
     pub(crate) const fn new(raw: &'a [u8]) -> Self {
-        Self { rest: raw }
+        Self { at: Cursor { bytes: raw, pos: 0 } }
     }
 }
 
@@ -335,45 +373,6 @@ pub(crate) fn integer(number: &[u8]) -> Option<i64> {
         Some(magnitude) => 0i64.checked_sub_unsigned(unsigned(magnitude)?),
         None => i64::try_from(unsigned(number)?).ok(),
     }
-}
-
-/// Decodes one escape; `rest` starts after the backslash and ends up after the escape.
-fn escape(rest: &mut &[u8]) -> Result<u32, JsonError> {
-    let (&b, tail) = rest.split_first().ok_or(JsonError::Syntax)?;
-    *rest = tail;
-    let short = match b {
-        b'"' | b'\\' | b'/' => b,
-        b'b' => 0x08,
-        b'f' => 0x0C,
-        b'n' => b'\n',
-        b'r' => b'\r',
-        b't' => b'\t',
-        b'u' => {
-            let high = hex4(rest)?;
-            if !(0xD800..0xE000).contains(&high) {
-                return Ok(high);
-            }
-            // UTF-16: a high surrogate, then `\u` and a low one; anything else is malformed.
-            *rest = rest.strip_prefix(b"\\u").ok_or(JsonError::Syntax)?;
-            let low = hex4(rest)?;
-            if high >= 0xDC00 || !(0xDC00..0xE000).contains(&low) {
-                return Err(JsonError::Syntax);
-            }
-            return Ok(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00));
-        }
-        _ => return Err(JsonError::Syntax),
-    };
-    Ok(u32::from(short))
-}
-
-/// Reads the four hex digits of a `\u` escape.
-fn hex4(rest: &mut &[u8]) -> Result<u32, JsonError> {
-    let (digits, tail) = rest.split_at_checked(4).ok_or(JsonError::Syntax)?;
-    *rest = tail;
-    digits
-        .iter()
-        .try_fold(0, |n, &d| Some(n << 4 | char::from(d).to_digit(16)?))
-        .ok_or(JsonError::Syntax)
 }
 
 impl fmt::Display for JsonError {

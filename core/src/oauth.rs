@@ -109,12 +109,12 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenRespo
         Some(Value::Str(text)) => Some(text),
         Some(_) => return Err(wrong_type),
     };
-    // A string is trimmed and may start with `+`, as `str::parse` allows; escapes are not
-    // decoded, so an escaped digit makes it invalid.
+    // A string is trimmed and may start with `+`, as `str::parse` allows; its escapes are not
+    // decoded, so an escaped digit makes it invalid. The JSON grammar keeps whitespace and `+`
+    // out of a number, so one path serves both.
     let seconds = match expires_in {
         None | Some(Value::Null) => None,
-        Some(Value::Num(number)) => Some(json::unsigned(number)),
-        Some(Value::Str(text)) => {
+        Some(Value::Num(text) | Value::Str(text)) => {
             let text = text.trim_ascii();
             Some(json::unsigned(text.strip_prefix(b"+").unwrap_or(text)))
         }
