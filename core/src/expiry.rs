@@ -130,6 +130,27 @@ mod tests {
     }
 
     #[test]
+    fn body_code_edge_cases() {
+        let expired = |body: &[u8]| CLASSIC.verdict(200, Some(body)) == Verdict::Expired;
+        assert!(expired(br#" {"code" : 409 } "#));
+        assert!(expired(br#"{"code":409,"code":200}"#), "the first one counts");
+        assert!(!expired(br#"{"code":200,"code":409}"#));
+        assert!(!expired(br#"{"code":"x","code":409}"#));
+        assert!(!expired(br#"{"code":409.0}"#));
+        assert!(!expired(br#"{"code":4.09e2}"#));
+        assert!(!expired(br#"{"code":null}"#));
+        assert!(!expired(br#"{"c\u006fde":409}"#), "keys are compared as written");
+        assert!(!expired(br#"{"code":409} trailing"#));
+        assert!(!expired(br#"{"code":409,"x":tru}"#));
+        assert!(!expired(br#"{"code":0409}"#));
+        let many = BodyCode { field: "status", values: &[-1, i64::MAX] };
+        assert!(many.matches(br#"{"status":-1}"#));
+        assert!(many.matches(br#"{"status":9223372036854775807}"#));
+        assert!(!many.matches(br#"{"status":9223372036854775808}"#));
+        assert!(!many.matches(br#"{"code":-1}"#));
+    }
+
+    #[test]
     fn bearer_invalid_token_challenge() {
         assert!(is_invalid_token_challenge(
             br#"Bearer error="invalid_token", error_description="expired""#

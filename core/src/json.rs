@@ -389,3 +389,185 @@ impl fmt::Display for JsonError {
 }
 
 impl core::error::Error for JsonError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    /// Every member of `body`, or the first error.
+    fn members(body: &str) -> Result<Vec<(&[u8], Value<'_>)>, JsonError> {
+        let mut members = Members::new(body.as_bytes());
+        let mut all = Vec::new();
+        while let Some(member) = members.next()? {
+            all.push(member);
+        }
+        Ok(all)
+    }
+
+    fn unescape(raw: &str) -> Result<Vec<u32>, JsonError> {
+        Unescape::new(raw.as_bytes()).collect()
+    }
+
+    #[test]
+    fn members_come_raw_in_document_order() {
+        let all = members(
+            r#" { "a" : "x\"y" , "n":-1.5e+3,"z":null,"t":true,"f":false,"o":{},"l":[],"a":1 } "#,
+        )
+        .unwrap();
+        let expected: [(&[u8], Value<'_>); 8] = [
+            (b"a", Value::Str(br#"x\"y"#)),
+            (b"n", Value::Num(b"-1.5e+3")),
+            (b"z", Value::Null),
+            (b"t", Value::Other),
+            (b"f", Value::Other),
+            (b"o", Value::Other),
+            (b"l", Value::Other),
+            (b"a", Value::Num(b"1")),
+        ];
+        assert_eq!(all, expected);
+        assert_eq!(members("{}"), Ok(Vec::new()));
+        assert_eq!(members("\t{\r\n}\n"), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn nested_values_are_skipped() {
+        let all = members(r#"{"x":{"a":[1,{"b":[[],{}]},"]}"],"c":{"d":null}},"y":2}"#).unwrap();
+        assert_eq!(all, [(&b"x"[..], Value::Other), (b"y", Value::Num(b"2"))]);
+    }
+
+    #[test]
+    fn malformed_documents_are_rejected() {
+        for body in [
+            r#"{"a":1"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":1}{}"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"{"a":}"#,
+            r#"{,"a":1}"#,
+            r#"{"a":"x}"#,
+            r#"{"a":"\q"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":"\u12G4"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\udc00\ud800"}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":01}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":True}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":{"b"}}"#,
+            r#"{"a":{"b":1]}"#,
+            r#"{"a":[}"#,
+        ] {
+            assert_eq!(members(body), Err(JsonError::Syntax), "{body}");
+        }
+        for body in ["", "  ", "[]", r#""{}""#, "409", "<html>"] {
+            assert_eq!(members(body), Err(JsonError::NotAnObject), "{body}");
+        }
+    }
+
+    #[test]
+    fn strings_must_be_utf8() {
+        let body = |text: &[u8]| {
+            let mut body = br#"{"a":""#.to_vec();
+            body.extend_from_slice(text);
+            body.extend_from_slice(br#""}"#);
+            body
+        };
+        for good in ["é", "€", "𝄞", "\u{7FF}", "\u{FFFF}", "\u{10FFFF}"] {
+            let raw = body(good.as_bytes());
+            assert!(Members::new(&raw).next().is_ok(), "{good}");
+        }
+        for bad in [
+            &b"\x80"[..],
+            b"\xC0\xAF",     // overlong '/'
+            b"\xC1\xBF",     // overlong
+            b"\xE0\x80\xAF", // overlong
+            b"\xED\xA0\x80", // surrogate
+            b"\xF0\x80\x80\xAF",
+            b"\xF4\x90\x80\x80", // above U+10FFFF
+            b"\xF5\x80\x80\x80",
+            b"\xE2\x82",     // truncated
+            b"\xE2\x28\xA1", // bad continuation
+            b"\xFF",
+        ] {
+            let raw = body(bad);
+            assert_eq!(Members::new(&raw).next(), Err(JsonError::Syntax), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let depth = |n: usize| std::format!(r#"{{"a":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        let max = usize::try_from(MAX_DEPTH).unwrap();
+        assert!(members(&depth(max)).is_ok());
+        assert_eq!(members(&depth(max + 1)), Err(JsonError::TooDeep));
+        // Far beyond any stack: still an error, not a crash.
+        assert_eq!(members(&depth(100_000)), Err(JsonError::TooDeep));
+        let objects = std::format!(r#"{{"a":{}1{}}}"#, r#"{"b":"#.repeat(max), "}".repeat(max));
+        assert!(members(&objects).is_ok());
+    }
+
+    #[test]
+    fn escapes_are_decoded() {
+        assert_eq!(
+            unescape(r#"a\"\\\/\b\f\n\r\t\u0041\u00e9"#),
+            Ok(std::vec![0x61, 0x22, 0x5C, 0x2F, 0x08, 0x0C, 0x0A, 0x0D, 0x09, 0x41, 0xE9])
+        );
+        assert_eq!(unescape(r"\uD834\uDD1E\uFFFF"), Ok(std::vec![0x1D11E, 0xFFFF]));
+        assert_eq!(unescape("é"), Ok(std::vec![0xC3, 0xA9]));
+        for bad in [r"\", r"\x", r"\u", r"\u00", r"\uD834", r"\uD834\n", r"\uDD1E", r"\uD834\uD834"]
+        {
+            assert_eq!(unescape(bad).map_err(|_| ()), Err(()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(unsigned(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(unsigned(b"18446744073709551616"), None);
+        assert_eq!(unsigned(b"007"), Some(7));
+        for bad in [&b""[..], b"-1", b"+1", b"1.0", b"1e3", b" 1"] {
+            assert_eq!(unsigned(bad), None);
+        }
+        assert_eq!(integer(b"409"), Some(409));
+        assert_eq!(integer(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(integer(b"9223372036854775808"), None);
+        assert_eq!(integer(b"-9223372036854775809"), None);
+        assert_eq!(integer(b"409.0"), None);
+        assert_eq!(integer(b"-0"), Some(0));
+    }
+
+    #[test]
+    fn any_bytes_are_safe() {
+        // A cheap stand-in for the fuzzer: every prefix and every one-byte change of a
+        // document that uses every construct.
+        let doc =
+            br#"{"a":[1,-2.5e-3,{"b":"\u00e9\ud834\udd1e\n"}],"c":true,"d":null,"e":"\u0041"}"#;
+        for end in 0..=doc.len() {
+            let _ = members(core::str::from_utf8(&doc[..end]).unwrap_or(""));
+            let _ = Unescape::new(&doc[..end]).count();
+        }
+        for at in 0..doc.len() {
+            for b in [0, b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'u', b'0', 0xFF] {
+                let mut changed = doc.to_vec();
+                changed[at] = b;
+                let mut m = Members::new(&changed);
+                while let Ok(Some(_)) = m.next() {}
+                let _ = Unescape::new(&changed).count();
+            }
+        }
+    }
+}

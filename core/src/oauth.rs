@@ -262,8 +262,8 @@ impl TokenResponse<'_> {
     }
 }
 
-/// Decodes the raw text of a JSON string into `out`, with the checks of [`Token::set`]
-/// (`crate::Token::set`) in the same order as if the decoded text were given to it.
+/// Decodes the raw text of a JSON string into `out`, with the checks of
+/// [`Token::set`](crate::Token::set) in the same order as if the decoded text were given to it.
 ///
 /// Not generic over the capacity, so that the firmware carries one copy for both tokens.
 fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), TokenError> {
@@ -448,6 +448,139 @@ mod tests {
     }
 
     #[test]
+    fn json_errors_are_typed() {
+        let json = |body: &[u8]| match parse_token_response(body) {
+            Err(TokenResponseError::Json(e)) => Some(e),
+            _ => None,
+        };
+        assert_eq!(json(br#"{"access_token":"a"}"#), Some(JsonError::MissingField));
+        assert_eq!(
+            json(br#"{"access_token":1,"token_type":"Bearer"}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":null,"token_type":"Bearer"}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","refresh_token":["r"]}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","expires_in":true}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","access_token":"b","token_type":"Bearer"}"#),
+            Some(JsonError::DuplicateField)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","refresh_token":null,"refresh_token":"r"}"#),
+            Some(JsonError::DuplicateField)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer"} x"#),
+            Some(JsonError::Syntax)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","x":tru}"#),
+            Some(JsonError::Syntax)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a\q","token_type":"Bearer"}"#),
+            Some(JsonError::Syntax)
+        );
+        assert_eq!(json(b"[]"), Some(JsonError::NotAnObject));
+        // A malformed document is a JSON error even where a field is also bad.
+        assert_eq!(
+            json(br#"{"expires_in":-1,"access_token":"a","token_type":"mac","#),
+            Some(JsonError::Syntax)
+        );
+        let shown = std::format!("{}", TokenResponseError::Json(JsonError::DuplicateField));
+        assert!(shown.contains("not valid OAuth2 JSON"), "{shown}");
+    }
+
+    #[test]
+    fn expires_in_edge_cases() {
+        let expires = |value: &str| {
+            let body = std::format!(
+                r#"{{"access_token":"a","token_type":"Bearer","expires_in":{value}}}"#
+            );
+            parse_token_response(body.as_bytes()).map(|r| r.expires_in())
+        };
+        assert_eq!(expires("0"), Ok(Some(Duration::from_secs(0))));
+        assert_eq!(expires("null"), Ok(None));
+        assert_eq!(expires(r#""+60""#), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(expires(r#"" 007 ""#), Ok(Some(Duration::from_secs(7))));
+        assert_eq!(expires("18446744073709551615"), Ok(Some(Duration::from_secs(u64::MAX))));
+        for bad in [
+            "18446744073709551616",
+            r#""18446744073709551616""#,
+            "-0",
+            "1.5",
+            "1e3",
+            r#""""#,
+            r#""+""#,
+            r#""-1""#,
+            r#""\u0036""#,
+            r#""6 0""#,
+        ] {
+            assert_eq!(expires(bad), Err(TokenResponseError::InvalidExpiresIn), "{bad}");
+        }
+        // An invalid expires_in is reported before an unsupported token type, as before.
+        assert_eq!(
+            apply(br#"{"access_token":"a","token_type":"mac","expires_in":"soon"}"#).err(),
+            Some(TokenResponseError::InvalidExpiresIn)
+        );
+    }
+
+    #[test]
+    fn token_escapes_and_bytes() {
+        let tokens = |access: &str| {
+            let body = std::format!(
+                r#"{{"access_token":"{access}","token_type":"Bearer","refresh_token":null}}"#
+            );
+            apply(body.as_bytes()).map(|(set, _)| std::string::String::from(set.access().unwrap()))
+        };
+        assert_eq!(tokens(r"\u0041\u007e\u0020x"), Ok("A~ x".into()));
+        let invalid =
+            |position| Err(TokenResponseError::Token(TokenError::InvalidByte { position }));
+        assert_eq!(tokens(r"ab\n"), invalid(2));
+        assert_eq!(tokens(r"a\u007f"), invalid(1));
+        assert_eq!(tokens(r"a\uD834\uDD1E"), invalid(1));
+        assert_eq!(tokens("aé"), invalid(1));
+        assert_eq!(tokens(""), Err(TokenResponseError::Token(TokenError::Empty)));
+        let long = std::format!("{}\\u0041", "x".repeat(64));
+        assert_eq!(
+            tokens(&long),
+            Err(TokenResponseError::Token(TokenError::TooLong { len: 65, capacity: 64 }))
+        );
+        // A bad byte is reported before the length, as `Token::set` would.
+        let long_bad = std::format!("{}\\n", "x".repeat(70));
+        assert_eq!(tokens(&long_bad), invalid(70));
+        // `null` refresh token: the old one stays.
+        let (set, _) =
+            apply(br#"{"access_token":"n","token_type":"Bearer","refresh_token":null}"#).unwrap();
+        assert_eq!(set.refresh(), Some("old-refresh"));
+    }
+
+    #[test]
+    fn token_type_is_compared_raw_and_without_case() {
+        for ok in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let body = std::format!(r#"{{"access_token":"a","token_type":"{ok}"}}"#);
+            assert!(parse_token_response(body.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [r"B\u0065arer", "Bearer ", "", "Bear"] {
+            let body = std::format!(r#"{{"access_token":"a","token_type":"{bad}"}}"#);
+            assert_eq!(
+                parse_token_response(body.as_bytes()).err(),
+                Some(TokenResponseError::UnsupportedTokenType),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn refusals_and_transient_failures_are_told_apart() {
         let refused = RefreshFailure::Refused;
         let transient = RefreshFailure::Transient { retry_after: None };
@@ -478,6 +611,20 @@ mod tests {
         );
         assert_eq!(parse_error_response(br#"{"error":"slow_down"}"#), Some(ErrorCode::Other));
         assert_eq!(parse_error_response(b"nope"), None);
+        for not_one in [
+            &br#"{"error":"invalid_grant","error":"invalid_grant"}"#[..],
+            br#"{"error":null}"#,
+            br#"{"error":400}"#,
+            br#"{"error_description":"x"}"#,
+            br#"{"error":"invalid_grant"} trailing"#,
+            b"{\"error\":\"\xff\"}",
+        ] {
+            assert_eq!(parse_error_response(not_one), None, "{not_one:?}");
+        }
+        assert_eq!(
+            parse_error_response(br#"{"error":"invalid_gr\u0061nt"}"#),
+            Some(ErrorCode::Other)
+        );
     }
 
     #[test]
