@@ -75,7 +75,7 @@ impl BodyCode<'_> {
                 Err(_) => return false,
             }
         }
-        matches!(code, Some(Value::Num(n)) if json::integer(n).is_some_and(|v| self.values.contains(&v)))
+        matches!(code, Some(Value::Num(n)) if json::integer(n).is_some_and(|v| self.values.iter().any(|&x| x == v)))
     }
 }
 

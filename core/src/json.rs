@@ -357,6 +357,7 @@ impl<'a> Unescape<'a> {
 }
 
 /// Parses a run of ASCII digits (nothing else, not empty) as a `u64`; `None` on overflow.
+#[inline(never)] // Flash: one copy for `expires_in` and the body code.
 pub(crate) fn unsigned(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
@@ -369,9 +370,11 @@ pub(crate) fn unsigned(digits: &[u8]) -> Option<u64> {
 
 /// Parses a [`Value::Num`] as an `i64` if it is an integer that fits (no fraction, no exponent).
 pub(crate) fn integer(number: &[u8]) -> Option<i64> {
-    match number.strip_prefix(b"-") {
-        Some(magnitude) => 0i64.checked_sub_unsigned(unsigned(magnitude)?),
-        None => i64::try_from(unsigned(number)?).ok(),
+    let magnitude = number.strip_prefix(b"-");
+    let magnitude = unsigned(magnitude.unwrap_or(number))?;
+    match number.first() {
+        Some(b'-') => 0i64.checked_sub_unsigned(magnitude),
+        _ => i64::try_from(magnitude).ok(),
     }
 }
 

@@ -270,8 +270,9 @@ fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), Toke
     let mut len = 0;
     for unit in Unescape::new(raw) {
         let unit = unit.map_err(|_| TokenError::InvalidEscape)?;
-        let byte = u8::try_from(unit).ok().filter(|b| (0x20..=0x7E).contains(b));
-        let byte = byte.ok_or(TokenError::InvalidByte { position: len })?;
+        let Ok(byte @ 0x20..=0x7E) = u8::try_from(unit) else {
+            return Err(TokenError::InvalidByte { position: len });
+        };
         // Past the capacity, keep counting so that `TooLong` gives the whole decoded length.
         let _ = out.push(char::from(byte));
         len += 1;
