@@ -114,8 +114,11 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenRespo
     // out of a number, so one path serves both.
     let seconds = match expires_in {
         None | Some(Value::Null) => None,
-        Some(Value::Num(text) | Value::Str(text)) => {
-            let text = text.trim_ascii();
+        Some(Value::Num(mut text) | Value::Str(mut text)) => {
+            // Raw control characters are not JSON, so a space is the only whitespace to trim.
+            while let [b' ', rest @ ..] | [rest @ .., b' '] = text {
+                text = rest;
+            }
             Some(json::unsigned(text.strip_prefix(b"+").unwrap_or(text)))
         }
         Some(_) => return Err(wrong_type),
