@@ -84,8 +84,10 @@ pub struct BufferTooSmall {
 /// are ignored; an absent `refresh_token` means the old one stays valid (§6).
 ///
 /// # Errors
-/// [`TokenResponseError`] for malformed JSON, a missing `access_token` or `token_type`, a token
-/// type other than Bearer, or a bad `expires_in`.
+/// [`TokenResponseError`] for malformed JSON (checked to the end of the body), a missing
+/// `access_token` or `token_type`, a known field given twice or with the wrong JSON type (`null`
+/// counts as absent for the optional ones), a token type other than Bearer, or a bad
+/// `expires_in`. A JSON error wins over the other two, and a bad `expires_in` over the token type.
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenResponseError> {
     const FIELDS: [&[u8]; 4] = [b"access_token", b"token_type", b"expires_in", b"refresh_token"];
     let mut found: [Option<Value<'_>>; 4] = [None; 4];
