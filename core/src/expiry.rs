@@ -2,11 +2,8 @@
 //! `WWW-Authenticate` challenge, or by an API's own code in a JSON body (the classic
 //! `{"code":409}`). Shared by both adapters so they agree on what expiry looks like.
 
-use core::fmt;
-
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-
 use crate::coordinator::Verdict;
+use crate::json::{self, Members, Value};
 
 /// What counts as "token expired" for one API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +56,29 @@ impl Default for ExpiryRule<'static> {
 }
 
 impl BodyCode<'_> {
-    /// True if `body` is a JSON object whose field holds one of the values (a number, or a
-    /// string holding a number).
+    /// True if `body` is a whole, well-formed JSON object whose field holds one of the values as
+    /// an integer (`409`, not `"409"` or `409.0`).
+    ///
+    /// Keys are compared as written, escapes and all. If the field appears more than once, the
+    /// first one counts. A truncated or malformed body never matches.
     #[must_use]
     pub fn matches(&self, body: &[u8]) -> bool {
-        let mut de = serde_json_core::de::Deserializer::new(body, None);
-        matches!(FieldSeed { field: self.field }.deserialize(&mut de), Ok(Some(v)) if self.values.contains(&v))
+        let mut code = None;
+        let mut members = Members::new(body);
+        loop {
+            match members.next() {
+                Ok(Some((key, value))) if key == self.field.as_bytes() => {
+                    code.get_or_insert(value);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        // Not `contains`: for `i64` it is unrolled eight-fold, about 150 bytes more flash.
+        #[allow(clippy::manual_contains)]
+        let listed = |v: i64| self.values.iter().any(|&x| x == v);
+        matches!(code, Some(Value::Num(n)) if json::integer(n).is_some_and(listed))
     }
 }
 
@@ -74,64 +88,6 @@ impl BodyCode<'_> {
 pub fn is_invalid_token_challenge(value: &[u8]) -> bool {
     let starts_bearer = value.len() >= 6 && value[..6].eq_ignore_ascii_case(b"bearer");
     starts_bearer && value.windows(13).any(|w| w.eq_ignore_ascii_case(b"invalid_token"))
-}
-
-/// Reads one top-level field of a JSON object as an integer, skipping everything else.
-struct FieldSeed<'f> {
-    field: &'f str,
-}
-
-impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
-    type Value = Option<i64>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldSeed<'_> {
-    type Value = Option<i64>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut found = None;
-        // Keys MUST be read as `&str`: serde-json-core's key deserializer reaches
-        // `unreachable!()` for any other type (an `EscapedStr` key panics).
-        while let Some(key) = map.next_key::<&'de str>()? {
-            if found.is_none() && key == self.field {
-                found = Some(map.next_value::<Code>()?.0);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found.flatten())
-    }
-}
-
-/// An integer, or `None` for any other JSON value in the code field.
-struct Code(Option<i64>);
-
-impl<'de> de::Deserialize<'de> for Code {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_i64(CodeVisitor).map(Code)
-    }
-}
-
-struct CodeVisitor;
-
-impl Visitor<'_> for CodeVisitor {
-    type Value = Option<i64>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an integer")
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(i64::try_from(v).ok())
-    }
 }
 
 #[cfg(test)]
@@ -174,6 +130,27 @@ mod tests {
         assert_eq!(CLASSIC.verdict(200, Some(br#"[409]"#)), Verdict::Accepted);
         assert_eq!(CLASSIC.verdict(200, Some(br#"{"code":409"#)), Verdict::Accepted);
         assert_eq!(CLASSIC.verdict(200, None), Verdict::Accepted);
+    }
+
+    #[test]
+    fn body_code_edge_cases() {
+        let expired = |body: &[u8]| CLASSIC.verdict(200, Some(body)) == Verdict::Expired;
+        assert!(expired(br#" {"code" : 409 } "#));
+        assert!(expired(br#"{"code":409,"code":200}"#), "the first one counts");
+        assert!(!expired(br#"{"code":200,"code":409}"#));
+        assert!(!expired(br#"{"code":"x","code":409}"#));
+        assert!(!expired(br#"{"code":409.0}"#));
+        assert!(!expired(br#"{"code":4.09e2}"#));
+        assert!(!expired(br#"{"code":null}"#));
+        assert!(!expired(br#"{"c\u006fde":409}"#), "keys are compared as written");
+        assert!(!expired(br#"{"code":409} trailing"#));
+        assert!(!expired(br#"{"code":409,"x":tru}"#));
+        assert!(!expired(br#"{"code":0409}"#));
+        let many = BodyCode { field: "status", values: &[-1, i64::MAX] };
+        assert!(many.matches(br#"{"status":-1}"#));
+        assert!(many.matches(br#"{"status":9223372036854775807}"#));
+        assert!(!many.matches(br#"{"status":9223372036854775808}"#));
+        assert!(!many.matches(br#"{"code":-1}"#));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod config;
 mod coordinator;
 mod error;
 pub mod expiry;
+mod json;
 mod log;
 pub mod oauth;
 mod queue;

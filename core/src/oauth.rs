@@ -4,20 +4,24 @@
 
 use core::fmt;
 
-use serde::Deserialize;
-use serde_json_core::str::EscapedStr;
+use zeroize::Zeroizing;
 
 use crate::coordinator::RefreshFailure;
+use crate::json::{self, Members, Unescape, Value};
 use crate::time::Duration;
 use crate::token::{TokenError, TokenSet};
+
+pub use crate::json::JsonError;
 
 /// A successful token response (RFC 6749 §5.1), borrowed from the response body.
 ///
 /// The tokens stay in the body, still JSON-escaped, until [`apply`](Self::apply) decodes them
 /// straight into a [`TokenSet`]: no other copy of a secret is made. `Debug` shows no token.
 pub struct TokenResponse<'a> {
-    access_token: EscapedStr<'a>,
-    refresh_token: Option<EscapedStr<'a>>,
+    /// The text between the quotes, still escaped (checked well-formed by the parser).
+    access_token: &'a [u8],
+    /// As `access_token`; `None` if absent or `null`.
+    refresh_token: Option<&'a [u8]>,
     expires_in: Option<Duration>,
 }
 
@@ -25,8 +29,9 @@ pub struct TokenResponse<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenResponseError {
-    /// The body is not the JSON object RFC 6749 §5.1 describes (or a required field is missing).
-    Json(serde_json_core::de::Error),
+    /// The body is not the JSON object RFC 6749 §5.1 describes: malformed JSON, or a required
+    /// field missing, duplicated or of the wrong type.
+    Json(JsonError),
     /// `token_type` is not `Bearer` (compared case-insensitively).
     UnsupportedTokenType,
     /// `expires_in` is neither a non-negative integer nor a string holding one.
@@ -79,52 +84,82 @@ pub struct BufferTooSmall {
 /// are ignored; an absent `refresh_token` means the old one stays valid (§6).
 ///
 /// # Errors
-/// [`TokenResponseError`] for malformed JSON, a missing `access_token` or `token_type`, a token
-/// type other than Bearer, or a bad `expires_in`.
+/// [`TokenResponseError`] for malformed JSON (checked to the end of the body), a missing
+/// `access_token` or `token_type`, a known field given twice or with the wrong JSON type (`null`
+/// counts as absent for the optional ones), a token type other than Bearer, or a bad
+/// `expires_in`. A JSON error wins over the other two, and a bad `expires_in` over the token type.
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenResponseError> {
-    // serde-json-core cannot deserialize "a number or a string" in one pass (no
-    // `deserialize_any`), so try the standard form first and the string form second.
-    let wire = match serde_json_core::from_slice::<TokenWire<'_, u64>>(body) {
-        Ok((wire, _)) => wire.map_expires(Some),
-        Err(number_error) => {
-            match serde_json_core::from_slice::<TokenWire<'_, EscapedStr<'_>>>(body) {
-                Ok((wire, _)) => {
-                    let seconds = wire.expires_in.map(|s| s.0.trim_ascii().parse::<u64>());
-                    if matches!(seconds, Some(Err(_))) {
-                        return Err(TokenResponseError::InvalidExpiresIn);
-                    }
-                    wire.map_expires(|_| seconds.and_then(Result::ok))
-                }
-                Err(_) if number_error == serde_json_core::de::Error::InvalidNumber => {
-                    return Err(TokenResponseError::InvalidExpiresIn);
-                }
-                Err(_) => return Err(TokenResponseError::Json(number_error)),
-            }
+    const FIELDS: [&[u8]; 4] = [b"access_token", b"token_type", b"expires_in", b"refresh_token"];
+    let mut found: [Option<Value<'_>>; 4] = [None; 4];
+    let mut members = Members::new(body);
+    while let Some((key, value)) = members.next().map_err(TokenResponseError::Json)? {
+        let slot = FIELDS.iter().position(|f| *f == key).and_then(|i| found.get_mut(i));
+        if slot.is_some_and(|slot| slot.replace(value).is_some()) {
+            return Err(TokenResponseError::Json(JsonError::DuplicateField));
         }
+    }
+    let [access_token, token_type, expires_in, refresh_token] = found;
+    let wrong_type = TokenResponseError::Json(JsonError::WrongType);
+    let required = |value| match value {
+        Some(Value::Str(text)) => Ok(text),
+        Some(_) => Err(wrong_type),
+        None => Err(TokenResponseError::Json(JsonError::MissingField)),
     };
-    if !is_bearer(wire.token_type) {
+    let (access_token, token_type) = (required(access_token)?, required(token_type)?);
+    let refresh_token = match refresh_token {
+        None | Some(Value::Null) => None,
+        Some(Value::Str(text)) => Some(text),
+        Some(_) => return Err(wrong_type),
+    };
+    // A string is trimmed and may start with `+`, as `str::parse` allows; its escapes are not
+    // decoded, so an escaped digit makes it invalid. The JSON grammar keeps whitespace and `+`
+    // out of a number, so one path serves both.
+    let seconds = match expires_in {
+        None | Some(Value::Null) => None,
+        Some(Value::Num(mut text) | Value::Str(mut text)) => {
+            // Raw control characters are not JSON, so a space is the only whitespace to trim.
+            while let [b' ', rest @ ..] | [rest @ .., b' '] = text {
+                text = rest;
+            }
+            Some(json::unsigned(text.strip_prefix(b"+").unwrap_or(text)))
+        }
+        Some(_) => return Err(wrong_type),
+    };
+    let expires_in = match seconds {
+        Some(None) => return Err(TokenResponseError::InvalidExpiresIn),
+        seconds => seconds.flatten().map(Duration::from_secs),
+    };
+    // "Bearer" has no character worth escaping; a server that escapes one anyway is not served.
+    if !token_type.eq_ignore_ascii_case(b"bearer") {
         return Err(TokenResponseError::UnsupportedTokenType);
     }
-    Ok(TokenResponse {
-        access_token: wire.access_token,
-        refresh_token: wire.refresh_token,
-        expires_in: wire.expires_in.flatten().map(Duration::from_secs),
-    })
+    Ok(TokenResponse { access_token, refresh_token, expires_in })
 }
 
 /// Parses the `error` code of an error response; `None` if the body is not one.
+///
+/// The code is compared as written: an escaped character makes it [`ErrorCode::Other`].
 #[must_use]
 pub fn parse_error_response(body: &[u8]) -> Option<ErrorCode> {
-    let (wire, _) = serde_json_core::from_slice::<ErrorWire<'_>>(body).ok()?;
-    Some(match wire.error.0 {
-        "invalid_request" => ErrorCode::InvalidRequest,
-        "invalid_client" => ErrorCode::InvalidClient,
-        "invalid_grant" => ErrorCode::InvalidGrant,
-        "unauthorized_client" => ErrorCode::UnauthorizedClient,
-        "unsupported_grant_type" => ErrorCode::UnsupportedGrantType,
-        "invalid_scope" => ErrorCode::InvalidScope,
-        _ => ErrorCode::Other,
-    })
+    const CODES: [(&[u8], ErrorCode); 6] = [
+        (b"invalid_request", ErrorCode::InvalidRequest),
+        (b"invalid_client", ErrorCode::InvalidClient),
+        (b"invalid_grant", ErrorCode::InvalidGrant),
+        (b"unauthorized_client", ErrorCode::UnauthorizedClient),
+        (b"unsupported_grant_type", ErrorCode::UnsupportedGrantType),
+        (b"invalid_scope", ErrorCode::InvalidScope),
+    ];
+    let mut error = None;
+    let mut members = Members::new(body);
+    while let Some((key, value)) = members.next().ok()? {
+        if key == b"error" && error.replace(value).is_some() {
+            return None;
+        }
+    }
+    let Some(Value::Str(code)) = error else {
+        return None;
+    };
+    Some(CODES.iter().find(|(name, _)| *name == code).map_or(ErrorCode::Other, |&(_, c)| c))
 }
 
 /// Classifies a token endpoint answer that is not a success.
@@ -213,55 +248,46 @@ impl TokenResponse<'_> {
         tokens: &mut TokenSet<A, R>,
         generation: crate::Generation,
     ) -> Result<(), TokenError> {
-        // Decode into fresh buffers first so that a bad refresh token cannot leave a new access
-        // token beside an old refresh token. Both scratch buffers wipe themselves on drop.
-        let mut access = crate::Token::<A>::new();
-        access.set_escaped(self.access_token)?;
-        let mut refresh = crate::Token::<R>::new();
-        if let Some(r) = self.refresh_token {
-            refresh.set_escaped(r)?;
+        // Decode into scratch buffers first so that a bad refresh token cannot leave a new access
+        // token beside an old refresh token. Both scratch buffers wipe themselves on drop, and
+        // they are never moved (a move would leave an unwiped copy behind).
+        let mut access = Zeroizing::new(heapless::String::<A>::new());
+        decode(self.access_token, access.as_mut_view())?;
+        let mut refresh = Zeroizing::new(heapless::String::<R>::new());
+        if let Some(raw) = self.refresh_token {
+            decode(raw, refresh.as_mut_view())?;
         }
         let (live_access, live_refresh, live_generation) = tokens.parts_mut();
-        live_access.set(access.expose())?;
+        live_access.set(&access)?;
         if !refresh.is_empty() {
-            live_refresh.set(refresh.expose())?;
+            live_refresh.set(&refresh)?;
         }
         *live_generation = generation;
         Ok(())
     }
 }
 
-#[derive(Deserialize)]
-struct TokenWire<'a, E> {
-    #[serde(borrow)]
-    access_token: EscapedStr<'a>,
-    #[serde(borrow)]
-    token_type: EscapedStr<'a>,
-    expires_in: Option<E>,
-    #[serde(borrow)]
-    refresh_token: Option<EscapedStr<'a>>,
-}
-
-impl<'a, E> TokenWire<'a, E> {
-    fn map_expires(self, f: impl FnOnce(E) -> Option<u64>) -> TokenWire<'a, Option<u64>> {
-        TokenWire {
-            access_token: self.access_token,
-            token_type: self.token_type,
-            expires_in: self.expires_in.map(f),
-            refresh_token: self.refresh_token,
-        }
+/// Decodes the raw text of a JSON string into `out`, with the checks of
+/// [`Token::set`](crate::Token::set) in the same order as if the decoded text were given to it.
+///
+/// Not generic over the capacity, so that the firmware carries one copy for both tokens.
+fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), TokenError> {
+    let mut len = 0;
+    for unit in Unescape::new(raw) {
+        let unit = unit.map_err(|_| TokenError::InvalidEscape)?;
+        let Ok(byte @ 0x20..=0x7E) = u8::try_from(unit) else {
+            return Err(TokenError::InvalidByte { position: len });
+        };
+        // Past the capacity, keep counting so that `TooLong` gives the whole decoded length.
+        let _ = out.push(char::from(byte));
+        len += 1;
     }
-}
-
-#[derive(Deserialize)]
-struct ErrorWire<'a> {
-    #[serde(borrow)]
-    error: EscapedStr<'a>,
-}
-
-fn is_bearer(token_type: EscapedStr<'_>) -> bool {
-    // "Bearer" has no character worth escaping; a server that escapes one anyway is not served.
-    token_type.0.eq_ignore_ascii_case("bearer")
+    let capacity = out.capacity();
+    match len {
+        0 => Err(TokenError::Empty),
+        len if len > capacity => Err(TokenError::TooLong { len, capacity }),
+        _ => Ok(()),
+    }
 }
 
 /// Bytes kept as they are by form encoding; space becomes `+`, everything else `%XX`.
@@ -428,6 +454,139 @@ mod tests {
     }
 
     #[test]
+    fn json_errors_are_typed() {
+        let json = |body: &[u8]| match parse_token_response(body) {
+            Err(TokenResponseError::Json(e)) => Some(e),
+            _ => None,
+        };
+        assert_eq!(json(br#"{"access_token":"a"}"#), Some(JsonError::MissingField));
+        assert_eq!(
+            json(br#"{"access_token":1,"token_type":"Bearer"}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":null,"token_type":"Bearer"}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","refresh_token":["r"]}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","expires_in":true}"#),
+            Some(JsonError::WrongType)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","access_token":"b","token_type":"Bearer"}"#),
+            Some(JsonError::DuplicateField)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","refresh_token":null,"refresh_token":"r"}"#),
+            Some(JsonError::DuplicateField)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer"} x"#),
+            Some(JsonError::Syntax)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a","token_type":"Bearer","x":tru}"#),
+            Some(JsonError::Syntax)
+        );
+        assert_eq!(
+            json(br#"{"access_token":"a\q","token_type":"Bearer"}"#),
+            Some(JsonError::Syntax)
+        );
+        assert_eq!(json(b"[]"), Some(JsonError::NotAnObject));
+        // A malformed document is a JSON error even where a field is also bad.
+        assert_eq!(
+            json(br#"{"expires_in":-1,"access_token":"a","token_type":"mac","#),
+            Some(JsonError::Syntax)
+        );
+        let shown = std::format!("{}", TokenResponseError::Json(JsonError::DuplicateField));
+        assert!(shown.contains("not valid OAuth2 JSON"), "{shown}");
+    }
+
+    #[test]
+    fn expires_in_edge_cases() {
+        let expires = |value: &str| {
+            let body = std::format!(
+                r#"{{"access_token":"a","token_type":"Bearer","expires_in":{value}}}"#
+            );
+            parse_token_response(body.as_bytes()).map(|r| r.expires_in())
+        };
+        assert_eq!(expires("0"), Ok(Some(Duration::from_secs(0))));
+        assert_eq!(expires("null"), Ok(None));
+        assert_eq!(expires(r#""+60""#), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(expires(r#"" 007 ""#), Ok(Some(Duration::from_secs(7))));
+        assert_eq!(expires("18446744073709551615"), Ok(Some(Duration::from_secs(u64::MAX))));
+        for bad in [
+            "18446744073709551616",
+            r#""18446744073709551616""#,
+            "-0",
+            "1.5",
+            "1e3",
+            r#""""#,
+            r#""+""#,
+            r#""-1""#,
+            r#""\u0036""#,
+            r#""6 0""#,
+        ] {
+            assert_eq!(expires(bad), Err(TokenResponseError::InvalidExpiresIn), "{bad}");
+        }
+        // An invalid expires_in is reported before an unsupported token type, as before.
+        assert_eq!(
+            apply(br#"{"access_token":"a","token_type":"mac","expires_in":"soon"}"#).err(),
+            Some(TokenResponseError::InvalidExpiresIn)
+        );
+    }
+
+    #[test]
+    fn token_escapes_and_bytes() {
+        let tokens = |access: &str| {
+            let body = std::format!(
+                r#"{{"access_token":"{access}","token_type":"Bearer","refresh_token":null}}"#
+            );
+            apply(body.as_bytes()).map(|(set, _)| std::string::String::from(set.access().unwrap()))
+        };
+        assert_eq!(tokens(r"\u0041\u007e\u0020x"), Ok("A~ x".into()));
+        let invalid =
+            |position| Err(TokenResponseError::Token(TokenError::InvalidByte { position }));
+        assert_eq!(tokens(r"ab\n"), invalid(2));
+        assert_eq!(tokens(r"a\u007f"), invalid(1));
+        assert_eq!(tokens(r"a\uD834\uDD1E"), invalid(1));
+        assert_eq!(tokens("aé"), invalid(1));
+        assert_eq!(tokens(""), Err(TokenResponseError::Token(TokenError::Empty)));
+        let long = std::format!("{}\\u0041", "x".repeat(64));
+        assert_eq!(
+            tokens(&long),
+            Err(TokenResponseError::Token(TokenError::TooLong { len: 65, capacity: 64 }))
+        );
+        // A bad byte is reported before the length, as `Token::set` would.
+        let long_bad = std::format!("{}\\n", "x".repeat(70));
+        assert_eq!(tokens(&long_bad), invalid(70));
+        // `null` refresh token: the old one stays.
+        let (set, _) =
+            apply(br#"{"access_token":"n","token_type":"Bearer","refresh_token":null}"#).unwrap();
+        assert_eq!(set.refresh(), Some("old-refresh"));
+    }
+
+    #[test]
+    fn token_type_is_compared_raw_and_without_case() {
+        for ok in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let body = std::format!(r#"{{"access_token":"a","token_type":"{ok}"}}"#);
+            assert!(parse_token_response(body.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [r"B\u0065arer", "Bearer ", "", "Bear"] {
+            let body = std::format!(r#"{{"access_token":"a","token_type":"{bad}"}}"#);
+            assert_eq!(
+                parse_token_response(body.as_bytes()).err(),
+                Some(TokenResponseError::UnsupportedTokenType),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn refusals_and_transient_failures_are_told_apart() {
         let refused = RefreshFailure::Refused;
         let transient = RefreshFailure::Transient { retry_after: None };
@@ -458,6 +617,20 @@ mod tests {
         );
         assert_eq!(parse_error_response(br#"{"error":"slow_down"}"#), Some(ErrorCode::Other));
         assert_eq!(parse_error_response(b"nope"), None);
+        for not_one in [
+            &br#"{"error":"invalid_grant","error":"invalid_grant"}"#[..],
+            br#"{"error":null}"#,
+            br#"{"error":400}"#,
+            br#"{"error_description":"x"}"#,
+            br#"{"error":"invalid_grant"} trailing"#,
+            b"{\"error\":\"\xff\"}",
+        ] {
+            assert_eq!(parse_error_response(not_one), None, "{not_one:?}");
+        }
+        assert_eq!(
+            parse_error_response(br#"{"error":"invalid_gr\u0061nt"}"#),
+            Some(ErrorCode::Other)
+        );
     }
 
     #[test]

@@ -23,8 +23,11 @@ use crate::sim::Checked;
 /// Any bytes into the token response, error response, `Retry-After` and body-code parsers.
 ///
 /// Checks: no panic; a response that is applied leaves only visible-ASCII tokens of the new
-/// generation; a response that is not applied leaves the old tokens whole.
+/// generation; a response that is not applied leaves the old tokens whole; the JSON parsers are
+/// strict about the end of the document (whitespace after it changes nothing, text after it
+/// makes it unusable).
 pub fn token_response(data: &[u8]) {
+    check_document_end(data);
     if let Ok(response) = oauth::parse_token_response(data) {
         let mut tokens = TokenSet::<64, 48>::new();
         let installed = tokens.install(Generation(1), "old-access", Some("old-refresh"));
@@ -64,6 +67,24 @@ pub fn token_response(data: &[u8]) {
     if verdict == Verdict::Expired {
         assert!(data.windows(3).any(|w| w == b"409"), "expired without a 409 in the body");
     }
+}
+
+/// Whitespace after a body changes no parser's answer; any other byte after it leaves nothing
+/// usable.
+fn check_document_end(data: &[u8]) {
+    let token = |body: &[u8]| {
+        oauth::parse_token_response(body).map(|r| (r.expires_in(), r.has_refresh_token()))
+    };
+    let classic = BodyCode { field: "code", values: &[409] };
+    let mut padded = data.to_vec();
+    padded.extend_from_slice(b" \r\n\t");
+    assert_eq!(token(&padded), token(data), "trailing whitespace changed the token response");
+    assert_eq!(parse_error_response(&padded), parse_error_response(data));
+    assert_eq!(classic.matches(&padded), classic.matches(data));
+    padded.push(b'x');
+    assert!(token(&padded).is_err(), "trailing text accepted");
+    assert_eq!(parse_error_response(&padded), None, "trailing text accepted");
+    assert!(!classic.matches(&padded), "trailing text accepted");
 }
 
 /// Any bytes as a sequence of core inputs (see `decode_step`), driven through the
