@@ -8,7 +8,6 @@
 use core::fmt;
 
 use heapless::string::StringView;
-use serde_json_core::str::{EscapedStr, EscapedStringFragment};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ticket::Generation;
@@ -69,14 +68,6 @@ impl<const N: usize> Token<N> {
     /// [`TokenError`] if `value` is empty, too long or not visible ASCII; the old value is kept.
     pub fn set(&mut self, value: &str) -> Result<(), TokenError> {
         store(self.bytes.as_mut_view(), value)
-    }
-
-    /// Replaces the token with the decoded text of a JSON string, without any intermediate copy.
-    ///
-    /// # Errors
-    /// As [`set`](Self::set), plus [`TokenError::InvalidEscape`].
-    pub fn set_escaped(&mut self, value: EscapedStr<'_>) -> Result<(), TokenError> {
-        store_escaped(self.bytes.as_mut_view(), value)
     }
 
     /// The token text, lent out for the moment it is written to the wire.
@@ -197,43 +188,6 @@ fn store(bytes: &mut StringView, value: &str) -> Result<(), TokenError> {
         .map_err(|_| TokenError::TooLong { len: value.len(), capacity: bytes.capacity() })
 }
 
-/// [`Token::set_escaped`] for every capacity: a first pass checks the decoded text, a second one
-/// stores it.
-fn store_escaped(bytes: &mut StringView, value: EscapedStr<'_>) -> Result<(), TokenError> {
-    let capacity = bytes.capacity();
-    let mut len = 0;
-    for fragment in value.fragments() {
-        let piece_len = match fragment.map_err(|_| TokenError::InvalidEscape)? {
-            EscapedStringFragment::NotEscaped(s) => {
-                check_bytes(len, s.as_bytes())?;
-                s.len()
-            }
-            EscapedStringFragment::Escaped(c) => {
-                check_bytes(len, &[if c.is_ascii() { c as u8 } else { 0 }])?;
-                // Only visible ASCII passes the check: one byte.
-                1
-            }
-        };
-        len += piece_len;
-    }
-    check(len, capacity, &[])?;
-    bytes.zeroize();
-    for fragment in value.fragments().flatten() {
-        // Cannot fail: the first pass checked the decoded length against the capacity.
-        let pushed = match fragment {
-            EscapedStringFragment::NotEscaped(s) => bytes.push_str(s).is_ok(),
-            // The first pass refused every non-ASCII escape; saying so here lets the
-            // compiler drop the multi-byte UTF-8 encoder (a few hundred bytes of flash).
-            EscapedStringFragment::Escaped(c) => c.is_ascii() && bytes.push(c).is_ok(),
-        };
-        if !pushed {
-            bytes.zeroize();
-            return Err(TokenError::TooLong { len, capacity });
-        }
-    }
-    Ok(())
-}
-
 /// Checks a token's length and bytes before anything is overwritten.
 fn check(len: usize, capacity: usize, bytes: &[u8]) -> Result<(), TokenError> {
     if len == 0 {
@@ -242,12 +196,8 @@ fn check(len: usize, capacity: usize, bytes: &[u8]) -> Result<(), TokenError> {
     if len > capacity {
         return Err(TokenError::TooLong { len, capacity });
     }
-    check_bytes(0, bytes)
-}
-
-fn check_bytes(offset: usize, bytes: &[u8]) -> Result<(), TokenError> {
     match bytes.iter().position(|b| !(0x20..=0x7E).contains(b)) {
-        Some(i) => Err(TokenError::InvalidByte { position: offset + i }),
+        Some(position) => Err(TokenError::InvalidByte { position }),
         None => Ok(()),
     }
 }
@@ -320,23 +270,6 @@ mod tests {
         assert_eq!(t.expose(), r"a\/b\u0041");
         t.set(r"ends\").unwrap();
         assert_eq!(t.expose(), r"ends\");
-    }
-
-    #[test]
-    fn escaped_json_is_decoded() {
-        let mut t = Token::<16>::new();
-        t.set_escaped(EscapedStr(r"a\/b\u0041")).unwrap();
-        assert_eq!(t.expose(), "a/bA");
-        assert_eq!(
-            t.set_escaped(EscapedStr(r"a\nb")),
-            Err(TokenError::InvalidByte { position: 1 })
-        );
-        assert_eq!(t.set_escaped(EscapedStr(r"a\q")), Err(TokenError::InvalidEscape));
-        assert_eq!(
-            t.set_escaped(EscapedStr(r"0123456789abcde\u0041x")),
-            Err(TokenError::TooLong { len: 17, capacity: 16 })
-        );
-        assert_eq!(t.expose(), "a/bA");
     }
 
     #[test]

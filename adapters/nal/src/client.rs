@@ -442,9 +442,7 @@ impl<
     }
 
     // Out of line: measured smaller on thumbv7em than inlined into `poll`.
-
     #[inline(never)]
-
     fn step_slot(&mut self, net: &mut T, index: usize, now: Instant) {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
@@ -508,9 +506,7 @@ impl<
     }
 
     // Out of line: measured smaller on thumbv7em than inlined into `step_refresh`.
-
     #[inline(never)]
-
     fn refresh_answered(&mut self, now: Instant, id: RefreshId, answer: &Answer) {
         if !self.coordinator.is_live_refresh(id) {
             // Credentials were replaced (login, logout) since the attempt started: its tokens

@@ -440,9 +440,12 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
     Ok(Some((head, framing)))
 }
 
+/// A line without its end, and the bytes after it.
+type LineAndRest<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits off the first line of `data`: the line without its end (LF, or CRLF), and what
 /// follows it. `Ok(None)` if its end has not arrived; a CR anywhere else is an error.
-fn next_line(data: &[u8]) -> Result<Option<(&[u8], &[u8])>, HttpError> {
+fn next_line(data: &[u8]) -> Result<Option<LineAndRest<'_>>, HttpError> {
     let Some(end) = data.iter().position(|&b| b == b'\n') else {
         return Ok(None);
     };
@@ -926,7 +929,7 @@ mod tests {
 
     #[test]
     fn head_parser_agrees_with_httparse_on_generated_heads() {
-        let mut rng = Rng(0x5EED_0F_4EAD);
+        let mut rng = Rng(0x005E_ED0F_4EAD);
         let mut tally = Tally::default();
         for _ in 0..20_000 {
             let head = generated_head(&mut rng);
@@ -963,7 +966,7 @@ mod tests {
     #[test]
     fn chunk_size_parser_agrees_with_httparse() {
         let alphabet = b"0123456789abcdefABCDEFgG;= \t\r\n\x00";
-        let mut rng = Rng(0xC4_0C4);
+        let mut rng = Rng(0xC40C4);
         for _ in 0..50_000 {
             let len = rng.below(22);
             let line: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
