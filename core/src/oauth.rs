@@ -204,25 +204,43 @@ pub fn write_refresh_body(
         params.client_secret.map(|v| ("client_secret", v)),
         params.scope.map(|v| ("scope", v)),
     ];
-    let needed = fields.iter().flatten().map(|(k, v)| k.len() + 1 + encoded_len(v)).sum::<usize>()
-        + fields.iter().flatten().count()
-        - 1;
+    // One encoder, run twice: to measure (into nothing), then to write what is known to fit.
+    let needed = encode_form(&fields, &mut []);
     let Some(out) = out.get_mut(..needed) else {
         return Err(BufferTooSmall { needed });
     };
-    let mut at = 0;
+    Ok(encode_form(&fields, out))
+}
+
+/// Form-encodes `fields` into `out` as far as it has room, and returns the full length.
+fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut len = 0;
+    let mut put = |b: u8| {
+        if let Some(slot) = out.get_mut(len) {
+            *slot = b;
+        }
+        len += 1;
+    };
     for (i, (key, value)) in fields.iter().flatten().enumerate() {
         if i > 0 {
-            out[at] = b'&';
-            at += 1;
+            put(b'&');
         }
-        out[at..at + key.len()].copy_from_slice(key.as_bytes());
-        at += key.len();
-        out[at] = b'=';
-        at += 1;
-        at = encode_into(value, out, at);
+        key.bytes().for_each(&mut put);
+        put(b'=');
+        for b in value.bytes() {
+            match b {
+                _ if is_unreserved(b) => put(b),
+                b' ' => put(b'+'),
+                _ => {
+                    put(b'%');
+                    put(HEX[usize::from(b >> 4)]);
+                    put(HEX[usize::from(b & 15)]);
+                }
+            }
+        }
     }
-    Ok(at)
+    len
 }
 
 impl TokenResponse<'_> {
@@ -293,32 +311,6 @@ fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), Toke
 /// Bytes kept as they are by form encoding; space becomes `+`, everything else `%XX`.
 const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_')
-}
-
-fn encoded_len(value: &str) -> usize {
-    value.bytes().map(|b| if is_unreserved(b) || b == b' ' { 1 } else { 3 }).sum()
-}
-
-/// Encodes `value` into `out` from `at`; the caller has checked that it fits.
-fn encode_into(value: &str, out: &mut [u8], mut at: usize) -> usize {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in value.bytes() {
-        if is_unreserved(b) {
-            out[at] = b;
-            at += 1;
-        } else if b == b' ' {
-            out[at] = b'+';
-            at += 1;
-        } else {
-            out[at..at + 3].copy_from_slice(&[
-                b'%',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]);
-            at += 3;
-        }
-    }
-    at
 }
 
 impl fmt::Debug for TokenResponse<'_> {
