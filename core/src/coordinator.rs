@@ -559,6 +559,7 @@ impl<const N: usize> Coordinator<N> {
     }
 
     /// True if requests may go out with the current token at `now`; false in [`State::Failed`].
+    // Out of line: every input asks it, and one shared copy is smaller on a microcontroller.
     #[inline(never)]
     fn usable(&self, now: Instant) -> bool {
         match self.state {

@@ -102,6 +102,7 @@ impl<const N: usize> ParkQueue<N> {
     }
 
     /// The earliest deadline among the entries still waiting.
+    // Out of line: two callers, and the 64-bit compares are long on a microcontroller.
     #[inline(never)]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.entries.get(self.doomed).map(|p| p.deadline_at)

@@ -382,9 +382,8 @@ impl Receiver {
 /// `HTTP/1.0` or `HTTP/1.1`, one space, three digits, then nothing or a space and a reason of
 /// tabs, spaces, visible ASCII and obs-text; header lines `token ":" value` whose value has no
 /// control character but tab; lines end with CRLF or a bare LF. It is written here rather than
-/// taken from httparse because that is 2.4 KiB of flash on thumbv7em (its header tables and
-/// macro-expanded loops) where this is a few hundred bytes, and this client only looks at two
-/// headers. The one difference: a line is checked once it is complete, so a malformed line is
+/// taken from httparse because httparse took 1.8 KiB more flash on thumbv7em (its header tables
+/// and macro-expanded loops), and this client only looks at two headers. The one difference: a line is checked once it is complete, so a malformed line is
 /// reported when its line end arrives, not at its first bad byte.
 fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>, HttpError> {
     let mut rest = data;
@@ -532,6 +531,7 @@ fn parse_chunk_size(data: &[u8]) -> Result<Option<(usize, u64)>, HttpError> {
 /// Decodes as much of a chunked body as has arrived, in place. Returns true at the end of the
 /// body; otherwise the undecoded framing has been moved down to `out` so that the free room after
 /// `filled` is as large as it can be.
+// Out of line, with `on_data`: measured smaller on thumbv7em than inlined.
 #[inline(never)]
 fn dechunk(
     buf: &mut [u8],

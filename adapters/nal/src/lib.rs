@@ -32,11 +32,14 @@
 //!   the same size. A chunked body needs a few bytes of slack for its framing.
 //! - RAM: about `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 //!   [`Client`] value (no heap); the example firmware's client (`K = 2`, 512, 1024, 256, 128)
-//!   takes 6,200 bytes, and the deepest `poll` call chain about 3 KiB of stack.
+//!   takes 5,992 bytes, and the deepest call chain of its main loop 1.9 KiB of stack. The two
+//!   crates add 15.6 KiB of flash to it (thumbv7em, `opt-level = "s"`).
 //!
 //! HTTP: one request per connection (`Connection: close`), responses framed by
 //! `Content-Length`, chunked encoding (decoded in place) or the end of the connection; a
-//! response that does not fit its buffer is [`Error::ResponseTooLarge`], never truncated.
+//! response that does not fit its buffer is [`Error::ResponseTooLarge`], never truncated. The
+//! response head is read by a small parser of our own with httparse's grammar (tested against
+//! httparse, which took 1.8 KiB more flash).
 //! Connect, response and idle timeouts run on the caller's clock ([`Timeouts`]).
 //!
 //! Tokens never appear in `Debug`, `Display` or errors. The buffers that held them (a request's
