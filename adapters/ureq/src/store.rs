@@ -92,7 +92,8 @@ pub struct MemoryStore {
 /// `save` writes a temporary file in the same directory (created with mode 0600, so the tokens
 /// are never readable by others, not even for a moment), flushes it to disk, renames it over
 /// the target, and flushes the directory, so that after a crash the file holds either the old
-/// tokens or the new ones, never a mix or nothing.
+/// tokens or the new ones, never a mix or nothing. A temporary file a crash left behind is removed
+/// by the next `load` or `clear` once it is five minutes old (a save in progress is younger).
 #[derive(Clone, Debug)]
 pub struct FileStore {
     path: PathBuf,
@@ -154,6 +155,10 @@ const MAX_FILE_BYTES: u64 = 64 * 1024;
 /// Makes temporary file names unique within the process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A temporary file older than this is a crash's leftover, not a save in progress (a save
+/// writes, flushes and renames within moments), so `load` and `clear` remove it: it holds tokens.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(300);
+
 impl FileStore {
     /// A store backed by the file at `path`. Nothing is touched until the first `load` or
     /// `save`; the directory MUST exist.
@@ -171,6 +176,51 @@ impl FileStore {
         match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
+        }
+    }
+
+    /// The start of this store's temporary file names: `.{file name}.`, then
+    /// `{process id}.{counter}.tmp`.
+    fn temp_prefix(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(|| "tokens".to_owned(), |n| n.to_string_lossy().into_owned());
+        format!(".{name}.")
+    }
+
+    /// Removes the temporary files that a `save` interrupted by a crash left beside the token
+    /// file, once they are [`STALE_TEMP_AGE`] old. Best effort: what cannot be read or removed
+    /// is left alone, and only names of the exact form `save` uses are touched.
+    fn remove_stale_temps(&self) {
+        let Ok(entries) = fs::read_dir(self.dir()) else {
+            return;
+        };
+        let prefix = self.temp_prefix();
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(ids) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.strip_suffix(".tmp"))
+            else {
+                continue;
+            };
+            let ours = ids.split_once('.').is_some_and(|(pid, counter)| {
+                [pid, counter]
+                    .iter()
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age >= STALE_TEMP_AGE);
+            if ours && stale {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
 
@@ -223,6 +273,7 @@ struct FileIn {
 
 impl TokenStore for FileStore {
     fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+        self.remove_stale_temps();
         let file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -262,12 +313,9 @@ impl TokenStore for FileStore {
         let bytes = Zeroizing::new(
             serde_json::to_vec_pretty(&out).map_err(|e| StoreError::Other(e.to_string()))?,
         );
-        let name = self
-            .path
-            .file_name()
-            .map_or_else(|| "tokens".to_owned(), |n| n.to_string_lossy().into_owned());
         let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.dir().join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+        let temp =
+            self.dir().join(format!("{}{}.{unique}.tmp", self.temp_prefix(), std::process::id()));
         if let Err(e) = self.write_temp(&temp, &bytes) {
             let _ = fs::remove_file(&temp);
             return Err(e);
@@ -280,6 +328,7 @@ impl TokenStore for FileStore {
     }
 
     fn clear(&self) -> Result<(), StoreError> {
+        self.remove_stale_temps();
         match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -309,6 +309,40 @@ fn file_store_replaces_the_file_by_rename_and_never_writes_into_it() {
 }
 
 #[test]
+fn temp_files_left_by_a_crash_are_removed_once_stale_and_nothing_else_is() {
+    let scratch = Scratch::new("sweep");
+    let path = scratch.0.join("tokens.json");
+    let store = FileStore::new(&path);
+    store.save(&stored("current")).unwrap();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+    let leftover = |name: &str, modified: SystemTime| {
+        let file = fs::File::create(scratch.0.join(name)).unwrap();
+        file.set_modified(modified).unwrap();
+    };
+    leftover(".tokens.json.4242.7.tmp", hour_ago); // a crashed save: removed
+    leftover(".tokens.json.4243.0.tmp", SystemTime::now()); // a save in progress: kept
+    leftover(".tokens.json.backup.tmp", hour_ago); // not a name `save` makes: kept
+    leftover(".other.json.4242.7.tmp", hour_ago); // another store's: kept
+    assert_eq!(loaded_tag(&path), "current");
+    assert_eq!(
+        scratch.names(),
+        [
+            ".other.json.4242.7.tmp",
+            ".tokens.json.4243.0.tmp",
+            ".tokens.json.backup.tmp",
+            "tokens.json"
+        ]
+    );
+    leftover(".tokens.json.1.2.tmp", hour_ago);
+    store.clear().unwrap();
+    assert_eq!(
+        scratch.names(),
+        [".other.json.4242.7.tmp", ".tokens.json.4243.0.tmp", ".tokens.json.backup.tmp"],
+        "logout leaves no stale copy of the tokens"
+    );
+}
+
+#[test]
 fn a_temp_file_left_by_a_crash_keeps_the_old_tokens_and_does_not_block_the_next_save() {
     let scratch = Scratch::new("crash");
     let path = scratch.0.join("tokens.json");
