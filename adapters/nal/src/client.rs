@@ -572,9 +572,20 @@ impl<
         self.refresh_news = Some(event);
     }
 
+    /// The next event to hand out (see [`take_event`](Self::take_event)), logged with the `log`
+    /// feature.
+    fn next_event(&mut self) -> Option<Event<T::Error, S::Error>> {
+        let event = self.take_event();
+        #[cfg(feature = "log")]
+        if let Some(event) = &event {
+            log_event(event);
+        }
+        event
+    }
+
     /// The refresh exchange's news (the store's failure first: it happened first), else the
     /// first slot with something to report.
-    fn next_event(&mut self) -> Option<Event<T::Error, S::Error>> {
+    fn take_event(&mut self) -> Option<Event<T::Error, S::Error>> {
         if let Some(error) = self.persist_failed.take() {
             return Some(Event::PersistFailed { error });
         }
@@ -599,6 +610,32 @@ impl<
             }
         }
         None
+    }
+}
+
+/// Logs an event as it is handed out. Only kinds, ids, statuses and counts: the transport's and
+/// the store's own error values are not shown, since what they hold is not ours to vouch for.
+#[cfg(feature = "log")]
+fn log_event<E: embedded_nal::TcpError, SE>(event: &Event<E, SE>) {
+    const TARGET: &str = "reauth_nal";
+    match event {
+        Event::Response { id, status } => log::debug!(target: TARGET, "{id} answered {status}"),
+        Event::Failed { id, error } => log::warn!(target: TARGET, "{id} failed: {error}"),
+        Event::Refreshed { generation, lifetime } => match lifetime {
+            Some(lifetime) => {
+                log::info!(target: TARGET, "token refreshed: {generation}, {lifetime}")
+            }
+            None => log::info!(target: TARGET, "token refreshed: {generation}, lifetime not given"),
+        },
+        Event::RefreshFailed { failure: RefreshFailure::Refused, error } => {
+            log::warn!(target: TARGET, "refresh refused, the user must log in again: {error}");
+        }
+        Event::RefreshFailed { failure: RefreshFailure::Transient { .. }, error } => {
+            log::warn!(target: TARGET, "refresh failed, to be retried: {error}");
+        }
+        Event::PersistFailed { .. } => {
+            log::error!(target: TARGET, "the rotated refresh token could not be persisted");
+        }
     }
 }
 
