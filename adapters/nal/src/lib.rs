@@ -42,8 +42,13 @@
 //! httparse, which took 1.8 KiB more flash).
 //! Connect, response and idle timeouts run on the caller's clock ([`Timeouts`]).
 //!
-//! Tokens never appear in `Debug`, `Display` or errors. The buffers that held them (a request's
-//! `Authorization` line, the refresh request and answer) are wiped when they are done with.
+//! Tokens never appear in `Debug`, `Display`, errors or logs. The buffers that held them (a
+//! request's `Authorization` line, the refresh request and answer) are wiped when they are done
+//! with.
+//!
+//! Feature `log` (off by default, free when off): every [`Event`] that [`Client::poll`] hands
+//! out is logged under the target `reauth_nal` (answers at debug, failures at warn, a lost
+//! rotated token at error), and the coordinator's own state changes under `reauth`.
 
 #![no_std]
 #![forbid(unsafe_code)]
