@@ -123,6 +123,7 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         response: answer_timeout,
         idle: answer_timeout,
         total: Duration::from_secs(10),
+        ..Timeouts::DEFAULT
     };
     let client_config =
         ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };

@@ -267,6 +267,8 @@ impl fmt::Debug for Redacted {
 /// and are cleared by [`MockIssuer::reset_counters`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// TCP connections accepted (a client that keeps connections alive has fewer than requests).
+    pub connections_accepted: u64,
     /// Every request read, complete or malformed, on any path.
     pub requests_total: u64,
     /// Requests to a token endpoint (`/oauth/token` or `/auth/refresh`), faulted ones included.

@@ -308,10 +308,11 @@ impl<
         let now = self.clock(now);
         let id = self.fresh_id();
         let host = self.config.api.host;
+        let keep_alive = self.config.timeouts.keep_alive > Duration::ZERO;
         let Some(slot) = self.slots.iter_mut().find(|s| s.is_free()) else {
             return Err(SubmitError::Busy);
         };
-        slot.load(id, request, host, A).map_err(|e| match e {
+        slot.load(id, request, host, A, keep_alive).map_err(|e| match e {
             Some(needed) => SubmitError::RequestTooLarge { needed, capacity: REQ },
             None => SubmitError::InvalidRequest,
         })?;

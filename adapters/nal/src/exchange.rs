@@ -34,6 +34,12 @@ pub(crate) struct Exchange<C> {
     /// There is work the last advance did not get to (just started, or out of budget): poll
     /// again at once.
     busy: bool,
+    /// In [`Phase::Idle`] with a connection: until when it may carry the next exchange.
+    idle_until: Instant,
+    /// The exchange runs on a kept connection and nothing has come back on it yet: if it fails
+    /// now, the server closed the connection while it was idle, and the exchange goes again on
+    /// a new one.
+    reused: bool,
 }
 
 /// `repr(u8)` makes `Idle` the all-zero value (see [`SlotState`](crate::slot::SlotState)).
@@ -62,6 +68,9 @@ pub(crate) struct Wire<'b> {
     pub(crate) response: &'b mut [u8],
     /// The request is a `HEAD`: its answer has no body.
     pub(crate) head_request: bool,
+    /// The request may go on a kept connection, and its connection may be kept after it for
+    /// [`Timeouts::keep_alive`] (an idempotent request; see [`crate::Timeouts`]).
+    pub(crate) persistent: bool,
 }
 
 /// What an advance achieved.
@@ -83,12 +92,14 @@ impl<C> Exchange<C> {
             deadline_at: Instant::ZERO,
             give_up_at: Instant::ZERO,
             busy: false,
+            idle_until: Instant::ZERO,
+            reused: false,
         }
     }
 
-    /// Begins a new exchange; the connection opens at the next [`advance`](Self::advance). The
-    /// caller MUST have ended the previous one (it ends by itself when it completes or fails,
-    /// and by [`abort`](Self::abort)).
+    /// Begins a new exchange; at the next [`advance`](Self::advance) it takes the kept
+    /// connection or opens one. The caller MUST have ended the previous exchange (it ends by
+    /// itself when it completes or fails, and by [`abort`](Self::abort)).
     pub(crate) fn start(&mut self) {
         self.phase = Phase::Start;
         self.busy = true;
@@ -104,6 +115,15 @@ impl<C> Exchange<C> {
         }
     }
 
+    /// Closes a kept connection once it has been idle for [`Timeouts::keep_alive`]. Called
+    /// when the exchange's owner is polled without work, so a device that stops sending does not
+    /// hold the server's connection much longer.
+    pub(crate) fn close_idle<T: Transport<Connection = C>>(&mut self, net: &mut T, now: Instant) {
+        if matches!(self.phase, Phase::Idle) && now >= self.idle_until {
+            self.abort(net);
+        }
+    }
+
     /// Closes the connection, if any, and forgets the exchange.
     pub(crate) fn abort<T: Transport<Connection = C>>(&mut self, net: &mut T) {
         if let Some(connection) = self.connection.take() {
@@ -113,7 +133,8 @@ impl<C> Exchange<C> {
     }
 
     /// Moves the exchange forward as far as the network allows without waiting. On completion
-    /// or failure the connection is closed and the exchange is idle again.
+    /// the connection is kept if the exchange is persistent and the answer allows it, else
+    /// closed; on failure it is closed; either way the exchange is idle again.
     ///
     /// # Errors
     /// Transport errors, timeouts, an invalid or oversized response, or the peer closing early.
@@ -124,9 +145,25 @@ impl<C> Exchange<C> {
         now: Instant,
         timeouts: &Timeouts,
     ) -> Result<Step, Error<T::Error>> {
+        let persistent = wire.persistent;
         let result = self.run(net, wire, now, timeouts);
-        if !matches!(result, Ok(Step::Pending)) {
-            self.abort(net);
+        match result {
+            Ok(Step::Pending) => {}
+            // The server closed the kept connection while it was idle (the request may have
+            // crossed its close): go again on a new connection. Only idempotent requests are
+            // persistent, so sending one twice is safe.
+            Err(_) if cfg!(feature = "keep-alive") && self.reused => {
+                self.abort(net);
+                self.start();
+                return Ok(Step::Pending);
+            }
+            Ok(Step::Done(_))
+                if cfg!(feature = "keep-alive") && persistent && self.receiver.reusable() =>
+            {
+                self.phase = Phase::Idle;
+                self.idle_until = now.saturating_add(timeouts.keep_alive);
+            }
+            _ => self.abort(net),
         }
         result
     }
@@ -138,16 +175,22 @@ impl<C> Exchange<C> {
         now: Instant,
         timeouts: &Timeouts,
     ) -> Result<Step, Error<T::Error>> {
-        let Wire { remote, request, response, head_request } = wire;
+        let Wire { remote, request, response, head_request, persistent } = wire;
         self.busy = false;
         match self.phase {
             Phase::Idle => return Ok(Step::Pending),
             Phase::Start => {
-                let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
-                self.connection = Some(connection);
-                self.phase = Phase::Connecting;
                 self.give_up_at = now.saturating_add(timeouts.total);
-                self.deadline_at = deadline(now, timeouts.connect, self.give_up_at);
+                if cfg!(feature = "keep-alive") && self.reuse_kept(net, persistent, now) {
+                    self.phase = Phase::Sending;
+                    self.sent = 0;
+                    self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
+                } else {
+                    let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
+                    self.connection = Some(connection);
+                    self.phase = Phase::Connecting;
+                    self.deadline_at = deadline(now, timeouts.connect, self.give_up_at);
+                }
             }
             _ if now >= self.give_up_at => return Err(Error::Timeout(TimeoutKind::Total)),
             _ => {}
@@ -204,7 +247,11 @@ impl<C> Exchange<C> {
                     let answer = match net.receive(connection, into) {
                         Ok(0) => receiver.on_eof().map(Some),
                         Ok(_) if full => Err(RecvError::TooLarge),
-                        Ok(n) => receiver.on_data(response, n),
+                        Ok(n) => {
+                            // An answer is coming: whatever happens now is not a stale connection.
+                            self.reused = false;
+                            receiver.on_data(response, n)
+                        }
                         Err(e) => {
                             would_block(e, Stage::Receive)?;
                             return self.pending(now);
@@ -233,6 +280,27 @@ impl<C> Exchange<C> {
         // Out of budget: there may be more to do right away.
         self.busy = true;
         Ok(Step::Pending)
+    }
+
+    /// At the start of an exchange: true if it goes on the kept connection (the request is
+    /// persistent and the connection has not been idle too long); otherwise a kept connection
+    /// is closed and false says to open one.
+    fn reuse_kept<T: Transport<Connection = C>>(
+        &mut self,
+        net: &mut T,
+        persistent: bool,
+        now: Instant,
+    ) -> bool {
+        self.reused = false;
+        if let Some(kept) = self.connection.take() {
+            if persistent && now < self.idle_until {
+                self.connection = Some(kept);
+                self.reused = true;
+            } else {
+                net.close(kept);
+            }
+        }
+        self.reused
     }
 
     /// The network has nothing for now: fine unless a deadline has passed.

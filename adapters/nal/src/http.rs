@@ -113,9 +113,14 @@ impl<'b> Response<'b> {
 pub(crate) struct Layout {
     pub(crate) auth_at: usize,
     pub(crate) tail_len: usize,
+    /// The request may go on a kept connection, and keep it (see [`write_request`]).
+    pub(crate) persistent: bool,
 }
 
-/// Writes `request` into `buf` without an `Authorization` line; see [`Layout`].
+/// Writes `request` into `buf` without an `Authorization` line; see [`Layout`]. With
+/// `keep_alive`, a request with an idempotent method (RFC 9110 §9.2.2) is persistent: it may be
+/// sent again when a kept connection turns out closed before the answer. Any other asks the
+/// server to close the connection after answering.
 ///
 /// # Errors
 /// `Err(Some(needed))` if it does not fit, `Err(None)` if the request is invalid.
@@ -123,6 +128,7 @@ pub(crate) fn write_request(
     buf: &mut [u8],
     request: &Request<'_>,
     host: &str,
+    keep_alive: bool,
 ) -> Result<Layout, Option<usize>> {
     let valid = is_token(request.method)
         && is_visible(request.path)
@@ -136,17 +142,19 @@ pub(crate) fn write_request(
     if !valid {
         return Err(None);
     }
+    let method = request.method;
+    let bodyless = ["GET", "HEAD", "DELETE", "OPTIONS"].contains(&method);
+    let persistent = cfg!(feature = "keep-alive") && keep_alive && (bodyless || method == "PUT");
     let mut out = Cursor::new(buf);
     out.put(request.method.as_bytes());
     out.put(b" ");
     out.put(request.path.as_bytes());
     out.put(b" HTTP/1.1\r\nHost: ");
     out.put(host.as_bytes());
-    // One exchange per connection: the server closes after answering, which also frees its
-    // resources at once on a device that may not poll again soon.
-    out.put(b"\r\nConnection: close\r\n");
-    let method = request.method;
-    let bodyless = ["GET", "HEAD", "DELETE", "OPTIONS"].contains(&method);
+    if !persistent {
+        out.put(b"\r\nConnection: close");
+    }
+    out.put(b"\r\n");
     if !request.body.is_empty() || !bodyless {
         out.put(b"Content-Length: ");
         out.put_decimal(request.body.len());
@@ -162,7 +170,7 @@ pub(crate) fn write_request(
     out.put(b"\r\n");
     out.put(request.body);
     let end = out.finish().map_err(Some)?;
-    Ok(Layout { auth_at, tail_len: end - auth_at })
+    Ok(Layout { auth_at, tail_len: end - auth_at, persistent })
 }
 
 /// Writes into a fixed buffer and counts what would not fit, so that a too-small buffer is
@@ -219,6 +227,9 @@ impl<'b> Cursor<'b> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     pub(crate) status: u16,
+    /// The server keeps the connection open after this response: HTTP/1.1 without
+    /// `Connection: close`.
+    pub(crate) persistent: bool,
     /// Length of the head in bytes, blank line included; the body starts here.
     pub(crate) len: usize,
 }
@@ -305,7 +316,8 @@ enum Chunk {
 
 impl Receiver {
     pub(crate) const fn new(head_request: bool) -> Self {
-        Self { filled: 0, head_request, head: Head { status: 0, len: 0 }, framing: Framing::Head }
+        let head = Head { status: 0, persistent: false, len: 0 };
+        Self { filled: 0, head_request, head, framing: Framing::Head }
     }
 
     /// Where the next bytes go. Empty only when a close-delimited body has filled the buffer:
@@ -365,6 +377,17 @@ impl Receiver {
         Ok(body_end.map(|body_end| Answer { head: self.head, body_end }))
     }
 
+    /// Once the answer is complete: whether its connection can carry another exchange. The
+    /// server keeps it open, the body's end was known from its framing, and nothing came after.
+    pub(crate) const fn reusable(&self) -> bool {
+        self.head.persistent
+            && match self.framing {
+                Framing::Length { end } => self.filled == end,
+                Framing::Chunked { raw, .. } => raw == self.filled,
+                Framing::Head | Framing::Close => false,
+            }
+    }
+
     /// The peer closed the connection: a close-delimited body is complete, anything else was
     /// cut short.
     pub(crate) const fn on_eof(&self) -> Result<Answer, RecvError> {
@@ -396,7 +419,8 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
             break line;
         }
     };
-    let status = parse_status_line(status_line).ok_or(HttpError::InvalidHead)?;
+    let (status, http11) = parse_status_line(status_line).ok_or(HttpError::InvalidHead)?;
+    let mut persistent = http11;
     let mut content_length = None;
     let mut chunked = None;
     let mut count = 0;
@@ -423,10 +447,15 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
             // Only the last coding decides (RFC 9112 §6.3); a later header overrides.
             let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(&[]);
             chunked = Some(same_name(last, b"chunked"));
+        } else if cfg!(feature = "keep-alive")
+            && same_name(name, b"connection")
+            && value.split(|&b| b == b',').any(|option| same_name(trim(option), b"close"))
+        {
+            persistent = false;
         }
     }
     let len = data.len() - rest.len();
-    let head = Head { status, len };
+    let head = Head { status, persistent, len };
     let no_body = head_request || status == 204 || status == 304 || (100..200).contains(&status);
     let framing = match (no_body, chunked, content_length) {
         (true, _, _) => Framing::Length { end: len },
@@ -456,8 +485,8 @@ fn next_line(data: &[u8]) -> Result<Option<LineAndRest<'_>>, HttpError> {
     Ok(Some((line, rest.get(1..).unwrap_or_default())))
 }
 
-/// The status code of `HTTP/1.x SP 3DIGIT [SP reason]`.
-fn parse_status_line(line: &[u8]) -> Option<u16> {
+/// The status code of `HTTP/1.x SP 3DIGIT [SP reason]`, and whether `x` is 1.
+fn parse_status_line(line: &[u8]) -> Option<(u16, bool)> {
     let (version, rest) = line.split_at_checked(8)?;
     if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
         return None;
@@ -474,7 +503,7 @@ fn parse_status_line(line: &[u8]) -> Option<u16> {
     let status = code
         .iter()
         .try_fold(0u16, |n, &d| d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0')))?;
-    reason_ok.then_some(status)
+    reason_ok.then_some((status, version == b"HTTP/1.1"))
 }
 
 /// The name and the trimmed value of `token ":" value`.
@@ -990,7 +1019,7 @@ mod tests {
             headers: &[("Content-Type", "application/json")],
             body: b"{}",
         };
-        let layout = write_request(&mut buf, &request, "example.com:8080").unwrap();
+        let layout = write_request(&mut buf, &request, "example.com:8080", false).unwrap();
         let head = &buf[..layout.auth_at];
         assert_eq!(
             head,
@@ -999,7 +1028,7 @@ mod tests {
         );
         assert_eq!(&buf[layout.auth_at..layout.auth_at + layout.tail_len], b"\r\n{}");
         assert_eq!(
-            write_request(&mut buf[..20], &request, "h"),
+            write_request(&mut buf[..20], &request, "h", false),
             Err(Some(layout.auth_at + 4 - 15))
         );
     }
@@ -1016,9 +1045,9 @@ mod tests {
             Request { headers: &[("Bad Name", "v")], ..Request::get("/") },
         ];
         for request in bad {
-            assert_eq!(write_request(&mut buf, &request, "h"), Err(None), "{request:?}");
+            assert_eq!(write_request(&mut buf, &request, "h", true), Err(None), "{request:?}");
         }
-        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host"), Err(None));
+        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host", true), Err(None));
     }
 
     /// xorshift64*: a deterministic stream of test inputs.

@@ -35,6 +35,9 @@ pub(crate) struct Script {
     pub(crate) stall_after: Option<usize>,
     /// After the response, the server keeps sending this forever, one copy per `receive`.
     pub(crate) endless: Vec<u8>,
+    /// After the whole response the connection stays open, and the next request on it is
+    /// answered by the next script queued for the same address (none: it gets no answer).
+    pub(crate) keep_open: bool,
 }
 
 impl Script {
@@ -101,6 +104,11 @@ impl TcpError for MockError {
 impl MockNet {
     pub(crate) fn script(&mut self, remote: SocketAddr, script: Script) {
         self.scripts.entry(remote).or_default().push_back(script);
+    }
+
+    /// Sockets opened, closed ones included.
+    pub(crate) fn sockets_opened(&self) -> usize {
+        self.conns.len()
     }
 
     /// Sockets opened and not closed.
@@ -235,6 +243,16 @@ impl TcpClientStack for MockNet {
         }
         buffer[..n].copy_from_slice(&conn.script.response[conn.delivered..conn.delivered + n]);
         conn.delivered += n;
+        if conn.script.keep_open && conn.delivered == total {
+            // Ready for the next request on this connection, with the next script.
+            let remote = conn.remote.unwrap();
+            let next = self.scripts.get_mut(&remote).and_then(VecDeque::pop_front);
+            let conn = &mut self.conns[*socket];
+            conn.script = next.unwrap_or(Script { silent: true, ..Script::default() });
+            conn.request.clear();
+            conn.answered = false;
+            conn.delivered = 0;
+        }
         Ok(n)
     }
 

@@ -206,7 +206,15 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
     ) -> Option<Ended<T::Error>> {
         let id = self.running?;
         let request = self.request.get(..self.request_len).unwrap_or_default();
-        let wire = Wire { remote, request, response: &mut self.response, head_request: false };
+        // Its own connection every time: a refresh is rare, and a `POST` that consumes the
+        // refresh token must never be sent twice.
+        let wire = Wire {
+            remote,
+            request,
+            response: &mut self.response,
+            head_request: false,
+            persistent: false,
+        };
         let step = self.exchange.advance(net, wire, now, timeouts);
         let result = match step {
             Ok(Step::Pending) => return None,

@@ -58,7 +58,7 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
             id: RequestId(0),
             state: SlotState::Free,
             exchange: Exchange::new(),
-            layout: Layout { auth_at: 0, tail_len: 0 },
+            layout: Layout { auth_at: 0, tail_len: 0, persistent: false },
             auth_len: 0,
             head_request: false,
             request: [0; REQ],
@@ -71,7 +71,8 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
     }
 
     /// Copies `request` in for `id`, leaving room for an access token of up to `max_token`
-    /// bytes. The slot stays free until the caller sets its state.
+    /// bytes. With `keep_alive`, an idempotent request may go on the slot's kept connection, and
+    /// keep it (see [`write_request`]). The slot stays free until the caller sets its state.
     ///
     /// # Errors
     /// `Err(Some(needed))` if it does not fit, `Err(None)` if it is invalid.
@@ -81,8 +82,9 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
         request: &Request<'_>,
         host: &str,
         max_token: usize,
+        keep_alive: bool,
     ) -> Result<(), Option<usize>> {
-        let layout = write_request(&mut self.request, request, host)?;
+        let layout = write_request(&mut self.request, request, host, keep_alive)?;
         let needed = layout.auth_at + layout.tail_len + auth_line_len(max_token);
         if needed > REQ {
             return Err(Some(needed));
@@ -107,7 +109,7 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
             self.state = SlotState::Failed(Error::Rejected(reauth_core::Rejection::NeedsLogin));
             return;
         };
-        let Layout { auth_at, tail_len } = self.layout;
+        let Layout { auth_at, tail_len, .. } = self.layout;
         let old_tail = auth_at + self.auth_len;
         let new_len = auth_line_len(token.len());
         let new_tail = auth_at + new_len;
@@ -138,12 +140,20 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
         timeouts: &Timeouts,
     ) -> Option<(Ticket, Answer)> {
         let SlotState::Running(ticket) = self.state else {
+            if cfg!(feature = "keep-alive") {
+                self.exchange.close_idle(net, now);
+            }
             return None;
         };
         let end = self.layout.auth_at + self.auth_len + self.layout.tail_len;
         let request = self.request.get(..end).unwrap_or_default();
-        let wire =
-            Wire { remote, request, response: &mut self.response, head_request: self.head_request };
+        let wire = Wire {
+            remote,
+            request,
+            response: &mut self.response,
+            head_request: self.head_request,
+            persistent: self.layout.persistent,
+        };
         let step = self.exchange.advance(net, wire, now, timeouts);
         match step {
             Ok(Step::Pending) => None,

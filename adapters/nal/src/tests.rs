@@ -14,7 +14,7 @@ use reauth_core::{Duration, Generation, Instant, RefreshFailure, Rejection, Requ
 use crate::mock::{MockError, MockNet, Script, http, token_response};
 use crate::{
     Client, ClientConfig, Endpoint, Error, Event, OAuth2, Request, Stage, SubmitError, TimeoutKind,
-    TokenStore,
+    Timeouts, TokenStore,
 };
 
 const API: &str = "10.0.0.1:80";
@@ -52,11 +52,14 @@ fn auth() -> SocketAddr {
     AUTH.parse().unwrap()
 }
 
+/// One connection per request (no keep-alive), so that each scripted answer has its own
+/// connection; the keep-alive tests turn it on.
 fn config() -> ClientConfig<'static> {
-    ClientConfig::new(
+    let config = ClientConfig::new(
         Endpoint { addr: api(), host: "api.test" },
         Endpoint { addr: auth(), host: "auth.test" },
-    )
+    );
+    ClientConfig { timeouts: Timeouts { keep_alive: Duration::ZERO, ..config.timeouts }, ..config }
 }
 
 fn client_with(config: ClientConfig<'static>) -> TestClient {
@@ -623,6 +626,7 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
                     silent: next() % 23 == 0,
                     stall_after: (next() % 19 == 0).then(|| pick(next(), len + 1)),
                     endless: Vec::new(),
+                    keep_open: next() % 2 == 0,
                     response,
                 };
                 net.script(remote, script);
@@ -632,7 +636,10 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
             statuses: &[401],
             body_code: Some(BodyCode { field: "code", values: &[409] }),
         };
-        let mut client = client_with(ClientConfig { expiry: rule, ..config() });
+        // Half the rounds keep connections, so that reuse meets every fault too.
+        let keep_alive = Duration::from_secs(if next() % 2 == 0 { 4 } else { 0 });
+        let timeouts = Timeouts { keep_alive, ..Timeouts::DEFAULT };
+        let mut client = client_with(ClientConfig { expiry: rule, timeouts, ..config() });
         client.login(t(0), "at1", "rt1", Some(Duration::from_secs(2))).unwrap();
         let ids: Vec<_> =
             (0..3).map(|_| client.submit(t(0), &Request::get("/api/x")).unwrap()).collect();
@@ -661,4 +668,85 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
     }
     // The mix really exercised both outcomes and the refresh path.
     assert!(answered > 100 && failed > 100 && refreshed > 10, "{answered} {failed} {refreshed}");
+}
+
+/// A client logged in like [`logged_in`], keeping connections for 4 s.
+fn keeping_connections() -> TestClient {
+    let mut client = client_with(ClientConfig::new(
+        Endpoint { addr: api(), host: "api.test" },
+        Endpoint { addr: auth(), host: "auth.test" },
+    ));
+    assert_eq!(client.config().timeouts.keep_alive, Duration::from_secs(4));
+    client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
+    client
+}
+
+/// Submits `request` at `at` ms, polls until it has an outcome, and returns the events and the
+/// body of its answer (its slot released).
+fn exchange(
+    client: &mut TestClient,
+    net: &mut MockNet,
+    at: u64,
+    request: &Request<'_>,
+) -> (Vec<Ev>, String) {
+    let id = client.submit(t(at), request).unwrap();
+    let (events, _) = run(client, net, at, 1, |e| finished(e) == 1);
+    let answer = body(client, id);
+    assert!(client.release(id));
+    (events, answer)
+}
+
+#[test]
+fn a_slot_keeps_its_connection_for_the_next_request() {
+    let mut net = MockNet::default();
+    for body in ["one", "two", "three"] {
+        net.script(api(), Script { keep_open: true, ..Script::answer(&http(200, body)) });
+    }
+    let mut client = keeping_connections();
+    for (at, expected) in [(0, "one"), (1_000, "two"), (3_900, "three")] {
+        assert_eq!(exchange(&mut client, &mut net, at, &Request::get("/api/x")).1, expected);
+    }
+    assert_eq!(net.sockets_opened(), 1, "one connection for three requests");
+    assert_eq!(net.open_sockets(), 1, "kept for the next one");
+    let requests = net.requests_to(api());
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| !r.contains("Connection")), "{requests:?}");
+    // Idle past `keep_alive`: closed at the next poll, without a request.
+    drain(&mut client, &mut net, t(3_900 + 4_000));
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
+fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_again() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { keep_open: true, ..Script::answer(&http(200, "one")) });
+    // The server closed the idle connection: the next request on it reads the end at once.
+    net.script(api(), Script { close_after: Some(0), ..Script::answer(&http(200, "lost")) });
+    net.script(api(), Script::answer(&http(200, "two")));
+    let mut client = keeping_connections();
+    exchange(&mut client, &mut net, 0, &Request::get("/api/x"));
+    let (events, answer) = exchange(&mut client, &mut net, 500, &Request::get("/api/x"));
+    assert_eq!(answer, "two");
+    assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })), "{events:?}");
+    assert_eq!(net.sockets_opened(), 2);
+    assert_eq!(net.requests_to(api()).len(), 3, "the second request went twice");
+}
+
+#[test]
+fn connections_are_not_kept_for_a_post_a_close_or_http_1_0() {
+    let mut net = MockNet::default();
+    let closing =
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 3\r\n\r\none";
+    net.script(api(), Script::answer(closing));
+    net.script(api(), Script::answer(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\ntwo"));
+    net.script(api(), Script::answer(&http(200, "three")));
+    let mut client = keeping_connections();
+    let requests = [Request::get("/a"), Request::get("/b"), Request::post("/c", b"{}")];
+    for (at, (request, expected)) in requests.iter().zip(["one", "two", "three"]).enumerate() {
+        assert_eq!(exchange(&mut client, &mut net, at as u64 * 10, request).1, expected);
+        assert_eq!(net.open_sockets(), 0, "{request:?}: the connection was kept");
+    }
+    let sent = net.requests_to(api());
+    assert!(!sent[0].contains("Connection"), "a GET asks to keep it");
+    assert!(sent[2].contains("\r\nConnection: close\r\n"), "a POST asks to close it");
 }

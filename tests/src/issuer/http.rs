@@ -137,6 +137,7 @@ fn lock_connections(shared: &Shared) -> MutexGuard<'_, Vec<Connection>> {
 
 /// Starts a thread for `stream` and registers it; reaps threads that have ended.
 fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) {
+    shared.lock().counters_mut().connections_accepted += 1;
     let Ok(registered) = stream.try_clone() else {
         return;
     };
