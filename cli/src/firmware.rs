@@ -311,6 +311,7 @@ impl Report {
         }
         table.row("needs-login rejections", self.needs_login, "client");
         table.row("throughput", format!("{:.0} req/s", done as f64 / secs), "client");
+        table.row("connections", issuer.connections_accepted, "issuer");
         table.row("refresh calls", issuer.refresh_calls, "issuer");
         table.row("refreshes succeeded", issuer.refresh_successes, "issuer");
         table.row("expiry episodes", issuer.expiry_episodes, "issuer");
@@ -418,6 +419,13 @@ impl TcpClientStack for Watched {
         data: &[u8],
     ) -> nb::Result<usize, Self::Error> {
         let sent = self.stack.send(&mut socket.socket, data)?;
+        if socket.head_seen && socket.status_line.len() == STATUS_END {
+            // A kept connection carries its next request (the client never pipelines: it sends
+            // again only after the answer): watch it from the start.
+            socket.head_seen = false;
+            socket.token = None;
+            socket.status_line.clear();
+        }
         if !socket.head_seen {
             socket.request.extend_from_slice(data.get(..sent).unwrap_or_default());
             if let Some(end) = socket.request.windows(4).position(|w| w == b"\r\n\r\n") {

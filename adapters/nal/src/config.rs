@@ -48,8 +48,9 @@ pub struct Timeouts {
     /// that keeps trickling bytes (endless interim responses or trailer lines) cannot hold a
     /// slot forever.
     pub total: Duration,
-    /// How long a slot keeps its connection to the API open after an answer, for its next
-    /// request (default 4 s, under the 5 s after which common servers close idle connections).
+    /// With the `keep-alive` feature: how long a slot keeps its connection to the API open
+    /// after an answer, for its next request (default 4 s, under the 5 s after which common
+    /// servers close idle connections). Without the feature, every request has its own.
     /// Zero: every request opens a connection and asks the server to close it. Only requests
     /// with an idempotent method (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`) reuse a connection:
     /// when a reused connection turns out closed before any answer arrives, the request goes

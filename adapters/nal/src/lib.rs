@@ -35,7 +35,8 @@
 //!   takes 5,992 bytes, and the deepest call chain of its main loop 1.9 KiB of stack. The two
 //!   crates add 15.6 KiB of flash to it (thumbv7em, `opt-level = "s"`).
 //!
-//! HTTP: one request per connection (`Connection: close`), responses framed by
+//! HTTP: one request per connection (`Connection: close`) unless the `keep-alive` feature is
+//! on (below), responses framed by
 //! `Content-Length`, chunked encoding (decoded in place) or the end of the connection; a
 //! response that does not fit its buffer is [`Error::ResponseTooLarge`], never truncated. The
 //! response head is read by a small parser of our own with httparse's grammar (tested against
@@ -46,9 +47,17 @@
 //! request's `Authorization` line, the refresh request and answer) are wiped when they are done
 //! with.
 //!
-//! Feature `log` (off by default, free when off): every [`Event`] that [`Client::poll`] hands
-//! out is logged under the target `reauth_nal` (answers at debug, failures at warn, a lost
-//! rotated token at error), and the coordinator's own state changes under `reauth`.
+//! Features, both off by default:
+//! - `keep-alive`: a slot keeps its connection to the API for its next request, for
+//!   [`Timeouts::keep_alive`] (4 s by default): no TCP or TLS handshake per request. Only
+//!   idempotent requests (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`) use a kept connection, so
+//!   that when the server turns out to have closed it, the request can go again on a new one;
+//!   a `POST` always has its own, and so has every refresh (it consumes the refresh token).
+//!   A response with `Connection: close`, from HTTP/1.0, or delimited by the end of the
+//!   connection ends it. Costs about 500 bytes of flash on thumbv7em.
+//! - `log`: every [`Event`] that [`Client::poll`] hands out is logged under the target
+//!   `reauth_nal` (answers at debug, failures at warn, a lost rotated token at error), and the
+//!   coordinator's own state changes under `reauth`. Free when off.
 
 #![no_std]
 #![forbid(unsafe_code)]

@@ -113,6 +113,26 @@ fn run_k<X: RefreshExchange>(client: &mut TestClient<'_, X>, path: &str) -> (Run
 }
 
 #[test]
+fn slots_keep_their_connections_across_rounds_and_an_expiry() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let host = issuer.addr().to_string();
+    let mut client = logged_in(&issuer, config(&host, &issuer), oauth());
+    for round in 0..5 {
+        if round == 2 {
+            issuer.expire_all_now();
+        }
+        let (run, _) = run_k(&mut client, "/api/data");
+        assert!(run.bodies.iter().all(|(_, status, _)| *status == 200), "{:?}", run.bodies);
+    }
+    let counters = issuer.counters();
+    assert_eq!(counters.api_ok, 5 * K as u64, "{counters:?}");
+    assert_eq!(counters.refresh_calls, 1, "{counters:?}");
+    // One connection per slot for all 24 API requests (the 4 refused ones and their replays
+    // included), and the refresh on its own.
+    assert_eq!(counters.connections_accepted, K as u64 + 1, "{counters:?}");
+}
+
+#[test]
 fn k_requests_in_flight_across_an_expiry_give_one_refresh_and_k_replays() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
     let host = issuer.addr().to_string();
