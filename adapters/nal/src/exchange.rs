@@ -283,8 +283,10 @@ impl<C> Exchange<C> {
     }
 
     /// At the start of an exchange: true if it goes on the kept connection (the request is
-    /// persistent and the connection has not been idle too long); otherwise a kept connection
-    /// is closed and false says to open one.
+    /// persistent, the connection has not been idle too long, and it is quiet: a server that
+    /// closed it, or sent something unasked such as a `408` before closing, has made the
+    /// receive side end or hold bytes); otherwise a kept connection is closed and false says to
+    /// open one.
     fn reuse_kept<T: Transport<Connection = C>>(
         &mut self,
         net: &mut T,
@@ -292,8 +294,9 @@ impl<C> Exchange<C> {
         now: Instant,
     ) -> bool {
         self.reused = false;
-        if let Some(kept) = self.connection.take() {
-            if persistent && now < self.idle_until {
+        if let Some(mut kept) = self.connection.take() {
+            let quiet = matches!(net.receive(&mut kept, &mut [0; 1]), Err(nb::Error::WouldBlock));
+            if persistent && now < self.idle_until && quiet {
                 self.connection = Some(kept);
                 self.reused = true;
             } else {

@@ -38,6 +38,9 @@ pub(crate) struct Script {
     /// After the whole response the connection stays open, and the next request on it is
     /// answered by the next script queued for the same address (none: it gets no answer).
     pub(crate) keep_open: bool,
+    /// On a kept connection: the server has closed it while it was idle, so `receive` gives
+    /// the end at once, even before a request.
+    pub(crate) gone: bool,
 }
 
 impl Script {
@@ -212,6 +215,9 @@ impl TcpClientStack for MockNet {
     fn receive(&mut self, socket: &mut usize, buffer: &mut [u8]) -> nb::Result<usize, MockError> {
         let conn = self.conn(*socket)?;
         conn.calls += 1;
+        if conn.script.gone {
+            return Ok(0);
+        }
         if !conn.answered || conn.script.silent {
             return Err(nb::Error::WouldBlock);
         }

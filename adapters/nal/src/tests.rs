@@ -627,6 +627,7 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
                     stall_after: (next() % 19 == 0).then(|| pick(next(), len + 1)),
                     endless: Vec::new(),
                     keep_open: next() % 2 == 0,
+                    gone: next() % 29 == 0,
                     response,
                 };
                 net.script(remote, script);
@@ -720,7 +721,8 @@ fn a_slot_keeps_its_connection_for_the_next_request() {
 fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_again() {
     let mut net = MockNet::default();
     net.script(api(), Script { keep_open: true, ..Script::answer(&http(200, "one")) });
-    // The server closed the idle connection: the next request on it reads the end at once.
+    // The server closes the idle connection just as the next request arrives (after the
+    // client's check that it was still open): that request reads the end at once.
     net.script(api(), Script { close_after: Some(0), ..Script::answer(&http(200, "lost")) });
     net.script(api(), Script::answer(&http(200, "two")));
     let mut client = keeping_connections();
@@ -730,6 +732,21 @@ fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_again() 
     assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })), "{events:?}");
     assert_eq!(net.sockets_opened(), 2);
     assert_eq!(net.requests_to(api()).len(), 3, "the second request went twice");
+}
+
+#[test]
+fn a_kept_connection_found_closed_before_sending_is_replaced_without_a_resend() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { keep_open: true, ..Script::answer(&http(200, "one")) });
+    net.script(api(), Script { gone: true, ..Script::default() });
+    net.script(api(), Script::answer(&http(200, "two")));
+    let mut client = keeping_connections();
+    exchange(&mut client, &mut net, 0, &Request::get("/api/x"));
+    let (events, answer) = exchange(&mut client, &mut net, 500, &Request::get("/api/x"));
+    assert_eq!(answer, "two");
+    assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })), "{events:?}");
+    assert_eq!(net.sockets_opened(), 2);
+    assert_eq!(net.requests_to(api()).len(), 2, "each request went once");
 }
 
 #[test]
