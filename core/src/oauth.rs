@@ -286,7 +286,8 @@ impl TokenResponse<'_> {
 }
 
 /// Decodes the raw text of a JSON string into `out`, with the checks of
-/// [`Token::set`](crate::Token::set) in the same order as if the decoded text were given to it.
+/// [`Token::set`](crate::Token::set): a byte that is not visible ASCII where it is found, then
+/// the decoded length.
 ///
 /// Not generic over the capacity, so that the firmware carries one copy for both tokens.
 fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), TokenError> {
@@ -300,12 +301,7 @@ fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), Toke
         let _ = out.push(char::from(byte));
         len += 1;
     }
-    let capacity = out.capacity();
-    match len {
-        0 => Err(TokenError::Empty),
-        len if len > capacity => Err(TokenError::TooLong { len, capacity }),
-        _ => Ok(()),
-    }
+    crate::token::check(len, out.capacity(), &[])
 }
 
 /// Bytes kept as they are by form encoding; space becomes `+`, everything else `%XX`.

@@ -188,8 +188,9 @@ fn store(bytes: &mut StringView, value: &str) -> Result<(), TokenError> {
         .map_err(|_| TokenError::TooLong { len: value.len(), capacity: bytes.capacity() })
 }
 
-/// Checks a token's length and bytes before anything is overwritten.
-fn check(len: usize, capacity: usize, bytes: &[u8]) -> Result<(), TokenError> {
+/// Checks a token's length and bytes before anything is overwritten (also used by
+/// [`oauth`](crate::oauth) on the decoded length of a token it decodes itself).
+pub(crate) fn check(len: usize, capacity: usize, bytes: &[u8]) -> Result<(), TokenError> {
     if len == 0 {
         return Err(TokenError::Empty);
     }
