@@ -6,21 +6,18 @@
 
 mod common;
 
-use core::time::Duration as StdDuration;
 use std::string::{String, ToString};
 use std::sync::Mutex;
 use std::time::Instant as StdInstant;
 
 use reauth_core::Instant;
-use reauth_nal::{Client, ClientConfig, Endpoint, Event, Request};
+use reauth_nal::{Client, ClientConfig, Endpoint, Request};
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_testkit::secrets::{assert_hidden, has_issuer_token};
-use std_embedded_nal::Stack;
 
-use crate::common::{Flash, config, oauth};
+use crate::common::{Flash, StackClient, config, drive, oauth};
 
-type TestClient<'a> =
-    Client<'a, Stack, Flash, reauth_nal::OAuth2<'static>, 2, 1024, 4096, 512, 256>;
+type TestClient<'a> = StackClient<'a, reauth_nal::OAuth2<'static>, 2>;
 
 /// Keeps every log line as `LEVEL target: message`.
 struct Capture(Mutex<Vec<String>>);
@@ -38,30 +35,6 @@ impl log::Log for Capture {
     }
 
     fn flush(&self) {}
-}
-
-/// Polls until `n` requests have an outcome (bounded: 10 s, 1e6 rounds), releasing answers.
-fn drive(client: &mut TestClient<'_>, start: StdInstant, n: usize) {
-    let mut net = Stack;
-    let deadline = StdInstant::now() + StdDuration::from_secs(10);
-    let mut finished = 0;
-    for _ in 0..1_000_000 {
-        if finished == n {
-            return;
-        }
-        assert!(StdInstant::now() < deadline, "only {finished} of {n} requests finished");
-        let now = Instant::from_millis(start.elapsed().as_millis() as u64);
-        match client.poll(&mut net, now) {
-            Some(Event::Response { id, .. }) => {
-                assert!(client.release(id));
-                finished += 1;
-            }
-            Some(Event::Failed { .. }) => finished += 1,
-            Some(_) => {}
-            None => std::thread::sleep(StdDuration::from_millis(1)),
-        }
-    }
-    panic!("poll loop ran 1e6 rounds");
 }
 
 #[test]
@@ -84,7 +57,7 @@ fn every_event_is_logged_without_a_token() {
     for _ in 0..2 {
         client.submit(now(), &Request::get("/api/x")).unwrap();
     }
-    drive(&mut client, start, 2);
+    drive(&mut client, start, 2, |_, _| {});
     client.store_mut().failing = false;
 
     // A refusal: the user must log in again.
@@ -94,7 +67,7 @@ fn every_event_is_logged_without_a_token() {
     issuer.expire_all_now();
     issuer.inject(Fault::InvalidGrant { times: 1 });
     client.submit(now(), &Request::get("/api/x")).unwrap();
-    drive(&mut client, start, 1);
+    drive(&mut client, start, 1, |_, _| {});
     assert!(client.needs_login());
 
     // A transport failure: nothing listens on the API's port.
@@ -108,7 +81,7 @@ fn every_event_is_logged_without_a_token() {
     client.login(now(), &tokens.access_token, &tokens.refresh_token, None).unwrap();
     secrets.extend([tokens.access_token, tokens.refresh_token]);
     client.submit(now(), &Request::get("/api/x")).unwrap();
-    drive(&mut client, start, 1);
+    drive(&mut client, start, 1, |_, _| {});
 
     let lines = CAPTURE.0.lock().unwrap().clone();
     let expected = [

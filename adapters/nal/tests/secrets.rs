@@ -28,13 +28,13 @@ use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_testkit::secrets::{assert_hidden, error_chain};
 use std_embedded_nal::Stack;
 
-use crate::common::{Flash, FlashError, quick};
+use crate::common::{Flash, FlashError, StackClient, quick};
 
 /// Marks a secret the test installed itself; it must never be shown.
 const SENTINEL: &str = "SENTINEL-c0ffee";
 
 const K: usize = 4;
-type TestClient<'a> = Client<'a, Stack, Flash, Spy, K, 1024, 4096, 512, 256>;
+type TestClient<'a> = StackClient<'a, Spy, K>;
 
 /// The OAuth2 exchange, noting every access token it installs: the test must know the tokens
 /// a refresh brought to search for them (the flash sees only refresh tokens).
@@ -86,45 +86,20 @@ fn config<'a>(host: &'a str, api: core::net::SocketAddr, issuer: &MockIssuer) ->
     ClientConfig { coordinator: quick(), ..ClientConfig::new(Endpoint { addr: api, host }, token) }
 }
 
-/// Polls until `n` requests have an outcome (bounded: 10 s, 1e6 rounds), formatting every
-/// event, every error chain and every response on the way into `shown`.
+/// Polls until `n` requests have an outcome (see [`common::drive`]), formatting every event,
+/// every error chain, every response and the client on the way into `shown`.
 fn drive(client: &mut TestClient<'_>, start: StdInstant, n: usize, shown: &mut Vec<String>) {
-    let mut net = Stack;
-    let deadline = StdInstant::now() + StdDuration::from_secs(10);
-    let mut finished = 0;
-    for _ in 0..1_000_000 {
-        if finished == n {
-            return;
-        }
-        assert!(StdInstant::now() < deadline, "not done: {shown:?}");
-        let now = Instant::from_millis(start.elapsed().as_millis() as u64);
-        let mut any = false;
-        for _ in 0..1_000 {
-            let Some(event) = client.poll(&mut net, now) else {
-                break;
-            };
-            any = true;
-            shown.push(format!("{event:?}"));
-            match &event {
-                Event::Response { id, .. } => {
-                    shown.push(format!("{:?}", client.response(*id)));
-                    assert!(client.release(*id));
-                    finished += 1;
-                }
-                Event::Failed { error, .. } => {
-                    shown.push(error_chain(error));
-                    finished += 1;
-                }
-                Event::RefreshFailed { error, .. } => shown.push(error_chain(error)),
-                _ => {}
+    common::drive(client, start, n, |client, event| {
+        shown.push(format!("{event:?}"));
+        match event {
+            Event::Response { id, .. } => shown.push(format!("{:?}", client.response(*id))),
+            Event::Failed { error, .. } | Event::RefreshFailed { error, .. } => {
+                shown.push(error_chain(error));
             }
-            shown.push(format!("{client:?}"));
+            _ => {}
         }
-        if !any {
-            std::thread::sleep(StdDuration::from_millis(1));
-        }
-    }
-    panic!("poll loop ran 1e6 rounds: {shown:?}");
+        shown.push(format!("{client:?}"));
+    });
 }
 
 #[test]

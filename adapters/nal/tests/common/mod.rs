@@ -1,15 +1,18 @@
 //! Set-up shared by the integration tests of reauth-nal against the loopback mock issuer: a
-//! token store standing in for flash, the quick-retry coordinator config, and the client config
-//! and OAuth2 exchange for the issuer.
+//! token store standing in for flash, the quick-retry coordinator config, the client config
+//! and OAuth2 exchange for the issuer, and a bounded poll loop.
 //!
 //! Each test file compiles this module on its own, and not every file uses every helper: those
 //! are marked `#[allow(dead_code)]`.
 
+use core::time::Duration as StdDuration;
 use std::string::{String, ToString};
+use std::time::Instant as StdInstant;
 
-use reauth_core::{Backoff, Config, Duration, Generation};
-use reauth_nal::{ClientConfig, Endpoint, OAuth2, TokenStore};
+use reauth_core::{Backoff, Config, Duration, Generation, Instant};
+use reauth_nal::{Client, ClientConfig, Endpoint, Event, OAuth2, RefreshExchange, TokenStore};
 use reauth_testkit::issuer::MockIssuer;
+use std_embedded_nal::Stack;
 
 /// A flash page that keeps every refresh token saved to it, and fails on demand like a worn-out
 /// page.
@@ -56,4 +59,55 @@ pub(crate) fn config<'a>(host: &'a str, issuer: &MockIssuer) -> ClientConfig<'a>
 #[allow(dead_code)] // not used by secrets.rs, which sends a client secret
 pub(crate) fn oauth() -> OAuth2<'static> {
     OAuth2 { path: "/oauth/token", ..OAuth2::default() }
+}
+
+/// A client over real sockets with the [`Flash`] store and the tests' buffer sizes.
+#[allow(dead_code)] // not used by every test file
+pub(crate) type StackClient<'a, X, const K: usize> =
+    Client<'a, Stack, Flash, X, K, 1024, 4096, 512, 256>;
+
+/// What [`drive`] hands to its observer.
+#[allow(dead_code)]
+pub(crate) type StackEvent = Event<<Stack as reauth_nal::Transport>::Error, FlashError>;
+
+/// Polls until `n` requests have an outcome (bounded: 10 s, 1e6 rounds, 1,000 events a round),
+/// showing every event to `seen` before an answered slot is released; sleeps 1 ms after a
+/// round that brought nothing.
+#[allow(dead_code)]
+pub(crate) fn drive<X: RefreshExchange, const K: usize>(
+    client: &mut StackClient<'_, X, K>,
+    start: StdInstant,
+    n: usize,
+    mut seen: impl FnMut(&StackClient<'_, X, K>, &StackEvent),
+) {
+    let mut net = Stack;
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    let mut finished = 0;
+    for _ in 0..1_000_000 {
+        if finished == n {
+            return;
+        }
+        assert!(StdInstant::now() < deadline, "only {finished} of {n} requests finished");
+        let now = Instant::from_millis(start.elapsed().as_millis() as u64);
+        let mut any = false;
+        for _ in 0..1_000 {
+            let Some(event) = client.poll(&mut net, now) else {
+                break;
+            };
+            any = true;
+            seen(client, &event);
+            match event {
+                Event::Response { id, .. } => {
+                    assert!(client.release(id));
+                    finished += 1;
+                }
+                Event::Failed { .. } => finished += 1,
+                _ => {}
+            }
+        }
+        if !any {
+            std::thread::sleep(StdDuration::from_millis(1));
+        }
+    }
+    panic!("poll loop ran 1e6 rounds");
 }
