@@ -88,6 +88,7 @@ fn assert_refresh_token_survived(issuer: &MockIssuer, client: &Client, store: &M
     let saved = store.snapshot().expect("the store holds the tokens");
     let restored = builder(issuer)
         .store(MemoryStore::with_tokens(StoredTokens {
+            version: 1,
             refresh_token: saved.refresh_token,
             access_token: None,
             expires_at: None,
@@ -308,9 +309,11 @@ fn file_store_failing_mid_session_is_reported_and_requests_still_succeed() {
     let r = Arc::clone(&reported);
     let client = logged_in(
         &issuer,
-        builder(&issuer).store(FileStore::new(&path)).on_store_error(move |_| {
-            r.fetch_add(1, Ordering::Relaxed);
-        }),
+        builder(&issuer).store(FileStore::new(&path)).lease_fallback(true).on_store_error(
+            move |_| {
+                r.fetch_add(1, Ordering::Relaxed);
+            },
+        ),
     );
     assert!(FileStore::new(&path).load().unwrap().is_some(), "the login was saved");
     // The directory is replaced by a regular file: every save now fails with ENOTDIR, also for
