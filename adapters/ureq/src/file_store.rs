@@ -1,10 +1,11 @@
 //! [`FileStore`]: the tokens in one JSON file, written atomically with owner-only permissions,
 //! shared safely by the processes of one host through a sibling lock file.
 
+use core::time::Duration;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -118,9 +119,14 @@ impl FileStore {
             .map_err(|e| io_error("write the lock file", &self.lock_path(), e))
     }
 
-    /// The version of the record on disk (0: none).
+    /// The version of the record on disk (0: none). A damaged record counts as none, so that a
+    /// login can write over it; a refresh never gets that far (its reload fails first).
     fn current_version(&self) -> Result<u64, StoreError> {
-        Ok(self.read()?.map_or(0, |r| r.version))
+        match self.read() {
+            Ok(record) => Ok(record.map_or(0, |r| r.version)),
+            Err(StoreError::Corrupt { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     fn read(&self) -> Result<Option<StoredTokens>, StoreError> {
@@ -283,8 +289,7 @@ impl TokenStore for FileStore {
         self.remove_stale_temps();
         let _lock = self.lock()?;
         if let Some(expected) = version {
-            // A record too damaged to read is no newer record: it may go.
-            let current = self.current_version().unwrap_or(expected);
+            let current = self.current_version()?;
             if current != expected {
                 return Err(StoreError::Conflict { current });
             }

@@ -12,7 +12,8 @@ use crate::store::{Lease, StoreError, StoredTokens, TokenStore};
 
 /// How much longer a lease lives than the refresh call it covers: the call's own timeout ends
 /// it first, with room for the store write that follows and for clock drift between hosts.
-pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// Kept short, since a holder that dies keeps everyone else waiting this long past the call.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What to do about one refresh attempt, as the store sees it.
 pub(crate) enum Plan {
@@ -99,18 +100,22 @@ pub(crate) fn release(store: &dyn TokenStore, lease: &Lease) {
     let _ = store.release(lease);
 }
 
-/// The access token of `record` and its remaining lifetime, if it can still be used (an unknown
-/// expiry counts as usable; one less than a second away does not).
+/// The access token of `record` and its remaining lifetime, if it can still be used: an
+/// unknown expiry counts as usable, one less than [`MIN_ADOPTED_LIFETIME`] away does not (the
+/// coordinator would find it stale at once and refresh again).
 pub(crate) fn usable(record: &StoredTokens) -> Option<(&str, Option<Duration>)> {
     let access = record.access_token.as_deref()?;
     match record.expires_at {
         None => Some((access, None)),
         Some(at) => {
             let left = at.duration_since(SystemTime::now()).ok()?;
-            (left >= Duration::from_secs(1)).then_some((access, Some(left)))
+            (left >= MIN_ADOPTED_LIFETIME).then_some((access, Some(left)))
         }
     }
 }
+
+/// The least remaining lifetime worth adopting an access token for.
+const MIN_ADOPTED_LIFETIME: Duration = Duration::from_millis(100);
 
 fn store_failure(e: StoreError) -> RefreshError {
     RefreshError::Store(Arc::new(e))

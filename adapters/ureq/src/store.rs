@@ -34,11 +34,11 @@
 //! a refresh token the server has already consumed.
 
 use core::fmt;
+use core::hash::{BuildHasher, Hasher};
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
@@ -212,10 +212,16 @@ impl Lease {
     /// A lease with a new random owner, to be held for `ttl` from now.
     #[must_use]
     pub fn new(ttl: Duration) -> Self {
-        Self { owner: random_hex(), ttl, asked_at: Instant::now() }
+        // The process id first: an operator (or a chaos test) can tell which process holds it.
+        Self {
+            owner: format!("{}-{}", std::process::id(), random_hex()),
+            ttl,
+            asked_at: Instant::now(),
+        }
     }
 
-    /// The owner's name: 32 random hexadecimal digits, unique per attempt.
+    /// The owner's name: the process id, a dash and 32 random hexadecimal digits, unique per
+    /// attempt.
     #[must_use]
     pub fn owner(&self) -> &str {
         &self.owner
