@@ -192,3 +192,58 @@ fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A store that counts every call, to show which requests touch it.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Counting {
+    fn bump(&self) {
+        self.calls.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl TokenStore for Counting {
+    fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+        self.bump();
+        self.inner.load()
+    }
+    fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        self.bump();
+        self.inner.save(tokens)
+    }
+    fn clear(&self, version: Option<u64>) -> Result<(), StoreError> {
+        self.bump();
+        self.inner.clear(version)
+    }
+    fn try_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
+        self.bump();
+        self.inner.try_lease(lease)
+    }
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.bump();
+        self.inner.release(lease)
+    }
+}
+
+#[test]
+fn requests_with_a_valid_token_never_touch_the_store() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let store = std::sync::Arc::new(Counting::default());
+    let client = builder(&issuer, "app").store(std::sync::Arc::clone(&store)).build().unwrap();
+    let tokens = issuer.login();
+    client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
+    let before = store.calls.load(core::sync::atomic::Ordering::Relaxed);
+    for _ in 0..200 {
+        assert_eq!(client.get(&issuer.api_url("hot")).unwrap().status(), 200);
+    }
+    assert_eq!(store.calls.load(core::sync::atomic::Ordering::Relaxed), before);
+    // A refresh does: lease, reload, save, release.
+    issuer.expire_all_now();
+    assert_eq!(client.get(&issuer.api_url("refresh")).unwrap().status(), 200);
+    let refresh_calls = store.calls.load(core::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(refresh_calls, 4, "try_lease, load, save, release");
+}
