@@ -33,7 +33,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use reauth_core::expiry::is_invalid_token_challenge;
 use reauth_core::{
-    Action, Admission, Coordinator, FailCause, Generation, Instant, Outcome, RefreshId,
+    Action, Admission, Coordinator, FailCause, Generation, Instant, Outcome, Phase, RefreshId,
     RefreshResultError, Rejection, RequestId, State, Ticket, TokenSet, Verdict,
 };
 use serde::Serialize;
@@ -682,18 +682,27 @@ impl Client {
     /// with compare-and-set (see [the store module](crate::TokenStore)).
     fn refresh(&self, id: RefreshId) {
         let gate = self.inner.exchange_gate.lock().unwrap_or_else(PoisonError::into_inner);
-        let (held, refresh_timeout) = {
+        let (held, refresh_timeout, timeout_at) = {
             let shared = self.lock();
             // The attempt may have timed out or been superseded while the gate was closed: the
             // coordinator has then already moved on without it.
-            if shared.coordinator.refresh_in_flight() != Some(id) {
+            let State::Refreshing {
+                phase: Phase::InFlight { id: current, timeout_at, .. }, ..
+            } = *shared.coordinator.state()
+            else {
+                return;
+            };
+            if current != id {
                 return;
             }
             let timeout = shared.coordinator.config().refresh_timeout.millis();
-            (shared.version, Duration::from_millis(timeout))
+            (shared.version, Duration::from_millis(timeout), timeout_at)
         };
         let store = &*self.inner.store;
-        let give_up_at = std::time::Instant::now() + refresh_timeout;
+        // Waiting for another process's lease sends nothing: give up on it a little before the
+        // coordinator's timeout, which would count the attempt as an unanswered presentation.
+        let give_up_at =
+            std::time::Instant::now() + self.until(timeout_at).saturating_sub(LEASE_WAIT_MARGIN);
         let ttl = refresh_timeout + lease::LEASE_MARGIN;
         let plan = lease::plan(store, held, ttl, give_up_at, self.inner.lease_fallback);
         let (lease, record, base) = match plan {
@@ -1080,6 +1089,9 @@ fn stored_tokens(version: u64, refresh: &str, tokens: &NewTokens) -> StoredToken
         expires_at: tokens.expires_in().and_then(|d| SystemTime::now().checked_add(d)),
     }
 }
+
+/// How long before the coordinator's refresh timeout a wait for another process's lease ends.
+const LEASE_WAIT_MARGIN: Duration = Duration::from_millis(100);
 
 /// Builds a request for the convenience methods.
 fn build(
