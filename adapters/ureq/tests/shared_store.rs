@@ -197,7 +197,7 @@ fn scratch(name: &str) -> PathBuf {
 #[derive(Default)]
 struct Counting {
     inner: MemoryStore,
-    calls: std::sync::atomic::AtomicU64,
+    calls: core::sync::atomic::AtomicU64,
 }
 
 impl Counting {
