@@ -128,14 +128,14 @@ impl ClientBuilder {
     /// the call on the wire).
     #[must_use]
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
-        self.config.refresh_timeout = core_duration(timeout);
+        self.config.refresh_timeout = reauth_core::Duration::from(timeout);
         self
     }
 
     /// How long a request may wait for a refresh (sets [`Config::wait_timeout`]).
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.config.wait_timeout = core_duration(timeout);
+        self.config.wait_timeout = reauth_core::Duration::from(timeout);
         self
     }
 
@@ -317,10 +317,6 @@ enum Timeouts {
     Global(Option<Duration>),
     /// A limit per phase: API calls (see [`ClientBuilder::request_timeout`] for why).
     PerPhase(Option<Duration>),
-}
-
-fn core_duration(d: Duration) -> reauth_core::Duration {
-    reauth_core::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Default for ClientBuilder {

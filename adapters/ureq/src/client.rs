@@ -374,7 +374,8 @@ impl Client {
         let saved = self.save_over(&tokens);
         let mut shared = self.lock();
         let (drained, ()) = self.input(&mut shared, |shared, now| {
-            let generation = shared.coordinator.handle_login(now, expires_in.map(core_duration));
+            let generation =
+                shared.coordinator.handle_login(now, expires_in.map(reauth_core::Duration::from));
             shared.install(generation, &tokens);
             shared.last_refresh_error = None;
             if let Ok(version) = saved {
@@ -551,7 +552,7 @@ impl Client {
                 // Someone else in this process got there first.
                 return !shared.coordinator.needs_login();
             }
-            let lifetime = tokens.expires_in().map(core_duration);
+            let lifetime = tokens.expires_in().map(reauth_core::Duration::from);
             let generation = shared.coordinator.handle_adopt(now, lifetime);
             shared.install(generation, &tokens);
             shared.version = record.version;
@@ -784,7 +785,7 @@ impl Client {
         let mut shared = self.lock();
         let (drained, ()) = match result {
             Ok(tokens) => self.input(&mut shared, |shared, now| {
-                let lifetime = tokens.expires_in().map(core_duration);
+                let lifetime = tokens.expires_in().map(reauth_core::Duration::from);
                 if let Ok(generation) = shared.coordinator.handle_refresh_success(now, id, lifetime)
                 {
                     shared.install(generation, &tokens);
@@ -847,8 +848,9 @@ impl Client {
             match (saved.access_token.as_deref(), remaining) {
                 (Some(access), Some(left)) => {
                     let tokens = NewTokens::new(access, Some(&saved.refresh_token), Some(left))?;
-                    let generation =
-                        shared.coordinator.handle_login(now, Some(core_duration(left)));
+                    let generation = shared
+                        .coordinator
+                        .handle_login(now, Some(reauth_core::Duration::from(left)));
                     shared.install(generation, &tokens);
                 }
                 _ => {
@@ -1113,11 +1115,6 @@ fn to_json<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, Error> {
 
 fn invalid(e: http::Error) -> Error {
     Error::InvalidRequest(e.to_string())
-}
-
-/// A `std` duration as the core's milliseconds.
-fn core_duration(d: Duration) -> reauth_core::Duration {
-    reauth_core::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl fmt::Debug for Client {
