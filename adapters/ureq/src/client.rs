@@ -717,10 +717,19 @@ impl Client {
         };
         // The call must end before the lease does; a holder stopped for a while after it took
         // the lease does not start it.
-        let result = match token {
+        let result = match &token {
             _ if lease.remaining() < refresh_timeout => Err(RefreshError::LeaseBusy),
-            Some(token) => self.inner.exchange.refresh(&token),
+            Some(token) => self.inner.exchange.refresh(token),
             None => Err(RefreshError::NoRefreshToken),
+        };
+        // A server that does not rotate keeps the presented token valid: when that was the
+        // record's rather than ours, it is the one to keep.
+        let result = match (result, &record, &token) {
+            (Ok(tokens), Some(_), Some(token)) if !tokens.rotates_refresh_token() => {
+                NewTokens::new(tokens.access(), Some(token), tokens.expires_in())
+                    .map_err(|e| RefreshError::Other(e.to_string()))
+            }
+            (result, ..) => result,
         };
         let result = match result {
             Err(RefreshError::Refused { status, code }) => {
