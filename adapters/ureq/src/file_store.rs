@@ -1,10 +1,11 @@
 //! [`FileStore`]: the tokens in one JSON file, written atomically with owner-only permissions,
 //! shared safely by the processes of one host through a sibling lock file.
 
+use core::time::Duration;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
