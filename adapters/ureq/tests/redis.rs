@@ -25,8 +25,6 @@ use reauth_ureq::{
 };
 use zeroize::Zeroizing;
 
-use crate::common::quick_config;
-
 const SECRET: &str = "SENTINEL-redis-secret-7f3a";
 
 fn record(version: u64, refresh: &str) -> StoredTokens {
@@ -305,6 +303,8 @@ fn clients_sharing_redis_refresh_once_per_expiry_without_reuse() {
     let issuer = MockIssuer::start(IssuerConfig {
         token_lifetime: Duration::from_secs(1),
         revoke_on_reuse: true,
+        // A refresh takes a while, so that clients meet at the lease and wait for the record.
+        latency: Duration::from_millis(20),
         ..IssuerConfig::default()
     })
     .unwrap();
@@ -313,7 +313,11 @@ fn clients_sharing_redis_refresh_once_per_expiry_without_reuse() {
     let outcome = storm(&clients, &issuer, 6, 4000, |c| c.refresh_successes >= 8);
     let counters = issuer.counters();
     let stats = fleet_stats(&clients);
-    eprintln!("{outcome:?}\n{counters:?}\n{}", summary(&stats));
+    let waits = raw(&server, &["INFO", "commandstats"])
+        .lines()
+        .find(|l| l.starts_with("cmdstat_subscribe:"))
+        .map_or_else(|| "cmdstat_subscribe: none".to_owned(), str::to_owned);
+    eprintln!("{outcome:?}\n{counters:?}\n{}\n{waits}", summary(&stats));
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert_one_refresh_per_episode(&counters, &stats);
 }
@@ -360,4 +364,94 @@ fn summary(stats: &[Stats]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis away or restarted under the clients
+
+#[test]
+fn redis_stopped_fails_closed_unless_lease_fallback_is_on() {
+    let Some(mut server) = RedisServer::start_or_skip("redis_stopped") else { return };
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let short = |b: ClientBuilder| b.store(store(&server, "reauth:stopped").timeout(SHORT));
+    let clients = fleet(&server, &issuer, "reauth:stopped", 2, short);
+    let fallback = short(common::builder(&issuer, "redis")).lease_fallback(true).build().unwrap();
+    let url = issuer.api_url("stopped");
+    for client in clients.iter().chain([&fallback]) {
+        assert_eq!(client.get(&url).unwrap().status(), 200);
+    }
+    server.stop();
+    // A valid token needs no store.
+    assert_eq!(clients[0].get(&url).unwrap().status(), 200);
+    issuer.expire_all_now();
+    issuer.reset_counters();
+
+    for client in &clients {
+        match client.get(&url) {
+            Err(Error::RefreshUnavailable(Some(RefreshError::Store(e)))) => {
+                assert!(matches!(*e, StoreError::Unavailable { .. }), "{e:?}");
+            }
+            other => panic!("expected a store failure, got {other:?}"),
+        }
+    }
+    assert_eq!(issuer.counters().refresh_calls, 0, "a refresh went ahead without the lease");
+
+    // The opt-in: this process refreshes on its own; the new tokens stay in its memory.
+    assert_eq!(fallback.get(&url).unwrap().status(), 200);
+    let counters = issuer.counters();
+    assert_eq!((counters.refresh_calls, counters.reuse_attempts), (1, 0), "{counters:?}");
+    assert!(fallback.stats().store_errors >= 1, "{:?}", fallback.stats());
+}
+
+/// Store timeout for tests where Redis is stopped: a refused connection fails at once anyway.
+const SHORT: Duration = Duration::from_millis(500);
+
+#[test]
+fn redis_restarted_mid_run_recovers_without_reuse() {
+    let Some(mut server) = RedisServer::start_or_skip("redis_restarted") else { return };
+    let issuer = MockIssuer::start(IssuerConfig {
+        token_lifetime: Duration::from_secs(1),
+        revoke_on_reuse: true,
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let clients = Arc::new(fleet(&server, &issuer, "reauth:restart", CLIENTS, |b| b));
+    issuer.reset_counters();
+    let issuer = Arc::new(issuer);
+    let restarted = Arc::new(AtomicBool::new(false));
+    let stormer = {
+        let (clients, issuer, restarted) =
+            (Arc::clone(&clients), Arc::clone(&issuer), Arc::clone(&restarted));
+        thread::spawn(move || {
+            storm(&clients, &issuer, 4, 6000, move |c| {
+                restarted.load(Ordering::Relaxed) && c.refresh_successes >= 9
+            })
+        })
+    };
+    // Restart once three episodes went by and every client holds the newest record: the
+    // restart loses the record (no persistence), and no client is between a refresh and its
+    // adoption (see the RedisStore docs for a loss inside that window).
+    let mut synced = false;
+    for _ in 0..20_000 {
+        let episodes = issuer.counters().refresh_successes;
+        let stats = fleet_stats(&clients);
+        synced = episodes >= 3
+            && stats.iter().all(|s| {
+                s.refreshes_started == episodes && s.refreshes_succeeded + s.adopted == episodes
+            });
+        if synced || stormer.is_finished() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(synced, "the clients never agreed: {}", summary(&fleet_stats(&clients)));
+    server.restart().unwrap();
+    restarted.store(true, Ordering::Relaxed);
+    let outcome = stormer.join().unwrap();
+    let counters = issuer.counters();
+    let stats = fleet_stats(&clients);
+    eprintln!("{outcome:?}\n{counters:?}\n{}", summary(&stats));
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_one_refresh_per_episode(&counters, &stats);
+    assert!(counters.refresh_successes >= 9, "{counters:?}");
 }
