@@ -5,7 +5,7 @@
 //! environment variable `REDIS_SERVER`. Where there is none, [`RedisServer::start_or_skip`]
 //! prints `skipped: redis-server not found (...)` and returns `None`, so that a test can return
 //! early; when the environment variable `CI` is set it panics instead: in CI the Redis tests
-//! must run.
+//! must run. [`Persistence::Aof`] gives a server whose data survives a restart.
 //!
 //! # Examples
 //!
@@ -31,6 +31,18 @@ use std::time::{Instant, SystemTime};
 /// How long a started server may take to answer `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a server keeps across [`RedisServer::restart`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing (`--save '' --appendonly no`): a restart starts with an empty data set.
+    #[default]
+    None,
+    /// The append-only file (`--appendonly yes --appendfsync everysec`): every write the server
+    /// acknowledged is in the file (in the OS's cache at least), so it survives the server
+    /// being killed and restarted, time to live of keys included.
+    Aof,
+}
+
 /// A running `redis-server` child process with its own port and directory.
 ///
 /// Dropping it kills the server, waits for it, and removes the directory.
@@ -41,6 +53,7 @@ pub struct RedisServer {
     port: u16,
     /// The temporary directory: the server's `--dir` and its log file.
     dir: PathBuf,
+    persistence: Persistence,
     /// The server process; `None` while stopped.
     child: Option<Child>,
 }
@@ -62,6 +75,14 @@ impl RedisServer {
     /// [`StartError::NotFound`] if there is no `redis-server`; [`StartError::Failed`] if it did
     /// not answer within 10 s (the error holds the end of its log).
     pub fn start() -> Result<Self, StartError> {
+        Self::start_with(Persistence::None)
+    }
+
+    /// [`start`](Self::start) with the given persistence.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with(persistence: Persistence) -> Result<Self, StartError> {
         let program = program();
         match Command::new(&program).arg("--version").stdout(Stdio::null()).status() {
             Ok(status) if status.success() => {}
@@ -72,7 +93,7 @@ impl RedisServer {
             Err(e) => return Err(StartError::NotFound(e)),
         }
         let dir = temp_dir().map_err(StartError::Failed)?;
-        let mut server = Self { program, port: 0, dir, child: None };
+        let mut server = Self { program, port: 0, dir, persistence, child: None };
         // Another process may take the free port between our probe and the server's bind.
         let mut last = None;
         for _ in 0..5 {
@@ -93,7 +114,16 @@ impl RedisServer {
     /// If the server was found but did not start, or was not found while `CI` is set.
     #[must_use]
     pub fn start_or_skip(test: &str) -> Option<Self> {
-        match Self::start() {
+        Self::start_or_skip_with(test, Persistence::None)
+    }
+
+    /// [`start_or_skip`](Self::start_or_skip) with the given persistence.
+    ///
+    /// # Panics
+    /// As [`start_or_skip`](Self::start_or_skip).
+    #[must_use]
+    pub fn start_or_skip_with(test: &str, persistence: Persistence) -> Option<Self> {
+        match Self::start_with(persistence) {
             Ok(server) => Some(server),
             Err(StartError::NotFound(e)) if std::env::var_os("CI").is_none() => {
                 println!(
@@ -133,8 +163,8 @@ impl RedisServer {
         }
     }
 
-    /// Stops the server if it runs and starts a new one on the same port, with an empty data
-    /// set, and waits until it answers.
+    /// Stops the server if it runs and starts a new one on the same port and directory, and
+    /// waits until it answers. Its data set is empty unless it has [`Persistence::Aof`].
     ///
     /// # Errors
     /// If the new server did not answer within 10 s (the error holds the end of its log).
@@ -167,7 +197,11 @@ impl RedisServer {
             .current_dir(&self.dir)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
             .arg(&self.dir)
-            .args(["--save", "", "--appendonly", "no", "--logfile", "redis.log"])
+            .args(["--save", "", "--logfile", "redis.log", "--appendonly"])
+            .args(match self.persistence {
+                Persistence::None => &["no"][..],
+                Persistence::Aof => &["yes", "--appendfsync", "everysec"],
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -207,6 +241,7 @@ impl fmt::Debug for RedisServer {
         f.debug_struct("RedisServer")
             .field("port", &self.port)
             .field("dir", &self.dir)
+            .field("persistence", &self.persistence)
             .field("running", &self.is_running())
             .finish()
     }

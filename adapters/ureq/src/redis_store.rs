@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use redis::{Connection, ConnectionLike, PubSub, RedisError, Script};
+use redis::{Connection, ConnectionLike, ErrorKind, PubSub, RedisError, Script, ServerErrorKind};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -57,10 +57,12 @@ use crate::store::{Lease, StoreError, StoredTokens, TokenStore, unix_ms};
 ///   [`ClientBuilder::lease_fallback`](crate::ClientBuilder::lease_fallback) each process
 ///   refreshes on its own instead; with a rotating refresh token, two processes doing so at
 ///   once log each other out.
-/// - **Restarted**: the next command finds its connection dropped and is sent once more on a
-///   new connection (only on a connection that had worked before, and never after a timeout,
-///   when the command may still be running). Unless Redis persists its data (RDB or AOF), the
-///   record and the lease are gone, as below.
+/// - **Restarted**: a command that finds its connection dropped is sent again on a new
+///   connection, which is tried every 20 ms for up to the timeout (only for a connection that
+///   had worked before, and never after a timeout, when the command may still be running), so a
+///   restart shorter than the timeout goes unnoticed. Unless Redis persists its data (AOF, or an
+///   RDB snapshot taken since the last write), the record and the lease are gone, as below.
+///   With the AOF, an acknowledged write survives the server process being killed.
 /// - **Loses the keys** (restart without persistence, failover to a replica that had not
 ///   received the last writes, `FLUSHDB`, eviction): a lost record makes the next process that
 ///   refreshes do so with the refresh token in its own memory and write a new record as
@@ -118,6 +120,9 @@ struct Scripts {
 
 /// Default bound of each connect and each command.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pause between two connects while a server that was there comes back.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Default longest sleep of `wait_for_change` between two looks.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -269,26 +274,41 @@ impl RedisStore {
         Ok(connection)
     }
 
-    /// Runs `command` on the shared connection, connecting first if needed. A connection that
-    /// had worked and is found dropped (a restarted server, an idle connection closed by a
-    /// proxy) is replaced and the command sent once more: every command here may be sent twice.
+    /// Runs `command` on the shared connection, connecting first if needed.
+    ///
+    /// A connection that had worked and is found dropped (a restarted server, an idle
+    /// connection closed by a proxy) is replaced, trying again every 20 ms while the server
+    /// refuses or is still loading its data, for at most the [timeout](Self::timeout) counted
+    /// from the start of the operation, and the command is sent once more: every command here
+    /// may be sent twice. A first connect that fails fails at once, so a server that stays
+    /// away costs one timeout, not one per operation.
     fn run<T>(
         &self,
         action: &'static str,
         command: impl Fn(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
+        let started = Instant::now();
         let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut connection, reused) = match slot.take() {
             Some(connection) => (connection, true),
             None => (self.connect().map_err(unavailable(action))?, false),
         };
-        let result = match command(&mut connection) {
-            Err(e) if reused && e.is_connection_dropped() && !e.is_timeout() => {
-                connection = self.connect().map_err(unavailable(action))?;
-                command(&mut connection)
+        let mut result = command(&mut connection);
+        if reused {
+            while let Err(e) = &result {
+                let gone = (e.is_connection_dropped() && !e.is_timeout())
+                    || e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading);
+                if !gone || started.elapsed() + RECONNECT_PAUSE >= self.timeout {
+                    break;
+                }
+                std::thread::sleep(RECONNECT_PAUSE);
+                result = self.connect().and_then(|mut fresh| {
+                    let result = command(&mut fresh);
+                    connection = fresh;
+                    result
+                });
             }
-            other => other,
-        };
+        }
         match result {
             Ok(value) => {
                 *slot = Some(connection);

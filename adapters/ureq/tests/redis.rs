@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Instant, SystemTime};
 
 use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
-use reauth_testkit::redis_server::RedisServer;
+use reauth_testkit::redis_server::{Persistence, RedisServer};
 use reauth_ureq::{
     Client, ClientBuilder, Error, Lease, RedisStore, RefreshError, Stats, StoreError, StoredTokens,
     TokenStore,
@@ -454,4 +454,60 @@ fn redis_restarted_mid_run_recovers_without_reuse() {
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert_one_refresh_per_episode(&counters, &stats);
     assert!(counters.refresh_successes >= 9, "{counters:?}");
+}
+
+#[test]
+fn persistent_redis_restarted_during_a_refresh_goes_unnoticed() {
+    let Some(mut server) = RedisServer::start_or_skip_with("redis_aof", Persistence::Aof) else {
+        return;
+    };
+    let issuer = MockIssuer::start(IssuerConfig {
+        token_lifetime: Duration::from_secs(1),
+        revoke_on_reuse: true,
+        // A refresh holds the lease for a while: long enough to restart Redis under it.
+        latency: Duration::from_millis(20),
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let clients = Arc::new(fleet(&server, &issuer, "reauth:aof", CLIENTS, |b| b));
+    issuer.reset_counters();
+    let issuer = Arc::new(issuer);
+    let restarted = Arc::new(AtomicBool::new(false));
+    let stormer = {
+        let (clients, issuer, restarted) =
+            (Arc::clone(&clients), Arc::clone(&issuer), Arc::clone(&restarted));
+        thread::spawn(move || {
+            storm(&clients, &issuer, 4, 6000, move |c| {
+                restarted.load(Ordering::Relaxed) && c.refresh_successes >= 8
+            })
+        })
+    };
+    // Kill and restart Redis while a client holds the lease: between its load and its save.
+    let lease_key = store(&server, "reauth:aof").lease_key().to_owned();
+    let mut leased = false;
+    for _ in 0..20_000 {
+        leased = issuer.counters().refresh_successes >= 2
+            && raw(&server, &["EXISTS", &lease_key]).starts_with(":1");
+        if leased || stormer.is_finished() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(leased, "no refresh was seen under the lease");
+    let down = Instant::now();
+    server.restart().unwrap();
+    let down = down.elapsed();
+    let kept = raw(&server, &["EXISTS", &lease_key]);
+    restarted.store(true, Ordering::Relaxed);
+    let outcome = stormer.join().unwrap();
+    let counters = issuer.counters();
+    let stats = fleet_stats(&clients);
+    eprintln!(
+        "Redis down for {down:?}, lease kept: {}\n{outcome:?}\n{counters:?}\n{}",
+        kept.trim(),
+        summary(&stats)
+    );
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_one_refresh_per_episode(&counters, &stats);
+    assert!(stats.iter().all(|s| s.store_errors == 0), "{}", summary(&stats));
 }
