@@ -56,22 +56,25 @@ use crate::store::{Lease, StoreError, StoredTokens, TokenStore, unix_ms};
 ///   do not touch the store and go on. With
 ///   [`ClientBuilder::lease_fallback`](crate::ClientBuilder::lease_fallback) each process
 ///   refreshes on its own instead; with a rotating refresh token, two processes doing so at
-///   once log each other out.
+///   once log each other out. If Redis goes away between a refresh call and the save of its
+///   result, the new tokens stay in that process's memory and the record keeps the refresh
+///   token the call consumed.
 /// - **Restarted**: a command that finds its connection dropped is sent again on a new
 ///   connection, which is tried every 20 ms for up to the timeout (only for a connection that
 ///   had worked before, and never after a timeout, when the command may still be running), so a
-///   restart shorter than the timeout goes unnoticed. Unless Redis persists its data (AOF, or an
-///   RDB snapshot taken since the last write), the record and the lease are gone, as below.
-///   With the AOF, an acknowledged write survives the server process being killed.
+///   restart shorter than the timeout goes unnoticed. Unless Redis persists its data, the
+///   record and the lease are gone, as below. With the append-only file (`appendonly yes`), an
+///   acknowledged write survives the server process being killed, lease time to live included.
 /// - **Loses the keys** (restart without persistence, failover to a replica that had not
-///   received the last writes, `FLUSHDB`, eviction): a lost record makes the next process that
-///   refreshes do so with the refresh token in its own memory and write a new record as
-///   version 1. The versions start again from 1, so a process that held version 1 of the old
-///   record takes the new version 1 for its own. A lost lease lets a second process refresh
-///   while the first one still is: with a rotating refresh token one of them is refused.
-///   Run the Redis that holds the keys with `maxmemory-policy noeviction` (the lease has a time
-///   to live, so a `volatile-*` policy may evict it early) and, where the restart of a process
-///   without its record means a new login, with persistence.
+///   received the last writes, `FLUSHDB`, eviction): the next process that refreshes finds no
+///   record, refreshes with the refresh token in its own memory and writes version 1. That is
+///   right when every process held the newest record. A process that had not yet adopted the
+///   newest record when it was lost still holds a refresh token that was consumed, and presents
+///   it: a reuse (with reuse revocation, a new login for all). The versions start again from 1,
+///   so a process that held version 1 of the lost record takes the new version 1 for its own.
+///   A lost lease lets a second process refresh while the first one still is. Run the Redis
+///   that holds the keys with `maxmemory-policy noeviction` (the lease has a time to live, so a
+///   `volatile-*` policy may evict it early) and with the append-only file.
 ///
 /// This is a store for one Redis server (with or without replicas), not Redis Cluster, and it
 /// does not speak TLS (the crate's `redis` dependency is built without it).
@@ -277,7 +280,7 @@ impl RedisStore {
     /// Runs `command` on the shared connection, connecting first if needed.
     ///
     /// A connection that had worked and is found dropped (a restarted server, an idle
-    /// connection closed by a proxy) is replaced, trying again every 20 ms while the server
+    /// connection closed by a proxy) is replaced at once, and again every 20 ms while the server
     /// refuses or is still loading its data, for at most the [timeout](Self::timeout) counted
     /// from the start of the operation, and the command is sent once more: every command here
     /// may be sent twice. A first connect that fails fails at once, so a server that stays
@@ -294,14 +297,18 @@ impl RedisStore {
             None => (self.connect().map_err(unavailable(action))?, false),
         };
         let mut result = command(&mut connection);
+        // The first reconnect goes at once: an idle connection closed by the other side is
+        // the common case.
+        let mut pause = Duration::ZERO;
         if reused {
             while let Err(e) = &result {
                 let gone = (e.is_connection_dropped() && !e.is_timeout())
                     || e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading);
-                if !gone || started.elapsed() + RECONNECT_PAUSE >= self.timeout {
+                if !gone || started.elapsed() + pause >= self.timeout {
                     break;
                 }
-                std::thread::sleep(RECONNECT_PAUSE);
+                std::thread::sleep(pause);
+                pause = RECONNECT_PAUSE;
                 result = self.connect().and_then(|mut fresh| {
                     let result = command(&mut fresh);
                     connection = fresh;
