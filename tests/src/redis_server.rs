@@ -178,17 +178,38 @@ impl RedisServer {
     /// # Errors
     /// If the server cannot be reached or answers something else.
     pub fn ping(&self) -> io::Result<()> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-        stream.write_all(b"PING\r\n")?;
-        let mut answer = [0u8; 7];
-        stream.read_exact(&mut answer)?;
-        if &answer == b"+PONG\r\n" {
+        let answer = self.command(&["PING"])?;
+        if answer == "+PONG\r\n" {
             Ok(())
         } else {
-            Err(io::Error::other(format!("answered {:?}", String::from_utf8_lossy(&answer))))
+            Err(io::Error::other(format!("answered {answer:?}")))
         }
+    }
+
+    /// Sends one command on a new connection and returns the raw answer (RESP, as the server
+    /// wrote it: `+OK\r\n`, `:1\r\n`, `$5\r\nvalue\r\n`, ...), as far as one read of up to
+    /// 64 KiB gets it: enough for the small answers a test inspects.
+    ///
+    /// # Errors
+    /// If the server cannot be reached within 1 s or does not answer within 5 s.
+    pub fn command(&self, args: &[&str]) -> io::Result<String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&request)?;
+        let mut answer = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut answer)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        answer.truncate(n);
+        Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
     /// Starts the process on `self.port` and waits until it answers `PING`.

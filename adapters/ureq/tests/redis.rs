@@ -40,19 +40,9 @@ fn store(server: &RedisServer, prefix: &str) -> RedisStore {
     RedisStore::new(&server.url(), prefix).unwrap()
 }
 
-/// Sends one raw command to the server (for a test's own inspection and damage).
+/// Sends one command to the server (for a test's own inspection and damage).
 fn raw(server: &RedisServer, args: &[&str]) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut command = format!("*{}\r\n", args.len());
-    for arg in args {
-        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    stream.write_all(command.as_bytes()).unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = stream.read(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer[..n]).into_owned()
+    server.command(args).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,4 +500,25 @@ fn persistent_redis_restarted_during_a_refresh_goes_unnoticed() {
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert_one_refresh_per_episode(&counters, &stats);
     assert!(stats.iter().all(|s| s.store_errors == 0), "{}", summary(&stats));
+}
+
+#[test]
+fn requests_with_a_valid_token_never_touch_redis() {
+    let Some(server) = RedisServer::start_or_skip("valid_token_hot_path") else { return };
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let clients = fleet(&server, &issuer, "reauth:hot", 2, |b| b);
+    let commands = || -> u64 {
+        let info = raw(&server, &["INFO", "stats"]);
+        let line = info.lines().find(|l| l.starts_with("total_commands_processed:")).unwrap();
+        line["total_commands_processed:".len()..].trim().parse().unwrap()
+    };
+    let before = commands();
+    let url = issuer.api_url("hot");
+    for client in &clients {
+        for _ in 0..100 {
+            assert_eq!(client.get(&url).unwrap().status(), 200);
+        }
+    }
+    // The only command in between is the second INFO itself.
+    assert_eq!(commands(), before + 1);
 }
