@@ -29,6 +29,8 @@ use crate::store::{Lease, StoreError, StoredTokens, TokenStore, unix_ms};
 /// - `save` and `clear` are one Lua script each that compares the record's version and writes
 ///   (or deletes) in the same step, then publishes; a `save` whose exact record is already
 ///   there counts as done, so a command sent again after a dropped connection is harmless.
+///   `save_over` (a login) picks the next version and writes in one script, over a damaged
+///   record too.
 /// - `try_lease` is `SET lease owner NX PX ttl`, in a script that also renews the lease for its
 ///   own owner; `release` is a compare-and-delete script. The time to live is counted by the
 ///   Redis server's clock, so the hosts' clocks need not agree for the lease.
@@ -115,6 +117,7 @@ pub struct RedisStore {
 /// The Lua scripts, each run atomically by the server.
 struct Scripts {
     save: Script,
+    save_over: Script,
     clear: Script,
     lease: Script,
     release: Script,
@@ -157,6 +160,18 @@ if current + 1 ~= version then return {0, current} end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
 return {1, version}
+";
+
+/// KEYS[1] record; ARGV[1] and ARGV[2] the new record's JSON before and after its version,
+/// ARGV[3] the channel. Writes the record as the version after the current one (a record that
+/// cannot be read counts as none). Returns the version written.
+const SAVE_OVER: &str = r"
+local current = read_version(KEYS[1])
+if current < 0 then current = 0 end
+local version = current + 1
+redis.call('SET', KEYS[1], ARGV[1] .. version .. ARGV[2])
+redis.call('PUBLISH', ARGV[3], version)
+return version
 ";
 
 /// KEYS[1] record; ARGV[1] the expected version, or '' for any; ARGV[2] the channel.
@@ -226,6 +241,7 @@ impl RedisStore {
             connection: Mutex::new(None),
             scripts: Scripts {
                 save: script(SAVE),
+                save_over: script(SAVE_OVER),
                 clear: script(CLEAR),
                 lease: Script::new(LEASE),
                 release: Script::new(RELEASE),
@@ -381,6 +397,31 @@ impl TokenStore for RedisStore {
         }
     }
 
+    /// One script: the version is chosen and the record written in the same step, so no other
+    /// writer can come in between. A record that cannot be read is written over (a login
+    /// repairs a damaged record) and counts as version 0.
+    fn save_over(&self, tokens: StoredTokens) -> Result<u64, StoreError> {
+        let json = encode(&StoredTokens { version: 0, ..tokens })?;
+        // `encode` writes `{"version":2,"record_version":0,` first: split around that 0.
+        let (head, tail) = json
+            .strip_prefix(VERSION_HEAD)
+            .and_then(|rest| rest.strip_prefix('0'))
+            .map(|tail| (VERSION_HEAD, tail))
+            .ok_or_else(|| {
+                StoreError::Other("the record encoder changed its field order".into())
+            })?;
+        let version: i64 = self.run("write the record", |c| {
+            self.scripts
+                .save_over
+                .key(&self.record_key)
+                .arg(head)
+                .arg(tail.as_bytes())
+                .arg(&self.channel)
+                .invoke(c)
+        })?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
     fn clear(&self, version: Option<u64>) -> Result<(), StoreError> {
         let expected = version.map_or_else(String::new, |v| v.to_string());
         let (status, current): (i64, i64) = self.run("remove the record", |c| {
@@ -484,6 +525,9 @@ struct RecordIn {
     expires_at_unix_ms: Option<u64>,
 }
 
+/// How the JSON of every record starts, up to its version number.
+const VERSION_HEAD: &str = r#"{"version":2,"record_version":"#;
+
 fn encode(tokens: &StoredTokens) -> Result<Zeroizing<String>, StoreError> {
     let out = RecordOut {
         version: 2,
@@ -545,7 +589,7 @@ mod tests {
     #[test]
     fn record_round_trips_through_the_file_store_format() {
         let json = encode(&record(7)).unwrap();
-        assert!(json.contains(r#""version":2,"record_version":7"#), "{}", json.len());
+        assert!(json.starts_with(&format!("{VERSION_HEAD}7,")), "{}", json.len());
         let back = decode(json.as_bytes()).unwrap();
         assert_eq!(back.version, 7);
         assert_eq!(*back.refresh_token, "refresh-SECRET");
