@@ -47,17 +47,19 @@ pub(crate) fn plan(
             Err(e) => return Plan::Fail(store_failure(e)),
         }
         // Someone else is refreshing: their record, as soon as it is there, is ours too.
-        match store.load() {
+        // Wait for a record past the one just read (an older one than the holder's next, e.g.
+        // one whose access token ran out, would end every wait at once).
+        let seen = match store.load() {
             Ok(Some(record)) if record.version != held && usable(&record).is_some() => {
                 return Plan::Adopt(record);
             }
-            Ok(_) => {}
+            Ok(record) => record.map_or(0, |r| r.version),
             Err(e) => return Plan::Fail(store_failure(e)),
-        }
+        };
         if Instant::now() >= give_up_at {
             return Plan::Fail(RefreshError::LeaseBusy);
         }
-        if let Err(e) = store.wait_for_change(held, give_up_at) {
+        if let Err(e) = store.wait_for_change(seen, give_up_at) {
             return Plan::Fail(store_failure(e));
         }
     }
@@ -100,22 +102,25 @@ pub(crate) fn release(store: &dyn TokenStore, lease: &Lease) {
     let _ = store.release(lease);
 }
 
-/// The access token of `record` and its remaining lifetime, if it can still be used: an
-/// unknown expiry counts as usable, one less than [`MIN_ADOPTED_LIFETIME`] away does not (the
-/// coordinator would find it stale at once and refresh again).
+/// The least lifetime a record's access token must have left to be adopted: enough to be sent
+/// once. It is not a fraction of a second's worth of lifetime: another process's record is
+/// read moments after it was written, so a 1 s token has a little less than 1 s left, and a
+/// newer record refused here is refreshed again at once (one more refresh per expiry).
+const ADOPT_MIN_LEFT: Duration = Duration::from_millis(100);
+
+/// The access token of `record` and its remaining lifetime, if it can still be used (an unknown
+/// expiry counts as usable; one less than [`ADOPT_MIN_LEFT`] away does not).
 pub(crate) fn usable(record: &StoredTokens) -> Option<(&str, Option<Duration>)> {
     let access = record.access_token.as_deref()?;
     match record.expires_at {
         None => Some((access, None)),
         Some(at) => {
             let left = at.duration_since(SystemTime::now()).ok()?;
-            (left >= MIN_ADOPTED_LIFETIME).then_some((access, Some(left)))
+            (left >= ADOPT_MIN_LEFT).then_some((access, Some(left)))
         }
     }
 }
 
-/// The least remaining lifetime worth adopting an access token for.
-const MIN_ADOPTED_LIFETIME: Duration = Duration::from_millis(100);
 
 fn store_failure(e: StoreError) -> RefreshError {
     RefreshError::Store(Arc::new(e))

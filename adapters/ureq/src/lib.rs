@@ -46,6 +46,8 @@ mod expiry;
 mod file_store;
 mod lease;
 mod redirect;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod stats;
 mod store;
 
@@ -55,6 +57,8 @@ pub use error::Error;
 pub use exchange::{NewTokens, RefreshError, RefreshExchange};
 pub use expiry::{Expiry, ResponseView};
 pub use file_store::FileStore;
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use stats::Stats;
 pub use store::{Lease, MemoryStore, StoreError, StoredTokens, TokenStore};
 
