@@ -121,7 +121,6 @@ pub(crate) fn usable(record: &StoredTokens) -> Option<(&str, Option<Duration>)> 
     }
 }
 
-
 fn store_failure(e: StoreError) -> RefreshError {
     RefreshError::Store(Arc::new(e))
 }
