@@ -75,6 +75,7 @@ pub mod fuzzing;
 mod http;
 mod refresh;
 mod slot;
+pub mod stack;
 mod store;
 pub mod transport;
 

@@ -75,7 +75,9 @@ pub trait Transport {
     }
 
     /// Receives into `buf` and returns how many bytes arrived; `Ok(0)` means the peer closed
-    /// the connection.
+    /// the connection and every byte it sent was handed out. This is the
+    /// [receive contract](crate::stack); a stack that reads `receive` otherwise is wrapped in
+    /// its [stack profile](crate::stack#stack-profiles).
     ///
     /// # Errors
     /// The connection failed.
