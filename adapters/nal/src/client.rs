@@ -14,6 +14,7 @@ use crate::error::{Error, LoginError, SubmitError};
 use crate::http::{Answer, Request, Response};
 use crate::refresh::{RefreshExchange, Refresher, Unusable};
 use crate::slot::{Slot, SlotState};
+use crate::stack::StreamEnd;
 use crate::store::TokenStore;
 use crate::transport::Transport;
 
@@ -312,7 +313,7 @@ impl<
         let Some(slot) = self.slots.iter_mut().find(|s| s.is_free()) else {
             return Err(SubmitError::Busy);
         };
-        slot.load(id, request, host, A, keep_alive).map_err(|e| match e {
+        slot.load(id, request, host, A, keep_alive, asks_close::<T>()).map_err(|e| match e {
             Some(needed) => SubmitError::RequestTooLarge { needed, capacity: REQ },
             None => SubmitError::InvalidRequest,
         })?;
@@ -501,7 +502,8 @@ impl<
             return;
         };
         let host = self.config.token.host;
-        if let Err(error) = self.refresher.start(id, &self.exchange, token, host) {
+        if let Err(error) = self.refresher.start(id, &self.exchange, token, host, asks_close::<T>())
+        {
             self.refresh_failed(now, id, RefreshFailure::Transient { retry_after: None }, error);
         }
     }
@@ -676,4 +678,10 @@ impl<
             .field("now", &self.now)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether requests over `T` ask the server to close the connection after its answer: not on a
+/// stack that loses what arrives with the close ([`StreamEnd::LosesUnread`]).
+const fn asks_close<T: Transport>() -> bool {
+    !matches!(T::STREAM_END, StreamEnd::LosesUnread)
 }

@@ -10,6 +10,7 @@ use reauth_core::{Duration, Instant};
 use crate::config::Timeouts;
 use crate::error::{Error, Stage, TimeoutKind};
 use crate::http::{Answer, Receiver, RecvError};
+use crate::stack::StreamEnd;
 use crate::transport::Transport;
 
 /// Socket calls one [`Exchange::advance`] may make, so that a stack that never says `WouldBlock`
@@ -88,7 +89,7 @@ impl<C> Exchange<C> {
             connection: None,
             phase: Phase::Idle,
             sent: 0,
-            receiver: Receiver::new(false),
+            receiver: Receiver::new(false, false),
             deadline_at: Instant::ZERO,
             give_up_at: Instant::ZERO,
             busy: false,
@@ -230,7 +231,8 @@ impl<C> Exchange<C> {
                 Phase::Flushing => match net.flush(connection) {
                     Ok(()) => {
                         self.phase = Phase::Receiving;
-                        self.receiver = Receiver::new(head_request);
+                        let framed_only = !matches!(T::STREAM_END, StreamEnd::Reported);
+                        self.receiver = Receiver::new(head_request, framed_only);
                         self.deadline_at = deadline(now, timeouts.response, self.give_up_at);
                         continue;
                     }

@@ -120,7 +120,10 @@ pub(crate) struct Layout {
 /// Writes `request` into `buf` without an `Authorization` line; see [`Layout`]. With
 /// `keep_alive`, a request with an idempotent method (RFC 9110 §9.2.2) is persistent: it may be
 /// sent again when a kept connection turns out closed before the answer. Any other asks the
-/// server to close the connection after answering.
+/// server to close the connection after answering, if `ask_close` (a stack that loses what
+/// arrives with the server's close needs the client to close first: see [`StreamEnd`]).
+///
+/// [`StreamEnd`]: crate::stack::StreamEnd
 ///
 /// # Errors
 /// `Err(Some(needed))` if it does not fit, `Err(None)` if the request is invalid.
@@ -129,6 +132,7 @@ pub(crate) fn write_request(
     request: &Request<'_>,
     host: &str,
     keep_alive: bool,
+    ask_close: bool,
 ) -> Result<Layout, Option<usize>> {
     let valid = is_token(request.method)
         && is_visible(request.path)
@@ -151,7 +155,7 @@ pub(crate) fn write_request(
     out.put(request.path.as_bytes());
     out.put(b" HTTP/1.1\r\nHost: ");
     out.put(host.as_bytes());
-    if !persistent {
+    if !persistent && ask_close {
         out.put(b"\r\nConnection: close");
     }
     out.put(b"\r\n");
@@ -280,6 +284,11 @@ pub(crate) struct Receiver {
     filled: usize,
     /// The request was `HEAD`: the response has no body whatever its headers say.
     head_request: bool,
+    /// The stack cannot tell the end of a stream reliably ([`StreamEnd`]): a body that only the
+    /// end of the connection delimits is refused as soon as the head says so.
+    ///
+    /// [`StreamEnd`]: crate::stack::StreamEnd
+    framed_only: bool,
     /// The final response's head, once [`framing`](Self::framing) is past [`Framing::Head`].
     head: Head,
     framing: Framing,
@@ -315,9 +324,9 @@ enum Chunk {
 }
 
 impl Receiver {
-    pub(crate) const fn new(head_request: bool) -> Self {
+    pub(crate) const fn new(head_request: bool, framed_only: bool) -> Self {
         let head = Head { status: 0, persistent: false, len: 0 };
-        Self { filled: 0, head_request, head, framing: Framing::Head }
+        Self { filled: 0, head_request, framed_only, head, framing: Framing::Head }
     }
 
     /// Where the next bytes go. Empty only when a close-delimited body has filled the buffer:
@@ -359,6 +368,9 @@ impl Receiver {
                 }
                 if matches!(framing, Framing::Length { end } if end > buf.len()) {
                     return Err(RecvError::TooLarge);
+                }
+                if self.framed_only && matches!(framing, Framing::Close) {
+                    return Err(RecvError::Http(HttpError::CloseDelimited));
                 }
                 self.head = head;
                 self.framing = framing;
@@ -721,7 +733,7 @@ mod tests {
     /// Feeds `wire` to a receiver `step` bytes at a time through a buffer of `cap` bytes.
     fn read(wire: &[u8], cap: usize, step: usize) -> Result<(Answer, Vec<u8>), RecvError> {
         let mut buf = std::vec![0u8; cap];
-        let mut r = Receiver::new(false);
+        let mut r = Receiver::new(false, false);
         let mut at = 0;
         loop {
             let spare = r.spare(&mut buf);
@@ -826,7 +838,7 @@ mod tests {
         let view = answer.view(&buf);
         assert_eq!((view.status(), view.body()), (204, &b""[..]));
         assert_eq!(view.header("x"), Some(&b"y"[..]));
-        let mut r = Receiver::new(true);
+        let mut r = Receiver::new(true, false);
         let mut buf = [0u8; 64];
         let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
         r.spare(&mut buf)[..wire.len()].copy_from_slice(wire);
@@ -1019,7 +1031,7 @@ mod tests {
             headers: &[("Content-Type", "application/json")],
             body: b"{}",
         };
-        let layout = write_request(&mut buf, &request, "example.com:8080", false).unwrap();
+        let layout = write_request(&mut buf, &request, "example.com:8080", false, true).unwrap();
         let head = &buf[..layout.auth_at];
         assert_eq!(
             head,
@@ -1028,7 +1040,7 @@ mod tests {
         );
         assert_eq!(&buf[layout.auth_at..layout.auth_at + layout.tail_len], b"\r\n{}");
         assert_eq!(
-            write_request(&mut buf[..20], &request, "h", false),
+            write_request(&mut buf[..20], &request, "h", false, true),
             Err(Some(layout.auth_at + 4 - 15))
         );
     }
@@ -1045,9 +1057,13 @@ mod tests {
             Request { headers: &[("Bad Name", "v")], ..Request::get("/") },
         ];
         for request in bad {
-            assert_eq!(write_request(&mut buf, &request, "h", true), Err(None), "{request:?}");
+            assert_eq!(
+                write_request(&mut buf, &request, "h", true, true),
+                Err(None),
+                "{request:?}"
+            );
         }
-        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host", true), Err(None));
+        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host", true, true), Err(None));
     }
 
     /// xorshift64*: a deterministic stream of test inputs.

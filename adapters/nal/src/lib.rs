@@ -82,6 +82,8 @@ pub mod transport;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
+mod personality;
+#[cfg(test)]
 mod tests;
 
 pub use client::{Client, Event};

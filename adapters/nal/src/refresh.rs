@@ -177,19 +177,20 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         exchange: &X,
         refresh_token: &str,
         host: &str,
+        ask_close: bool,
     ) -> Result<(), Error<E>> {
         wipe(&mut self.request);
         let body_len = exchange
             .write_body(refresh_token, &mut self.request)
             .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
-        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len);
+        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
         let needed = head_len.saturating_add(body_len);
         if needed > REQ {
             wipe(&mut self.request);
             return Err(Error::RequestTooLarge { needed, capacity: REQ });
         }
         move_within(&mut self.request, 0..body_len, head_len);
-        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len);
+        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len, ask_close);
         self.request_len = needed;
         self.running = Some(id);
         self.exchange.start();
@@ -244,12 +245,16 @@ fn write_head<X: RefreshExchange>(
     exchange: &X,
     host: &str,
     body_len: usize,
+    ask_close: bool,
 ) -> usize {
     out.put(b"POST ");
     out.put(exchange.path().as_bytes());
     out.put(b" HTTP/1.1\r\nHost: ");
     out.put(host.as_bytes());
-    out.put(b"\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: ");
+    if ask_close {
+        out.put(b"\r\nConnection: close");
+    }
+    out.put(b"\r\nAccept: application/json\r\nContent-Type: ");
     out.put(exchange.content_type().as_bytes());
     out.put(b"\r\nContent-Length: ");
     out.put_decimal(body_len);
