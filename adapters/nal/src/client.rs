@@ -309,7 +309,10 @@ impl<
         let now = self.clock(now);
         let id = self.fresh_id();
         let host = self.config.api.host;
-        let keep_alive = self.config.timeouts.keep_alive > Duration::ZERO;
+        // A stack that never reports the end of a stream cannot tell a kept connection the
+        // server closed from a quiet one: every request has its own there.
+        let keep_alive = self.config.timeouts.keep_alive > Duration::ZERO
+            && !matches!(T::STREAM_END, StreamEnd::NeverReported);
         let Some(slot) = self.slots.iter_mut().find(|s| s.is_free()) else {
             return Err(SubmitError::Busy);
         };

@@ -152,8 +152,12 @@ impl<C> Exchange<C> {
             Ok(Step::Pending) => {}
             // The server closed the kept connection while it was idle (the request may have
             // crossed its close): go again on a new connection. Only idempotent requests are
-            // persistent, so sending one twice is safe.
-            Err(_) if cfg!(feature = "keep-alive") && self.reused => {
+            // persistent, so sending one twice is safe. Only a connection found closed (or
+            // reset) before any byte of the answer: a server that is merely slow (a timeout)
+            // may be working on the request, which must not go twice.
+            Err(Error::ConnectionClosed | Error::Transport { .. })
+                if cfg!(feature = "keep-alive") && self.reused =>
+            {
                 self.abort(net);
                 self.start();
                 return Ok(Step::Pending);
@@ -274,9 +278,12 @@ impl<C> Exchange<C> {
                 return self.pending(now);
             }
             // The response deadline runs from the end of the request until the head is complete
-            // (the server's thinking time); otherwise progress restarts the idle deadline.
+            // (the server's thinking time), and holds while bytes trickle in (interim
+            // responses, a slow head); otherwise progress restarts the idle deadline.
             if self.phase != Phase::Receiving || self.receiver.has_head() {
                 self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
+            } else if now >= self.deadline_at {
+                return self.pending(now);
             }
         }
         // Out of budget: there may be more to do right away.

@@ -272,6 +272,10 @@ impl From<HttpError> for RecvError {
     }
 }
 
+/// Interim (1xx) responses one exchange accepts before the final one. Servers send one
+/// `100 Continue` or a few `103 Early Hints`; a flood of them is an error, not work.
+pub(crate) const MAX_INTERIM: u8 = 8;
+
 /// Reads one response into a caller buffer, a few bytes at a time.
 ///
 /// The driver asks for [`spare`](Self::spare) room, receives into it and reports the count with
@@ -284,6 +288,8 @@ pub(crate) struct Receiver {
     filled: usize,
     /// The request was `HEAD`: the response has no body whatever its headers say.
     head_request: bool,
+    /// Interim (1xx) responses dropped so far, at most [`MAX_INTERIM`].
+    interim: u8,
     /// The stack cannot tell the end of a stream reliably ([`StreamEnd`]): a body that only the
     /// end of the connection delimits is refused as soon as the head says so.
     ///
@@ -326,7 +332,7 @@ enum Chunk {
 impl Receiver {
     pub(crate) const fn new(head_request: bool, framed_only: bool) -> Self {
         let head = Head { status: 0, persistent: false, len: 0 };
-        Self { filled: 0, head_request, framed_only, head, framing: Framing::Head }
+        Self { filled: 0, head_request, interim: 0, framed_only, head, framing: Framing::Head }
     }
 
     /// Where the next bytes go. Empty only when a close-delimited body has filled the buffer:
@@ -350,32 +356,38 @@ impl Receiver {
     ) -> Result<Option<Answer>, RecvError> {
         self.filled = self.filled.saturating_add(n).min(buf.len());
         if let Framing::Head = self.framing {
-            loop {
-                let data = buf.get(..self.filled).unwrap_or(&[]);
-                let Some((head, framing)) = parse_head(data, self.head_request)? else {
-                    return if self.filled >= buf.len() {
-                        Err(RecvError::TooLarge)
-                    } else {
-                        Ok(None)
-                    };
-                };
-                if (100..200).contains(&head.status) {
-                    // An interim response (100 Continue, 103 Early Hints): drop it and read
-                    // the real one behind it.
-                    move_within(buf, head.len..self.filled, 0);
-                    self.filled -= head.len;
-                    continue;
+            // Interim responses (100 Continue, 103 Early Hints) ahead of the final one are
+            // stepped over, at most `MAX_INTERIM` per exchange, then dropped together with one
+            // move: the work is linear in the bytes received, whatever the server sends.
+            let mut skip = 0;
+            let found = loop {
+                let data = buf.get(skip..self.filled).unwrap_or(&[]);
+                match parse_head(data, self.head_request)? {
+                    Some((head, _)) if (100..200).contains(&head.status) => {
+                        if self.interim >= MAX_INTERIM {
+                            return Err(RecvError::Http(HttpError::TooManyInterimResponses));
+                        }
+                        self.interim += 1;
+                        skip += head.len;
+                    }
+                    found => break found,
                 }
-                if matches!(framing, Framing::Length { end } if end > buf.len()) {
-                    return Err(RecvError::TooLarge);
-                }
-                if self.framed_only && matches!(framing, Framing::Close) {
-                    return Err(RecvError::Http(HttpError::CloseDelimited));
-                }
-                self.head = head;
-                self.framing = framing;
-                break;
+            };
+            if skip > 0 {
+                move_within(buf, skip..self.filled, 0);
+                self.filled -= skip;
             }
+            let Some((head, framing)) = found else {
+                return if self.filled >= buf.len() { Err(RecvError::TooLarge) } else { Ok(None) };
+            };
+            if matches!(framing, Framing::Length { end } if end > buf.len()) {
+                return Err(RecvError::TooLarge);
+            }
+            if self.framed_only && matches!(framing, Framing::Close) {
+                return Err(RecvError::Http(HttpError::CloseDelimited));
+            }
+            self.head = head;
+            self.framing = framing;
         }
         // Anything past a declared length is not ours (the connection closes after this
         // response anyway).
@@ -829,6 +841,25 @@ mod tests {
         }
         let bad_crlf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXY";
         assert_eq!(read(bad_crlf, 128, 5).err(), Some(RecvError::Http(HttpError::InvalidChunk)));
+    }
+
+    #[test]
+    fn interim_responses_beyond_the_cap_are_an_error_whatever_the_piece_sizes() {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let last = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for count in [MAX_INTERIM, MAX_INTERIM + 1, 200] {
+            let mut wire = interim.repeat(usize::from(count));
+            wire.extend_from_slice(last);
+            for step in [1, 7, 64, wire.len()] {
+                let got = body(&wire, wire.len(), step);
+                if count <= MAX_INTERIM {
+                    assert_eq!(got, Ok((200, b"ok".to_vec())), "{count} {step}");
+                } else {
+                    let error = RecvError::Http(HttpError::TooManyInterimResponses);
+                    assert_eq!(got, Err(error), "{count} {step}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -41,7 +41,8 @@
 //! - [`AtModem`] ([`StreamEnd::NeverReported`]): answers framed by `Content-Length` or chunked
 //!   end by their framing, as everywhere; a body that only the close delimits is refused at
 //!   once ([`HttpError::CloseDelimited`]); an answer cut short by the server never ends and
-//!   fails at the idle (or response) timeout of [`Timeouts`](crate::Timeouts). Calls that
+//!   fails at the idle (or response) timeout of [`Timeouts`](crate::Timeouts). Connections
+//!   are never kept (feature `keep-alive`): one the server closed would look quiet. Calls that
 //!   block make `poll` as slow as the modem, never wrong.
 //!
 //! A stack not listed: find the row whose "no data yet" and "end of stream" match its

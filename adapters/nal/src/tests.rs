@@ -744,6 +744,50 @@ fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_again() 
 }
 
 #[test]
+fn a_kept_connection_whose_server_is_slow_does_not_get_the_request_twice() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { keep_open: true, ..Script::answer(&http(200, "one")) });
+    // The next request on the kept connection is read and never answered.
+    net.script(api(), Script { silent: true, ..Script::default() });
+    let mut client = keeping_connections();
+    exchange(&mut client, &mut net, 0, &Request::get("/api/x"));
+    let id = client.submit(t(500), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 500, 100, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Response)), "{events:?}");
+    assert_eq!(net.requests_to(api()).len(), 2, "the second request went once");
+    assert_eq!(net.sockets_opened(), 1);
+}
+
+#[test]
+fn the_response_timeout_holds_while_a_head_trickles_in() {
+    let timeouts = Timeouts { response: Duration::from_millis(3), ..config().timeouts };
+    let mut client = client_with(ClientConfig { timeouts, ..config() });
+    client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
+    let mut net = MockNet::default();
+    // A head of about 230 bytes, one byte per receive: every poll makes progress.
+    let head =
+        format!("HTTP/1.1 200 OK\r\nX-Slow: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(190));
+    net.script(api(), Script { recv_max: 1, ..Script::answer(head.as_bytes()) });
+    let id = client.submit(t(0), &Request::get("/api/slow")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Response)), "{events:?}");
+}
+
+#[test]
+fn a_flood_of_interim_responses_fails_the_request() {
+    let mut net = MockNet::default();
+    let mut flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(20);
+    flood.extend_from_slice(&http(200, "late"));
+    net.script(api(), Script::answer(&flood));
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 1);
+    let error = failure(&events, id);
+    assert!(matches!(error, Error::Http(crate::HttpError::TooManyInterimResponses)), "{error:?}");
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
 fn a_kept_connection_found_closed_before_sending_is_replaced_without_a_resend() {
     let net = second_get_after_the_server_closed(Script { gone: true, ..Script::default() });
     assert_eq!(net.requests_to(api()).len(), 2, "each request went once");
