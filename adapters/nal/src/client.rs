@@ -639,6 +639,9 @@ fn log_event<E: embedded_nal::TcpError, SE>(event: &Event<E, SE>) {
         Event::RefreshFailed { failure: RefreshFailure::Transient { .. }, error } => {
             log::warn!(target: TARGET, "refresh failed, to be retried: {error}");
         }
+        Event::RefreshFailed { failure: RefreshFailure::Lost, error } => {
+            log::warn!(target: TARGET, "refresh answer lost (the token may be rotated): {error}");
+        }
         Event::PersistFailed { .. } => {
             log::error!(target: TARGET, "the rotated refresh token could not be persisted");
         }
