@@ -141,8 +141,13 @@ pub enum Event<E, SE> {
         /// Its lifetime, if the server said.
         lifetime: Option<Duration>,
     },
-    /// A refresh attempt failed. A [`RefreshFailure::Transient`] one is retried after a backoff;
-    /// a [`RefreshFailure::Refused`] one means the user must log in again
+    /// A refresh attempt failed. A [`RefreshFailure::Transient`] one (nothing was sent, or the
+    /// server answered `408`, `429` or `5xx`) is retried after a backoff; a
+    /// [`RefreshFailure::Lost`] one (the request went out, at least in part, and no usable
+    /// answer came back: reset, close or timeout before the whole answer, an unusable or
+    /// oversized success) is retried too, but one refresh token is presented at most
+    /// [`max_refresh_attempts`](reauth_core::Config::max_refresh_attempts) times that way; a
+    /// [`RefreshFailure::Refused`] one means the user must log in again
     /// ([`Client::needs_login`]).
     RefreshFailed {
         /// How the coordinator took it.
@@ -489,7 +494,13 @@ impl<
         match result {
             Ok(answer) => self.refresh_answered(now, id, &answer),
             Err(error) => {
-                let failure = RefreshFailure::Transient { retry_after: None };
+                // Once any byte of the request went out, the server may have rotated the
+                // refresh token: the exchange is lost, not merely transient.
+                let failure = if self.refresher.sent_any() {
+                    RefreshFailure::Lost
+                } else {
+                    RefreshFailure::Transient { retry_after: None }
+                };
                 self.refresh_failed(now, id, failure, error);
             }
         }
@@ -534,6 +545,7 @@ impl<
         let refreshed = match read {
             Ok(refreshed) => refreshed,
             Err(Unusable { failure, error }) => {
+                let failure = answered_failure(failure, response.status());
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;
             }
@@ -683,6 +695,18 @@ impl<
             .field("refreshing", &self.refresher.is_running())
             .field("now", &self.now)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a token endpoint's answer without usable tokens counts, whatever the exchange said: a
+/// refusal stays one, a `408`, `429` or `5xx` (the server says it did not do the work) may be
+/// retried, and anything else (an unusable success, a status no token endpoint sends) is a
+/// lost exchange ([`RefreshFailure::Lost`]): the server may have rotated the refresh token.
+const fn answered_failure(failure: RefreshFailure, status: u16) -> RefreshFailure {
+    match (failure, status) {
+        (RefreshFailure::Refused, _) => RefreshFailure::Refused,
+        (RefreshFailure::Transient { .. }, 408 | 429 | 500..=599) => failure,
+        _ => RefreshFailure::Lost,
     }
 }
 

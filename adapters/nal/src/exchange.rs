@@ -103,6 +103,7 @@ impl<C> Exchange<C> {
     /// itself when it completes or fails, and by [`abort`](Self::abort)).
     pub(crate) fn start(&mut self) {
         self.phase = Phase::Start;
+        self.sent = 0;
         self.busy = true;
     }
 
@@ -114,6 +115,12 @@ impl<C> Exchange<C> {
             _ if self.busy => Some(Instant::ZERO),
             _ => Some(self.deadline_at),
         }
+    }
+
+    /// True once any byte of the current (or last) exchange's request went to the stack: from
+    /// then on the server may have acted on it.
+    pub(crate) const fn sent_any(&self) -> bool {
+        self.sent > 0
     }
 
     /// Closes a kept connection once it has been idle for [`Timeouts::keep_alive`]. Called

@@ -36,7 +36,9 @@ pub trait RefreshExchange {
     ///
     /// # Errors
     /// [`Unusable`] when there are no new tokens, with the failure's classification: a definite
-    /// refusal logs the user out, anything else is retried.
+    /// refusal logs the user out, anything else is retried. The client keeps a refusal, and a
+    /// `Transient` for `408`, `429` and `5xx`; any other answer without tokens counts as
+    /// [`RefreshFailure::Lost`] whatever this says (the server may have rotated the token).
     fn read_answer<const A: usize, const R: usize>(
         &self,
         status: u16,
@@ -155,6 +157,12 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
     /// True while an attempt is on the wire.
     pub(crate) const fn is_running(&self) -> bool {
         self.running.is_some()
+    }
+
+    /// True once any byte of the last attempt's request went out (see
+    /// [`Exchange::sent_any`]).
+    pub(crate) const fn sent_any(&self) -> bool {
+        self.exchange.sent_any()
     }
 
     /// True if an attempt waits to start.

@@ -235,6 +235,63 @@ fn refused_refresh_rejects_every_parked_request_and_needs_login() {
 }
 
 #[test]
+fn a_refresh_is_lost_once_its_request_went_out_and_transient_only_before_or_on_408_429_5xx() {
+    let token = token_response("at2", "rt2", 600);
+    let cases: [(Script, Option<RefreshFailure>); 8] = [
+        (Script { refuse: true, ..Script::default() }, None),
+        (Script::answer(&http(503, "")), None),
+        (Script::answer(&http(429, "")), None),
+        (Script::answer(&http(408, "")), None),
+        (Script { reset_after: Some(0), ..Script::answer(&token) }, Some(RefreshFailure::Lost)),
+        (Script { close_after: Some(40), ..Script::answer(&token) }, Some(RefreshFailure::Lost)),
+        (Script::answer(&http(200, "{not json")), Some(RefreshFailure::Lost)),
+        (Script::answer(&http(404, "")), Some(RefreshFailure::Lost)),
+    ];
+    for (script, expected) in cases {
+        let mut net = MockNet::default();
+        net.script(api(), Script::answer(&http(401, "")));
+        net.script(auth(), script.clone());
+        net.script(auth(), Script::answer(&token));
+        net.script(api(), Script::answer(&http(200, "ok")));
+        let mut client = logged_in();
+        client.submit(t(0), &Request::get("/api/x")).unwrap();
+        let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
+        let failure = events.iter().find_map(|e| match e {
+            Event::RefreshFailed { failure, .. } => Some(*failure),
+            _ => None,
+        });
+        let expected = expected.unwrap_or(RefreshFailure::Transient { retry_after: None });
+        match failure {
+            Some(RefreshFailure::Transient { .. })
+                if matches!(expected, RefreshFailure::Transient { .. }) => {}
+            other => assert_eq!(other, Some(expected), "{script:?}: {events:?}"),
+        }
+        assert_eq!(responses(&events), 1, "{script:?}: the retry succeeds: {events:?}");
+    }
+}
+
+#[test]
+fn a_token_endpoint_that_never_answers_sees_one_refresh_token_at_most_max_attempts_times() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    for _ in 0..20 {
+        net.script(auth(), Script { reset_after: Some(10), ..Script::answer(&http(200, "{}")) });
+    }
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
+    let attempts = usize::from(client.config().coordinator.max_refresh_attempts);
+    let presented = net.requests_to(auth());
+    assert_eq!(presented.len(), attempts, "{events:?}");
+    assert!(presented.iter().all(|r| r.ends_with("refresh_token=rt1")));
+    assert!(matches!(failure(&events, id), Error::Rejected(Rejection::NeedsLogin)));
+    assert!(client.needs_login());
+    // Later requests present nothing more.
+    let later = client.submit(t(100_000), &Request::get("/api/y"));
+    assert!(later.is_err() || net.requests_to(auth()).len() == attempts);
+}
+
+#[test]
 fn transient_refresh_failures_back_off_and_retry() {
     let mut net = MockNet::default();
     net.script(api(), Script::answer(&http(401, "")));

@@ -230,8 +230,9 @@ fn assert_refresh_token_survived(
 }
 
 /// `fault` served once on the token endpoint while `K` requests wait costs one retry and
-/// nothing else.
-fn transient_fault_costs_one_retry(fault: Fault) {
+/// nothing else. The request went out and its answer was lost, so the failure is
+/// [`RefreshFailure::Lost`] (the server might have rotated the token), not merely transient.
+fn lost_answer_costs_one_retry(fault: Fault) {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
     let host = issuer.addr().to_string();
     let mut run = Run::new();
@@ -243,7 +244,7 @@ fn transient_fault_costs_one_retry(fault: Fault) {
     assert!(ids.iter().all(|&id| run.status(id) == Some(200)), "{fault:?}: {:?}", run.events);
     let failures = run.refresh_failures();
     assert_eq!(failures.len(), 1, "{:?}", run.events);
-    assert!(matches!(failures[0].1, RefreshFailure::Transient { retry_after: None }));
+    assert_eq!(failures[0].1, RefreshFailure::Lost, "{:?}", run.events);
     let counters = issuer.counters();
     assert_eq!((counters.refresh_calls, counters.refresh_successes), (2, 1), "{counters:?}");
     run.assert_one_outcome_each(&client, &ids);
@@ -252,12 +253,12 @@ fn transient_fault_costs_one_retry(fault: Fault) {
 
 #[test]
 fn connection_reset_mid_body_costs_one_retry_and_no_request() {
-    transient_fault_costs_one_retry(Fault::ResetMidBody { times: 1 });
+    lost_answer_costs_one_retry(Fault::ResetMidBody { times: 1 });
 }
 
 #[test]
 fn connection_closed_before_the_answer_costs_one_retry_and_no_request() {
-    transient_fault_costs_one_retry(Fault::CloseBeforeAnswer { times: 1 });
+    lost_answer_costs_one_retry(Fault::CloseBeforeAnswer { times: 1 });
 }
 
 #[test]
@@ -352,7 +353,7 @@ fn token_answer_trickling_past_the_total_timeout_ends_every_request_promptly() {
         matches!(
             failures[..],
             [
-                (_, RefreshFailure::Transient { .. }, Error::Timeout(TimeoutKind::Total)),
+                (_, RefreshFailure::Lost, Error::Timeout(TimeoutKind::Total)),
                 (_, RefreshFailure::Refused, Error::Refresh(AnswerError::Status(400))),
             ]
         ),
