@@ -8,7 +8,7 @@ use embedded_nal::nb;
 use reauth_core::{Duration, Instant};
 
 use crate::config::Timeouts;
-use crate::error::{Error, Stage, TimeoutKind};
+use crate::error::{Error, HttpError, Stage, TimeoutKind};
 use crate::http::{Answer, Receiver, RecvError};
 use crate::stack::StreamEnd;
 use crate::transport::Transport;
@@ -89,7 +89,7 @@ impl<C> Exchange<C> {
             connection: None,
             phase: Phase::Idle,
             sent: 0,
-            receiver: Receiver::new(false, false),
+            receiver: Receiver::new(false),
             deadline_at: Instant::ZERO,
             give_up_at: Instant::ZERO,
             busy: false,
@@ -242,8 +242,7 @@ impl<C> Exchange<C> {
                 Phase::Flushing => match net.flush(connection) {
                     Ok(()) => {
                         self.phase = Phase::Receiving;
-                        let framed_only = !matches!(T::STREAM_END, StreamEnd::Reported);
-                        self.receiver = Receiver::new(head_request, framed_only);
+                        self.receiver = Receiver::new(head_request);
                         self.deadline_at = deadline(now, timeouts.response, self.give_up_at);
                         continue;
                     }
@@ -263,7 +262,16 @@ impl<C> Exchange<C> {
                         Ok(n) => {
                             // An answer is coming: whatever happens now is not a stale connection.
                             self.reused = false;
-                            receiver.on_data(response, n)
+                            let answer = receiver.on_data(response, n);
+                            // A stack that cannot report the end of a stream reliably refuses
+                            // a body that only the end delimits, as soon as the head says so.
+                            if !matches!(T::STREAM_END, StreamEnd::Reported)
+                                && receiver.close_delimited()
+                            {
+                                Err(RecvError::Http(HttpError::CloseDelimited))
+                            } else {
+                                answer
+                            }
                         }
                         Err(e) => {
                             would_block(e, Stage::Receive)?;
