@@ -173,13 +173,14 @@ impl<C> Exchange<C> {
                 if cfg!(feature = "keep-alive") && persistent && self.receiver.reusable() =>
             {
                 self.phase = Phase::Idle;
-                self.idle_until = now.saturating_add(timeouts.keep_alive);
+                self.idle_until = deadline(now, timeouts.keep_alive, Instant::MAX);
             }
             _ => self.abort(net),
         }
         result
     }
 
+    #[inline(never)]
     fn run<T: Transport<Connection = C>>(
         &mut self,
         net: &mut T,
@@ -192,7 +193,7 @@ impl<C> Exchange<C> {
         match self.phase {
             Phase::Idle => return Ok(Step::Pending),
             Phase::Start => {
-                self.give_up_at = now.saturating_add(timeouts.total);
+                self.give_up_at = deadline(now, timeouts.total, Instant::MAX);
                 if cfg!(feature = "keep-alive") && self.reuse_kept(net, persistent, now) {
                     self.phase = Phase::Sending;
                     self.sent = 0;
@@ -331,6 +332,8 @@ impl<C> Exchange<C> {
     }
 
     /// The network has nothing for now: fine unless a deadline has passed.
+    // Out of line: called from three places.
+    #[inline(never)]
     fn pending<E>(&self, now: Instant) -> Result<Step, Error<E>> {
         if now < self.deadline_at {
             return Ok(Step::Pending);

@@ -470,7 +470,9 @@ fn parse_head(data: &[u8], head_request: bool) -> Result<Option<(Head, Framing)>
             chunked = Some(same_name(last, b"chunked"));
         } else if cfg!(feature = "keep-alive")
             && same_name(name, b"connection")
-            && value.split(|&b| b == b',').any(|option| same_name(trim(option), b"close"))
+            // `close` anywhere in the value: the only option RFC 9110 §7.6.1 defines, and an
+            // unknown option containing it only costs a kept connection.
+            && value.windows(5).any(|w| same_name(w, b"close"))
         {
             persistent = false;
         }
