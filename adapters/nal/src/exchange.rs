@@ -194,15 +194,15 @@ impl<C> Exchange<C> {
             Phase::Idle => return Ok(Step::Pending),
             Phase::Start => {
                 self.give_up_at = deadline(now, timeouts.total, Instant::MAX);
-                let (phase, limit) =
-                    if cfg!(feature = "keep-alive") && self.reuse_kept(net, persistent, now) {
-                        (Phase::Sending, timeouts.idle)
-                    } else {
-                        let connection =
-                            net.open().map_err(|error| transport(Stage::Socket, error))?;
-                        self.connection = Some(connection);
-                        (Phase::Connecting, timeouts.connect)
-                    };
+                let (phase, limit) = if cfg!(feature = "keep-alive")
+                    && self.reuse_kept(net, persistent, now)
+                {
+                    (Phase::Sending, timeouts.idle)
+                } else {
+                    let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
+                    self.connection = Some(connection);
+                    (Phase::Connecting, timeouts.connect)
+                };
                 self.phase = phase;
                 self.deadline_at = deadline(now, limit, self.give_up_at);
             }
