@@ -8,8 +8,9 @@ use embedded_nal::nb;
 use reauth_core::{Duration, Instant};
 
 use crate::config::Timeouts;
-use crate::error::{Error, Stage, TimeoutKind};
+use crate::error::{Error, HttpError, Stage, TimeoutKind};
 use crate::http::{Answer, Receiver, RecvError};
+use crate::stack::StreamEnd;
 use crate::transport::Transport;
 
 /// Socket calls one [`Exchange::advance`] may make, so that a stack that never says `WouldBlock`
@@ -102,6 +103,7 @@ impl<C> Exchange<C> {
     /// itself when it completes or fails, and by [`abort`](Self::abort)).
     pub(crate) fn start(&mut self) {
         self.phase = Phase::Start;
+        self.sent = 0;
         self.busy = true;
     }
 
@@ -113,6 +115,12 @@ impl<C> Exchange<C> {
             _ if self.busy => Some(Instant::ZERO),
             _ => Some(self.deadline_at),
         }
+    }
+
+    /// True once any byte of the current (or last) exchange's request went to the stack: from
+    /// then on the server may have acted on it.
+    pub(crate) const fn sent_any(&self) -> bool {
+        self.sent > 0
     }
 
     /// Closes a kept connection once it has been idle for [`Timeouts::keep_alive`]. Called
@@ -151,8 +159,12 @@ impl<C> Exchange<C> {
             Ok(Step::Pending) => {}
             // The server closed the kept connection while it was idle (the request may have
             // crossed its close): go again on a new connection. Only idempotent requests are
-            // persistent, so sending one twice is safe.
-            Err(_) if cfg!(feature = "keep-alive") && self.reused => {
+            // persistent, so sending one twice is safe. Only a connection found closed (or
+            // reset) before any byte of the answer: a server that is merely slow (a timeout)
+            // may be working on the request, which must not go twice.
+            Err(Error::ConnectionClosed | Error::Transport { .. })
+                if cfg!(feature = "keep-alive") && self.reused =>
+            {
                 self.abort(net);
                 self.start();
                 return Ok(Step::Pending);
@@ -161,13 +173,14 @@ impl<C> Exchange<C> {
                 if cfg!(feature = "keep-alive") && persistent && self.receiver.reusable() =>
             {
                 self.phase = Phase::Idle;
-                self.idle_until = now.saturating_add(timeouts.keep_alive);
+                self.idle_until = deadline(now, timeouts.keep_alive, Instant::MAX);
             }
             _ => self.abort(net),
         }
         result
     }
 
+    #[inline(never)]
     fn run<T: Transport<Connection = C>>(
         &mut self,
         net: &mut T,
@@ -180,17 +193,18 @@ impl<C> Exchange<C> {
         match self.phase {
             Phase::Idle => return Ok(Step::Pending),
             Phase::Start => {
-                self.give_up_at = now.saturating_add(timeouts.total);
-                if cfg!(feature = "keep-alive") && self.reuse_kept(net, persistent, now) {
-                    self.phase = Phase::Sending;
-                    self.sent = 0;
-                    self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
+                self.give_up_at = deadline(now, timeouts.total, Instant::MAX);
+                let (phase, limit) = if cfg!(feature = "keep-alive")
+                    && self.reuse_kept(net, persistent, now)
+                {
+                    (Phase::Sending, timeouts.idle)
                 } else {
                     let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
                     self.connection = Some(connection);
-                    self.phase = Phase::Connecting;
-                    self.deadline_at = deadline(now, timeouts.connect, self.give_up_at);
-                }
+                    (Phase::Connecting, timeouts.connect)
+                };
+                self.phase = phase;
+                self.deadline_at = deadline(now, limit, self.give_up_at);
             }
             _ if now >= self.give_up_at => return Err(Error::Timeout(TimeoutKind::Total)),
             _ => {}
@@ -250,7 +264,16 @@ impl<C> Exchange<C> {
                         Ok(n) => {
                             // An answer is coming: whatever happens now is not a stale connection.
                             self.reused = false;
-                            receiver.on_data(response, n)
+                            let answer = receiver.on_data(response, n);
+                            // A stack that cannot report the end of a stream reliably refuses
+                            // a body that only the end delimits, as soon as the head says so.
+                            if !matches!(T::STREAM_END, StreamEnd::Reported)
+                                && receiver.close_delimited()
+                            {
+                                Err(RecvError::Http(HttpError::CloseDelimited))
+                            } else {
+                                answer
+                            }
                         }
                         Err(e) => {
                             would_block(e, Stage::Receive)?;
@@ -272,9 +295,12 @@ impl<C> Exchange<C> {
                 return self.pending(now);
             }
             // The response deadline runs from the end of the request until the head is complete
-            // (the server's thinking time); otherwise progress restarts the idle deadline.
+            // (the server's thinking time), and holds while bytes trickle in (interim
+            // responses, a slow head); otherwise progress restarts the idle deadline.
             if self.phase != Phase::Receiving || self.receiver.has_head() {
                 self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
+            } else if now >= self.deadline_at {
+                return self.pending(now);
             }
         }
         // Out of budget: there may be more to do right away.
@@ -307,6 +333,8 @@ impl<C> Exchange<C> {
     }
 
     /// The network has nothing for now: fine unless a deadline has passed.
+    // Out of line: called from three places.
+    #[inline(never)]
     fn pending<E>(&self, now: Instant) -> Result<Step, Error<E>> {
         if now < self.deadline_at {
             return Ok(Step::Pending);

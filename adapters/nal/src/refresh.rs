@@ -36,7 +36,11 @@ pub trait RefreshExchange {
     ///
     /// # Errors
     /// [`Unusable`] when there are no new tokens, with the failure's classification: a definite
-    /// refusal logs the user out, anything else is retried.
+    /// refusal logs the user out, anything else is retried. An implementation SHOULD say
+    /// `Transient` only for an answer that says the grant was not processed (`408`, `429`,
+    /// `5xx`) and [`RefreshFailure::Lost`] for any other answer without tokens (an unusable
+    /// success may have rotated the token), as [`OAuth2`] does: a lost exchange presents one
+    /// refresh token a bounded number of times, a transient one without bound.
     fn read_answer<const A: usize, const R: usize>(
         &self,
         status: u16,
@@ -97,17 +101,29 @@ impl RefreshExchange for OAuth2<'_> {
         generation: Generation,
     ) -> Result<Refreshed, Unusable> {
         if !(200..300).contains(&status) {
-            let failure = classify_failure(status, body, retry_after);
+            let failure = match classify_failure(status, body, retry_after) {
+                // The server says it did not do the work: retry after a backoff.
+                failure @ RefreshFailure::Transient { .. }
+                    if matches!(status, 408 | 429 | 500..=599) =>
+                {
+                    failure
+                }
+                RefreshFailure::Refused => RefreshFailure::Refused,
+                // A status no token endpoint sends (a proxy's, a redirect): whether the grant
+                // went through is unknown.
+                _ => RefreshFailure::Lost,
+            };
             return Err(Unusable { failure, error: AnswerError::Status(status) });
         }
-        // A 2xx that cannot be used is a server glitch, not a refusal: retry. If the server did
-        // rotate, the retry is answered `invalid_grant`, which then logs the user out.
-        let transient = RefreshFailure::Transient { retry_after };
+        // A 2xx that cannot be used may still have rotated the refresh token: the exchange is
+        // lost. If the server did rotate, the retry is answered `invalid_grant`, which then logs
+        // the user out; if it keeps failing, the token is presented a bounded number of times.
+        let lost = RefreshFailure::Lost;
         let response = parse_token_response(body)
-            .map_err(|e| Unusable { failure: transient, error: AnswerError::TokenResponse(e) })?;
+            .map_err(|e| Unusable { failure: lost, error: AnswerError::TokenResponse(e) })?;
         response
             .apply(tokens, generation)
-            .map_err(|e| Unusable { failure: transient, error: AnswerError::Token(e) })?;
+            .map_err(|e| Unusable { failure: lost, error: AnswerError::Token(e) })?;
         Ok(Refreshed { lifetime: response.expires_in(), rotated: response.has_refresh_token() })
     }
 }
@@ -157,6 +173,12 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         self.running.is_some()
     }
 
+    /// True once any byte of the last attempt's request went out (see
+    /// [`Exchange::sent_any`]).
+    pub(crate) const fn sent_any(&self) -> bool {
+        self.exchange.sent_any()
+    }
+
     /// True if an attempt waits to start.
     pub(crate) const fn has_pending(&self) -> bool {
         self.pending.is_some()
@@ -177,19 +199,20 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         exchange: &X,
         refresh_token: &str,
         host: &str,
+        ask_close: bool,
     ) -> Result<(), Error<E>> {
         wipe(&mut self.request);
         let body_len = exchange
             .write_body(refresh_token, &mut self.request)
             .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
-        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len);
+        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
         let needed = head_len.saturating_add(body_len);
         if needed > REQ {
             wipe(&mut self.request);
             return Err(Error::RequestTooLarge { needed, capacity: REQ });
         }
         move_within(&mut self.request, 0..body_len, head_len);
-        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len);
+        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len, ask_close);
         self.request_len = needed;
         self.running = Some(id);
         self.exchange.start();
@@ -244,12 +267,16 @@ fn write_head<X: RefreshExchange>(
     exchange: &X,
     host: &str,
     body_len: usize,
+    ask_close: bool,
 ) -> usize {
     out.put(b"POST ");
     out.put(exchange.path().as_bytes());
     out.put(b" HTTP/1.1\r\nHost: ");
     out.put(host.as_bytes());
-    out.put(b"\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: ");
+    if ask_close {
+        out.put(b"\r\nConnection: close");
+    }
+    out.put(b"\r\nAccept: application/json\r\nContent-Type: ");
     out.put(exchange.content_type().as_bytes());
     out.put(b"\r\nContent-Length: ");
     out.put_decimal(body_len);
