@@ -86,7 +86,7 @@ use crate::store::{Lease, StoreError, StoredTokens, TokenStore, unix_ms};
 /// ```no_run
 /// use reauth_ureq::{Client, RedisStore};
 ///
-/// let store = RedisStore::new("redis://10.0.0.5:6379/0", "reauth:my-app")?;
+/// let store = RedisStore::new("redis://127.0.0.1:6379/0", "reauth:my-app")?;
 /// let client = Client::builder()
 ///     .token_url("https://auth.example.com/oauth/token")
 ///     .client_id("my-app")
