@@ -28,7 +28,8 @@ use std::time::{Instant, SystemTime};
 use clap::{Parser, ValueEnum};
 use reauth_core::Config;
 use reauth_testkit::issuer::{Counters, Fault, IssuerConfig, MockIssuer};
-use reauth_ureq::{Client, Error, FileStore, MemoryStore, StoredTokens, TokenStore};
+use reauth_testkit::redis_server::RedisServer;
+use reauth_ureq::{Client, Error, FileStore, MemoryStore, RedisStore, StoredTokens, TokenStore};
 use zeroize::Zeroizing;
 
 use crate::demo::backoff;
@@ -49,6 +50,10 @@ pub(crate) struct Args {
     /// Lifetime of each access token the issuer hands out, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..))]
     token_lifetime: u64,
+    /// Where the processes share the credential: a `FileStore` in a temporary directory, or a
+    /// Redis store on a `redis-server` this command starts on a free port of 127.0.0.1.
+    #[arg(long, value_enum, default_value_t = Shared::File)]
+    store: Shared,
     /// Skip the naive baseline run.
     #[arg(long)]
     no_baseline: bool,
@@ -59,6 +64,15 @@ pub(crate) struct Args {
     /// rotation (Auth0's reuse interval, Okta's grace period). 0: never.
     #[arg(long, default_value_t = 0)]
     reuse_grace: u64,
+}
+
+/// The store the shared run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Shared {
+    /// A `FileStore`: processes of one host.
+    File,
+    /// A `RedisStore`: processes (or machines) that reach one Redis.
+    Redis,
 }
 
 /// A disturbance of the shared run.
@@ -85,11 +99,14 @@ pub(crate) struct WorkerArgs {
     /// The protected API URL to GET.
     #[arg(long)]
     api_url: String,
-    /// The shared token file; without it the worker starts from the tokens in the environment
-    /// (`REAUTH_FLEET_ACCESS`, `REAUTH_FLEET_REFRESH`, `REAUTH_FLEET_EXPIRES_MS`) in a store of
-    /// its own.
-    #[arg(long)]
+    /// The shared token file.
+    #[arg(long, conflicts_with = "store_redis")]
     store_file: Option<PathBuf>,
+    /// The shared Redis (URL); without this and `--store-file` the worker starts from the
+    /// tokens in the environment (`REAUTH_FLEET_ACCESS`, `REAUTH_FLEET_REFRESH`,
+    /// `REAUTH_FLEET_EXPIRES_MS`) in a store of its own.
+    #[arg(long)]
+    store_redis: Option<String>,
     #[arg(long)]
     threads: u16,
     #[arg(long)]
@@ -110,6 +127,9 @@ fn worker_config() -> Config {
     }
 }
 
+/// Where the shared run keeps its record, lease and channel in Redis.
+const REDIS_PREFIX: &str = "reauth:fleet";
+
 /// At most this many requests per thread, whatever the duration: every load loop is bounded.
 const MAX_REQUESTS_PER_THREAD: u64 = 2_000_000;
 
@@ -125,8 +145,16 @@ pub(crate) fn run(args: Args) -> ExitCode {
 
 fn fleet(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
     println!(
-        "reauth fleet: {} processes x {} threads, {} ms tokens, {} s per run, one credential",
-        args.processes, args.threads, args.token_lifetime, args.seconds
+        "reauth fleet: {} processes x {} threads, {} ms tokens, {} s per run, one credential \
+         shared through {}",
+        args.processes,
+        args.threads,
+        args.token_lifetime,
+        args.seconds,
+        match args.store {
+            Shared::File => "a FileStore",
+            Shared::Redis => "Redis",
+        }
     );
     let shared = run_fleet(args, Mode::Shared)?;
     let naive = if args.no_baseline || args.chaos != Chaos::None {
@@ -186,15 +214,25 @@ fn run_fleet(args: &Args, mode: Mode) -> Result<Outcome, Box<dyn core::error::Er
     })?;
     let scratch = Scratch::new()?;
     let path = scratch.0.join("tokens.json");
+    let redis = match (mode, args.store) {
+        (Mode::Shared, Shared::Redis) => Some(RedisServer::start().map_err(|e| {
+            format!("--store redis needs redis-server (the Debian package redis-server): {e}")
+        })?),
+        _ => None,
+    };
     let login = issuer.login();
     let expires_at = SystemTime::now() + login.expires_in;
     if mode == Mode::Shared {
-        FileStore::new(&path).save_over(StoredTokens {
+        let record = StoredTokens {
             version: 0,
             refresh_token: Zeroizing::new(login.refresh_token.clone()),
             access_token: Some(Zeroizing::new(login.access_token.clone())),
             expires_at: Some(expires_at),
-        })?;
+        };
+        match &redis {
+            Some(server) => RedisStore::new(&server.url(), REDIS_PREFIX)?.save_over(record)?,
+            None => FileStore::new(&path).save_over(record)?,
+        };
     }
     match args.chaos {
         Chaos::Sigkill | Chaos::Sigstop => {
@@ -219,11 +257,14 @@ fn run_fleet(args: &Args, mode: Mode) -> Result<Outcome, Box<dyn core::error::Er
             .args(["--start-at", &start_at.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        match mode {
-            Mode::Shared => {
+        match (mode, &redis) {
+            (Mode::Shared, Some(server)) => {
+                command.args(["--store-redis", &server.url()]);
+            }
+            (Mode::Shared, None) => {
                 command.arg("--store-file").arg(&path);
             }
-            Mode::Naive => {
+            (Mode::Naive, _) => {
                 let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
                 command
                     .env("REAUTH_FLEET_ACCESS", &login.access_token)
@@ -235,6 +276,12 @@ fn run_fleet(args: &Args, mode: Mode) -> Result<Outcome, Box<dyn core::error::Er
     }
     let killed = match args.chaos {
         Chaos::None => None,
+        _ if redis.is_some() => {
+            eprintln!(
+                "reauth fleet: --chaos watches a FileStore's lock file; not with --store redis"
+            );
+            None
+        }
         chaos => disturb(chaos, &FileStore::new(&path), args),
     };
     let mut outcome = Outcome { killed, ..Outcome::default() };
@@ -440,9 +487,10 @@ pub(crate) fn run_worker(args: WorkerArgs) -> ExitCode {
 
 fn worker(args: &WorkerArgs) -> Result<WorkerResult, Box<dyn core::error::Error>> {
     let builder = Client::builder().token_url(&args.token_url).config(worker_config());
-    let client = match &args.store_file {
-        Some(path) => builder.store(FileStore::new(path)).build()?,
-        None => {
+    let client = match (&args.store_file, &args.store_redis) {
+        (Some(path), _) => builder.store(FileStore::new(path)).build()?,
+        (None, Some(url)) => builder.store(RedisStore::new(url, REDIS_PREFIX)?).build()?,
+        (None, None) => {
             let env = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
             let access = Zeroizing::new(env("REAUTH_FLEET_ACCESS")?);
             let refresh = Zeroizing::new(env("REAUTH_FLEET_REFRESH")?);

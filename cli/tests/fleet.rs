@@ -83,3 +83,17 @@ fn lease_holder_killed_after_the_server_rotated_loses_the_session_unless_the_ser
     assert_eq!(row(&out, "refresh-token reuse (issuer)").0, "0", "{out}");
     assert_eq!(row(&out, "failed").0, "0", "{out}");
 }
+
+#[test]
+fn processes_sharing_redis_make_one_refresh_per_expiry() {
+    // Only to learn whether redis-server is there (skipped with a reason if not; CI fails).
+    if reauth_testkit::redis_server::RedisServer::start_or_skip("fleet over redis").is_none() {
+        return;
+    }
+    let out = fleet(&["--processes", "3", "--threads", "4", "--seconds", "3", "--store", "redis"]);
+    assert!(out.contains("shared through Redis"), "{out}");
+    assert_eq!(row(&out, "refresh calls per episode").0, "1.00", "{out}");
+    assert_eq!(row(&out, "refresh-token reuse (issuer)").0, "0", "{out}");
+    assert_eq!(row(&out, "failed").0, "0", "{out}");
+    assert!(number(row(&out, "records adopted").0) > 0.0, "{out}");
+}
