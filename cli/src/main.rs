@@ -18,8 +18,11 @@ mod fault;
 mod firmware;
 mod flags;
 mod get;
+mod netns;
+mod qemu;
 mod report;
 mod soak;
+mod tap;
 
 use std::process::ExitCode;
 
