@@ -73,12 +73,10 @@ pub(crate) fn start_issuer_on(
     latency: Duration,
     seed: u64,
 ) -> std::io::Result<MockIssuer> {
-    MockIssuer::start_on(ip, IssuerConfig {
-        token_lifetime,
-        latency_jitter: latency,
-        seed,
-        ..IssuerConfig::default()
-    })
+    MockIssuer::start_on(
+        ip,
+        IssuerConfig { token_lifetime, latency_jitter: latency, seed, ..IssuerConfig::default() },
+    )
 }
 
 /// The client's retry backoff in every run: 100 ms doubling up to 2 s, jittered from `seed`.

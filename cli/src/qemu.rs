@@ -72,8 +72,7 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         None => build_firmware()?,
     };
     let token_lifetime = Duration::from_millis(args.run.token_lifetime);
-    let issuer =
-        start_issuer(token_lifetime, Duration::from_millis(args.run.latency), args.seed)?;
+    let issuer = start_issuer(token_lifetime, Duration::from_millis(args.run.latency), args.seed)?;
     let tokens = issuer.login();
     issuer.reset_counters();
 
@@ -87,9 +86,11 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         format!("seconds={seconds}"),
         format!("keepalive={}", u8::from(args.keep_alive)),
         format!("seed={}", args.seed),
+        format!("timestamps={}", u8::from(args.tcp_timestamps)),
     ];
     // QEMU's option syntax: a comma inside a value is written twice.
-    let semihosting: String = settings.iter().map(|a| format!(",arg={}", a.replace(',', ",,"))).collect();
+    let semihosting: String =
+        settings.iter().map(|a| format!(",arg={}", a.replace(',', ",,"))).collect();
     let start = Instant::now();
     let mut child = Command::new(QEMU)
         .args(["-M", MACHINE, "-nographic", "-monitor", "none", "-serial", "none"])
@@ -159,7 +160,9 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         }
     }
     if status.is_none() {
-        report.failures.push(format!("QEMU did not exit within {} s", (deadline - start).as_secs()));
+        report
+            .failures
+            .push(format!("QEMU did not exit within {} s", (deadline - start).as_secs()));
     }
     Ok(report)
 }
@@ -194,6 +197,7 @@ impl Report {
         let mut table = Table::default();
         table.row("stack", args.stack.name(), "");
         table.row("keep-alive", if args.keep_alive { "on" } else { "off" }, "");
+        table.row("TCP timestamps", if args.tcp_timestamps { "on" } else { "off" }, "");
         table.row("duration", format!("{:.2} s", self.elapsed.as_secs_f64()), "host");
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
         table.row("fault", args.run.fault.name(), "");
@@ -204,7 +208,7 @@ impl Report {
             ("needs-login rejections", "needs_login"),
             ("never answered", "lost"),
             ("answered twice", "answered_twice"),
-            ("refreshes seen", "refreshed"),
+            ("refresh episodes", "refreshed"),
         ] {
             table.row(row, self.value(key), "firmware");
         }
@@ -233,8 +237,21 @@ impl Report {
             format!("{} requests never got an outcome", self.value("lost"))
         });
         verdict.check(self.value("answered_twice") > 0, || {
-            format!("{} events for requests that already had an outcome", self.value("answered_twice"))
+            format!(
+                "{} events for requests that already had an outcome",
+                self.value("answered_twice")
+            )
         });
+        verdict.check(
+            args.run.fault == FaultMode::None && issuer.refresh_calls != self.value("refreshed"),
+            || {
+                format!(
+                    "{} refresh calls for {} refresh episodes: a refresh was sent twice",
+                    issuer.refresh_calls,
+                    self.value("refreshed")
+                )
+            },
+        );
         verdict.issuer_invariants(issuer, self.value("succeeded"));
         verdict.print("no failed request, no reuse, no token refreshed twice")
     }

@@ -135,6 +135,12 @@ impl Latencies {
         None
     }
 
+    /// How many values are at least `threshold` (to within a bucket, 3 %).
+    pub(crate) fn at_least(&self, threshold: Duration) -> u64 {
+        let micros = u64::try_from(threshold.as_micros()).unwrap_or(u64::MAX);
+        self.counts.iter().skip(bucket(micros)).sum()
+    }
+
     /// The largest value recorded; `None` when empty.
     pub(crate) fn max(&self) -> Option<Duration> {
         (self.total > 0).then(|| Duration::from_micros(self.max_micros))

@@ -49,12 +49,13 @@ pub(crate) struct TapStack {
 }
 
 impl TapStack {
-    /// Makes the TAP device in the current namespace and brings smoltcp up on it.
+    /// Makes the TAP device in the current namespace and brings smoltcp up on it, its sockets
+    /// sending TCP timestamps when `timestamps` (see the module doc).
     ///
     /// # Errors
     ///
     /// Not inside a namespace of ours, or the device cannot be made or opened.
-    pub(crate) fn open() -> Result<Self, Box<dyn core::error::Error>> {
+    pub(crate) fn open(timestamps: bool) -> Result<Self, Box<dyn core::error::Error>> {
         if netns::current().is_none() {
             return Err("the TAP device is only made inside a network namespace of ours".into());
         }
@@ -76,7 +77,9 @@ impl TapStack {
                 tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
                 tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
             );
-            socket.set_tsval_generator(Some(tsval));
+            if timestamps {
+                socket.set_tsval_generator(Some(tsval));
+            }
             sockets.add(socket);
         }
         let mut stack = NetworkStack::new(iface, device, sockets, Millis);
@@ -95,7 +98,9 @@ impl Drive for TapStack {
     }
 
     fn nap(&mut self) {
-        let _ = smoltcp::phy::wait(self.fd, Some(smoltcp::time::Duration::from_micros(500)));
+        // Until a frame arrives, or 1 ms (smoltcp's `wait` drops the microseconds of its
+        // timeout: 500 µs would not wait at all).
+        let _ = smoltcp::phy::wait(self.fd, Some(smoltcp::time::Duration::from_millis(1)));
     }
 }
 
@@ -115,7 +120,11 @@ impl TcpClientStack for TapStack {
         self.net.connect(socket, remote)
     }
 
-    fn send(&mut self, socket: &mut Self::TcpSocket, data: &[u8]) -> nb::Result<usize, NetworkError> {
+    fn send(
+        &mut self,
+        socket: &mut Self::TcpSocket,
+        data: &[u8],
+    ) -> nb::Result<usize, NetworkError> {
         self.net.send(socket, data)
     }
 
@@ -181,7 +190,11 @@ impl<S: TcpClientStack<Error = NetworkError>> TcpClientStack for Smoltcp<S> {
         self.0.connect(socket, remote)
     }
 
-    fn send(&mut self, socket: &mut Self::TcpSocket, data: &[u8]) -> nb::Result<usize, NetworkError> {
+    fn send(
+        &mut self,
+        socket: &mut Self::TcpSocket,
+        data: &[u8],
+    ) -> nb::Result<usize, NetworkError> {
         match self.0.send(socket, data) {
             Ok(0) if !data.is_empty() => Err(nb::Error::WouldBlock),
             other => other,

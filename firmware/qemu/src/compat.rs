@@ -29,7 +29,11 @@ impl<S: TcpClientStack<Error = NetworkError>> TcpClientStack for Smoltcp<S> {
         self.0.connect(socket, remote)
     }
 
-    fn send(&mut self, socket: &mut Self::TcpSocket, data: &[u8]) -> nb::Result<usize, NetworkError> {
+    fn send(
+        &mut self,
+        socket: &mut Self::TcpSocket,
+        data: &[u8],
+    ) -> nb::Result<usize, NetworkError> {
         match self.0.send(socket, data) {
             Ok(0) if !data.is_empty() => Err(nb::Error::WouldBlock),
             other => other,

@@ -2,7 +2,8 @@
 //! on the board's emulated SMSC LAN9118 NIC, as a device would run it.
 //!
 //! 1. Read the run's settings through semihosting (the QEMU command line's `arg=`s):
-//!    `issuer=IP:PORT refresh=TOKEN [requests=N] [seconds=S] [keepalive=0|1] [seed=N]`.
+//!    `issuer=IP:PORT refresh=TOKEN [requests=N] [seconds=S] [keepalive=0|1] [timestamps=0|1]
+//!    [seed=N]`.
 //! 2. Bring up the NIC ([`lan9118`]), smoltcp with the address QEMU's user-mode network hands
 //!    out (10.0.2.15/24, gateway 10.0.2.2, which forwards to the host's loopback), and
 //!    smoltcp-nal over it.
@@ -85,7 +86,9 @@ fn main() -> ! {
     });
     let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY);
 
-    let storage = cortex_m::singleton!(: [SocketStorage<'static>; SOCKETS] = [SocketStorage::EMPTY; SOCKETS]).unwrap();
+    let storage =
+        cortex_m::singleton!(: [SocketStorage<'static>; SOCKETS] = [SocketStorage::EMPTY; SOCKETS])
+            .unwrap();
     let rx = cortex_m::singleton!(: [[u8; TCP_RX]; SOCKETS] = [[0; TCP_RX]; SOCKETS]).unwrap();
     let tx = cortex_m::singleton!(: [[u8; TCP_TX]; SOCKETS] = [[0; TCP_TX]; SOCKETS]).unwrap();
     let mut sockets = SocketSet::new(&mut storage[..]);
@@ -94,7 +97,9 @@ fn main() -> ! {
             tcp::SocketBuffer::new(&mut rx[..]),
             tcp::SocketBuffer::new(&mut tx[..]),
         );
-        socket.set_tsval_generator(Some(clock::tsval));
+        if args.timestamps {
+            socket.set_tsval_generator(Some(clock::tsval));
+        }
         sockets.add(socket);
     }
     let mut stack = NetworkStack::new(iface, device, sockets, Millis);
@@ -121,7 +126,8 @@ fn main() -> ! {
         total: Duration::from_secs(15),
         keep_alive: if args.keep_alive { Timeouts::DEFAULT.keep_alive } else { Duration::ZERO },
     };
-    let client_config = ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };
+    let client_config =
+        ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };
     let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
     let client: &'static mut FirmwareClient = cortex_m::singleton!(
         : FirmwareClient = Client::new(client_config, exchange, NoStore)
@@ -146,6 +152,8 @@ struct Args {
     /// ... or after this many milliseconds.
     duration_ms: u32,
     keep_alive: bool,
+    /// TCP timestamps on every socket (see `clock::tsval`).
+    timestamps: bool,
     seed: u64,
 }
 
@@ -173,6 +181,7 @@ impl Args {
             requests: 200,
             duration_ms: 10_000,
             keep_alive: true,
+            timestamps: true,
             seed: 1,
         };
         for word in line.split_ascii_whitespace() {
@@ -186,6 +195,7 @@ impl Args {
                 "requests" => args.requests = value.parse().ok()?,
                 "seconds" => args.duration_ms = value.parse::<u32>().ok()?.saturating_mul(1000),
                 "keepalive" => args.keep_alive = value != "0",
+                "timestamps" => args.timestamps = value != "0",
                 "seed" => args.seed = value.parse().ok()?,
                 _ => {}
             }
@@ -323,7 +333,8 @@ impl Report {
             Err(Error::Rejected(Rejection::NeedsLogin)) => self.needs_login += 1,
             Err(error) => {
                 self.failed += 1;
-                let _ = self.examples.push(format_args!("{error}"));
+                let at = clock::millis();
+                let _ = self.examples.push(format_args!("{error} (at {at} ms)"));
             }
         }
     }
