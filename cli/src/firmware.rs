@@ -143,7 +143,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
     }
     let result = match args.stack {
-        StackKind::Std => firmware(&args, Stack::default()),
+        StackKind::Std => firmware(&args, Stack),
         StackKind::SmoltcpTap => {
             crate::tap::TapStack::open(args.tcp_timestamps).and_then(|tap| firmware(&args, tap))
         }

@@ -101,9 +101,9 @@ impl Lan9118 {
 
     /// The controller's MAC address.
     pub(crate) fn mac(&self) -> [u8; 6] {
-        let [a, b, c, d] = mac_read(MAC_ADDRL).to_le_bytes();
-        let [e, f, _, _] = mac_read(MAC_ADDRH).to_le_bytes();
-        [a, b, c, d, e, f]
+        let low = mac_read(MAC_ADDRL).to_le_bytes();
+        let high = mac_read(MAC_ADDRH).to_le_bytes();
+        [low[0], low[1], low[2], low[3], high[0], high[1]]
     }
 }
 

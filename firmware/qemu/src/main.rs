@@ -65,8 +65,7 @@ fn main() -> ! {
     let cmdline = cortex_m::singleton!(: [u8; 1024] = [0; 1024]).unwrap(); // Runs once.
     let Some(args) = Args::read(cmdline) else {
         hprintln!("reauth-qemu: usage: issuer=IP:PORT refresh=TOKEN [requests=N] [seconds=S]");
-        debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        exit(debug::EXIT_FAILURE);
     };
     let peripherals = cortex_m::Peripherals::take().unwrap(); // Taken once, here.
     clock::start(peripherals.SYST);
@@ -75,8 +74,7 @@ fn main() -> ! {
     // takes the controller.
     let Ok(mut device) = (unsafe { Lan9118::take() }) else {
         hprintln!("reauth-qemu: no LAN9118 at 0x4020_0000 (run on QEMU's mps2-an386)");
-        debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        exit(debug::EXIT_FAILURE);
     };
     let mut config = smoltcp::iface::Config::new(EthernetAddress(device.mac()).into());
     config.random_seed = args.seed;
@@ -137,8 +135,16 @@ fn main() -> ! {
 
     let report = run(client, &mut net, &args, histogram);
     report.print(histogram);
-    debug::exit(debug::EXIT_SUCCESS);
-    loop {}
+    exit(debug::EXIT_SUCCESS)
+}
+
+/// Ends the emulation with `status` (semihosting SYS_EXIT); on a board without a debugger
+/// attached, sleeps forever instead.
+fn exit(status: debug::ExitStatus) -> ! {
+    debug::exit(status);
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 /// The run's settings, from the semihosting command line.
@@ -439,6 +445,5 @@ mod heapless_line {
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     hprintln!("reauth-qemu: panic: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    exit(debug::EXIT_FAILURE)
 }
