@@ -19,9 +19,10 @@ use std::time::Instant as StdInstant;
 
 use embedded_time::fraction::Fraction;
 use reauth_nal::embedded_nal::{TcpClientStack, nb};
+use reauth_nal::stack::SmoltcpNal;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{Medium, TunTapInterface};
-use smoltcp::socket::tcp::{self, RecvError};
+use smoltcp::socket::tcp;
 use smoltcp::wire::{EthernetAddress, IpCidr};
 use smoltcp_nal::{NetworkError, NetworkStack};
 
@@ -41,9 +42,9 @@ const SOCKETS: usize = 16;
 /// Each socket's receive and transmit buffer.
 const TCP_BUFFER: usize = 4096;
 
-/// smoltcp-nal over the TAP device, with reauth-nal's receive semantics.
+/// smoltcp-nal over the TAP device, in reauth-nal's smoltcp profile.
 pub(crate) struct TapStack {
-    net: Smoltcp<NetworkStack<'static, TunTapInterface, Millis>>,
+    net: SmoltcpNal<NetworkStack<'static, TunTapInterface, Millis>>,
     /// The TAP device's descriptor, to wait on.
     fd: RawFd,
 }
@@ -64,6 +65,7 @@ impl TapStack {
         netns::ip(["link", "set", DEVICE, "up"])?;
         let mut device = TunTapInterface::new(DEVICE, Medium::Ethernet)?;
         let fd = device.as_raw_fd();
+        wait_for_carrier()?;
         let mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
         let mut config = Config::new(mac.into());
         config.random_seed = u64::from(std::process::id());
@@ -84,7 +86,7 @@ impl TapStack {
         }
         let mut stack = NetworkStack::new(iface, device, sockets, Millis);
         stack.seed_random_port(&u64::from(std::process::id()).to_le_bytes());
-        Ok(Self { net: Smoltcp(stack), fd })
+        Ok(Self { net: SmoltcpNal(stack), fd })
     }
 }
 
@@ -141,6 +143,21 @@ impl TcpClientStack for TapStack {
     }
 }
 
+/// Waits (at most 2 s) until the kernel sees the TAP device's carrier, which comes up once this
+/// process has attached to it: a frame sent before is dropped, and the first connects would
+/// then wait a second for smoltcp to ask for the issuer's MAC address again.
+fn wait_for_carrier() -> Result<(), Box<dyn core::error::Error>> {
+    let carrier = format!("/sys/class/net/{DEVICE}/carrier");
+    let deadline = StdInstant::now() + core::time::Duration::from_secs(2);
+    while std::fs::read_to_string(&carrier).map(|c| c.trim() != "1").unwrap_or(true) {
+        if StdInstant::now() >= deadline {
+            return Err(format!("{DEVICE} has no carrier after 2 s").into());
+        }
+        std::thread::sleep(core::time::Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// Milliseconds since the first reading, for smoltcp-nal and the TCP timestamps.
 fn millis() -> u32 {
     static START: OnceLock<StdInstant> = OnceLock::new();
@@ -163,57 +180,5 @@ impl embedded_time::Clock for Millis {
 
     fn try_now(&self) -> Result<embedded_time::Instant<Self>, embedded_time::clock::Error> {
         Ok(embedded_time::Instant::new(millis()))
-    }
-}
-
-/// smoltcp-nal's `receive` read the way reauth-nal reads `receive` (TECH-NOTES §12): `Ok(0)`
-/// into a non-empty buffer means "no data yet" there and becomes `WouldBlock`; the peer's FIN
-/// (`TcpReadFailure(Finished)`) becomes `Ok(0)`, the end of the stream. A `send` that took
-/// nothing (full buffer) becomes `WouldBlock` too.
-///
-/// Temporary: reauth-nal's own smoltcp profile (branch `nal-stacks`) replaces it.
-struct Smoltcp<S>(S);
-
-impl<S: TcpClientStack<Error = NetworkError>> TcpClientStack for Smoltcp<S> {
-    type TcpSocket = S::TcpSocket;
-    type Error = NetworkError;
-
-    fn socket(&mut self) -> Result<Self::TcpSocket, NetworkError> {
-        self.0.socket()
-    }
-
-    fn connect(
-        &mut self,
-        socket: &mut Self::TcpSocket,
-        remote: SocketAddr,
-    ) -> nb::Result<(), NetworkError> {
-        self.0.connect(socket, remote)
-    }
-
-    fn send(
-        &mut self,
-        socket: &mut Self::TcpSocket,
-        data: &[u8],
-    ) -> nb::Result<usize, NetworkError> {
-        match self.0.send(socket, data) {
-            Ok(0) if !data.is_empty() => Err(nb::Error::WouldBlock),
-            other => other,
-        }
-    }
-
-    fn receive(
-        &mut self,
-        socket: &mut Self::TcpSocket,
-        buffer: &mut [u8],
-    ) -> nb::Result<usize, NetworkError> {
-        match self.0.receive(socket, buffer) {
-            Ok(0) if !buffer.is_empty() => Err(nb::Error::WouldBlock),
-            Err(nb::Error::Other(NetworkError::TcpReadFailure(RecvError::Finished))) => Ok(0),
-            other => other,
-        }
-    }
-
-    fn close(&mut self, socket: Self::TcpSocket) -> Result<(), NetworkError> {
-        self.0.close(socket)
     }
 }

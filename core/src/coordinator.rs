@@ -29,6 +29,7 @@ use crate::time::{Duration, Instant};
 ///   [`handle_response`](Self::handle_response), [`handle_cancel`](Self::handle_cancel),
 ///   [`handle_refresh_success`](Self::handle_refresh_success),
 ///   [`handle_refresh_failure`](Self::handle_refresh_failure),
+///   [`handle_adopt`](Self::handle_adopt),
 ///   [`handle_timeout`](Self::handle_timeout).
 /// - **Outputs**: [`poll_action`](Self::poll_action) and [`poll_timeout`](Self::poll_timeout).
 ///
@@ -62,6 +63,15 @@ pub struct Coordinator<const N: usize> {
     /// The latest attempt handed out by `poll_action`; results for later ids are bogus (the
     /// caller cannot know them), even if the clock starts that attempt on the same call.
     announced: RefreshId,
+    /// Failed attempts (transient or lost) since the last new credentials, across episodes: the
+    /// backoff delay grows with it, so an exhausted episode's cool-down and the next episode's
+    /// delays go on where the last ones left off instead of starting small again.
+    streak: u8,
+    /// Presentations of the current refresh token that ended without a usable answer
+    /// ([`RefreshFailure::Lost`] or the refresh timeout): each may have rotated the token on the
+    /// server. Reset by new credentials; at [`Config::max_refresh_attempts`] the token is
+    /// presented no more ([`FailCause::Unanswered`]).
+    unanswered: u8,
     /// State of the jitter generator (splitmix64).
     rng: u64,
 }
@@ -78,6 +88,10 @@ pub enum State {
     Idle {
         /// What is known about the current access token.
         access: Access,
+        /// The cool-down after an exhausted episode: before this instant no episode starts, and
+        /// a request that would wait for one is rejected with [`Rejection::RefreshUnavailable`]
+        /// at once. [`Instant::ZERO`] when there is none.
+        retry_at: Instant,
     },
     /// One refresh is in flight, or the episode waits out a backoff between attempts.
     Refreshing {
@@ -144,6 +158,12 @@ pub enum FailCause {
     Refused,
     /// The application logged out.
     LoggedOut,
+    /// [`Config::max_refresh_attempts`] presentations of the same refresh token went unanswered
+    /// ([`RefreshFailure::Lost`] or the refresh timeout). Each may have rotated the token on the
+    /// server, so presenting it again risks the reuse detection that revokes the whole session;
+    /// the coordinator stops instead. A late success of one of those attempts still installs
+    /// its token.
+    Unanswered,
 }
 
 /// How a request may proceed, from [`Coordinator::handle_request`].
@@ -195,6 +215,14 @@ pub enum RefreshFailure {
     /// A definite refusal (`invalid_grant`, or 400/401 from the token endpoint): the refresh token
     /// is no good and the user must log in again.
     Refused,
+    /// The request was sent (or may have been) but no usable answer came back: the connection
+    /// was reset, closed or timed out before the whole answer arrived, or a success status came
+    /// with a body that could not be used. The server may have rotated the refresh token, so
+    /// besides backing off as for `Transient`, the coordinator presents one refresh token at
+    /// most [`Config::max_refresh_attempts`] times with such results (see
+    /// [`FailCause::Unanswered`]). A failure before any byte was sent (no route, connection
+    /// refused) is `Transient`.
+    Lost,
 }
 
 /// Something the caller must do, from [`Coordinator::poll_action`].
@@ -224,6 +252,8 @@ impl<const N: usize> Coordinator<N> {
             session_start: RefreshId(1),
             start_pending: None,
             announced: RefreshId(0),
+            streak: 0,
+            unanswered: 0,
             rng: config.backoff.seed,
         }
     }
@@ -308,7 +338,8 @@ impl<const N: usize> Coordinator<N> {
         let now = self.advance(now);
         self.begin_session();
         self.generation = self.generation.next();
-        self.state = State::Idle { access: self.access_from(now, lifetime) };
+        self.state =
+            State::Idle { access: self.access_from(now, lifetime), retry_at: Instant::ZERO };
         // A token installed already stale (zero lifetime) must not strand parked requests.
         self.settle(now);
         self.generation
@@ -319,7 +350,7 @@ impl<const N: usize> Coordinator<N> {
     pub fn handle_restore(&mut self, now: Instant) {
         let now = self.advance(now);
         self.begin_session();
-        self.state = State::Idle { access: Access::Expired };
+        self.state = State::Idle { access: Access::Expired, retry_at: Instant::ZERO };
         self.settle(now);
     }
 
@@ -343,7 +374,7 @@ impl<const N: usize> Coordinator<N> {
             return Err(Rejected { id, reason: Rejection::NeedsLogin });
         }
         if self.usable(now) {
-            if let State::Idle { access: Access::Valid { refresh_at, .. } } = self.state
+            if let State::Idle { access: Access::Valid { refresh_at, .. }, .. } = self.state
                 && now >= refresh_at
             {
                 self.start_episode(now);
@@ -421,41 +452,51 @@ impl<const N: usize> Coordinator<N> {
     ) -> Result<Generation, RefreshResultError> {
         let now = self.advance(now);
         self.check_live(id)?;
-        self.generation = self.generation.next();
+        self.install(now, lifetime, Some(id));
         event!(debug, "{id} succeeded: {}", self.generation);
-        let access = self.access_from(now, lifetime);
-        match &mut self.state {
-            // A late success of an earlier attempt while a later one is in flight: use the new
-            // token at once, and keep waiting for the later attempt so that at most one refresh
-            // is ever on the wire.
-            State::Refreshing {
-                access: current_access,
-                phase: Phase::InFlight { id: current, .. },
-                ..
-            } if *current != id => {
-                *current_access = access;
-            }
-            _ => {
-                self.start_pending = None;
-                self.state = State::Idle { access };
-            }
-        }
-        self.settle(now);
         Ok(self.generation)
+    }
+
+    /// Tokens that another process or machine obtained were adopted from a shared store: a new
+    /// access token valid for `lifetime` (`None` if unknown) and a refresh token, without a
+    /// refresh call of ours. Returns the new generation, under which the caller MUST store the
+    /// access token.
+    ///
+    /// Unlike [`handle_login`](Self::handle_login), a refresh in flight is not abandoned: it is
+    /// superseded (its failure only ends it, its success is still installed), so at most one
+    /// refresh is ever on the wire. A backoff or a cool-down ends; parked requests go out with
+    /// the new token. From [`State::Failed`] it works as a login: the store held newer
+    /// credentials than the ones that were refused.
+    ///
+    /// A caller that answers its own refresh attempt from the store (it found a newer record
+    /// under the store's lease) reports that attempt with
+    /// [`handle_refresh_success`](Self::handle_refresh_success) instead.
+    pub fn handle_adopt(&mut self, now: Instant, lifetime: Option<Duration>) -> Generation {
+        let now = self.advance(now);
+        if self.needs_login() {
+            return self.handle_login(now, lifetime);
+        }
+        self.install(now, lifetime, None);
+        event!(debug, "adopted from the store: {}", self.generation);
+        self.generation
     }
 
     /// Refresh `id` failed.
     ///
-    /// A transient failure backs off and retries, up to [`Config::max_refresh_attempts`] per
-    /// episode, after which the parked requests are rejected with
-    /// [`Rejection::RefreshUnavailable`] and the refresh token is kept. A refusal rejects every
-    /// parked request with [`Rejection::NeedsLogin`] and enters [`State::Failed`].
+    /// A transient or lost failure backs off and retries, up to
+    /// [`Config::max_refresh_attempts`] per episode, after which the parked requests are
+    /// rejected with [`Rejection::RefreshUnavailable`] and the refresh token is kept; a
+    /// cool-down then holds (see [`State::Idle::retry_at`]) so that a failing token endpoint is
+    /// never hammered. A refusal rejects every parked request with [`Rejection::NeedsLogin`] and
+    /// enters [`State::Failed`], and so does the `max_refresh_attempts`-th presentation of one
+    /// refresh token that went unanswered ([`RefreshFailure::Lost`], [`FailCause::Unanswered`]).
     ///
     /// # Errors
     /// [`RefreshResultError::NotCurrent`] for an attempt that is no longer in flight (it timed
-    /// out, or a success arrived since): the failure is ignored, so a superseded attempt cannot log
-    /// the user out. The failure of an attempt in flight that a late success of an earlier one
-    /// superseded (see [`Phase::InFlight::base`]) is accepted and only ends that attempt. [`RefreshResultError::Superseded`] and [`RefreshResultError::Unknown`] as for
+    /// out, or a success arrived since): the failure is ignored, so a superseded attempt cannot
+    /// log the user out. The failure of an attempt in flight that a late success of an earlier
+    /// one superseded (see [`Phase::InFlight::base`]) is accepted and only ends that attempt.
+    /// [`RefreshResultError::Superseded`] and [`RefreshResultError::Unknown`] as for
     /// [`handle_refresh_success`](Self::handle_refresh_success).
     pub fn handle_refresh_failure(
         &mut self,
@@ -475,13 +516,14 @@ impl<const N: usize> Coordinator<N> {
         }
         if base < self.generation {
             // Superseded by a late success: a newer token exists, nothing to retry or refuse.
-            self.state = State::Idle { access };
+            self.state = State::Idle { access, retry_at: Instant::ZERO };
             self.settle(now);
             return Ok(());
         }
         match failure {
             RefreshFailure::Refused => self.enter_failed(FailCause::Refused),
-            RefreshFailure::Transient { retry_after } => self.fail_attempt(now, retry_after),
+            RefreshFailure::Transient { retry_after } => self.fail_attempt(now, retry_after, false),
+            RefreshFailure::Lost => self.fail_attempt(now, None, true),
         }
         self.settle(now);
         Ok(())
@@ -547,7 +589,8 @@ impl<const N: usize> Coordinator<N> {
         if let State::Refreshing { phase: Phase::InFlight { timeout_at, .. }, .. } = self.state
             && now >= timeout_at
         {
-            self.fail_attempt(now, None);
+            // The call may still be on the wire: as unanswered as a lost one.
+            self.fail_attempt(now, None, true);
         }
         if let State::Refreshing { phase: Phase::Backoff { retry_at }, .. } = self.state
             && now >= retry_at
@@ -563,13 +606,13 @@ impl<const N: usize> Coordinator<N> {
     #[inline(never)]
     fn usable(&self, now: Instant) -> bool {
         match self.state {
-            State::Idle { access } | State::Refreshing { access, .. } => access.is_usable(now),
+            State::Idle { access, .. } | State::Refreshing { access, .. } => access.is_usable(now),
             State::Failed { .. } => false,
         }
     }
 
     fn expire_access(&mut self) {
-        if let State::Idle { access } | State::Refreshing { access, .. } = &mut self.state {
+        if let State::Idle { access, .. } | State::Refreshing { access, .. } = &mut self.state {
             *access = Access::Expired;
         }
     }
@@ -591,7 +634,41 @@ impl<const N: usize> Coordinator<N> {
         Ticket { id, generation: self.generation, replays }
     }
 
+    /// A new access token, brought by attempt `finished` or (`None`) adopted from the store: the
+    /// next generation. Another attempt already on the wire stays in flight (at most one refresh
+    /// on the wire) and is superseded; otherwise the state becomes `Idle` with no cool-down.
+    fn install(&mut self, now: Instant, lifetime: Option<Duration>, finished: Option<RefreshId>) {
+        self.generation = self.generation.next();
+        self.streak = 0;
+        self.unanswered = 0;
+        let access = self.access_from(now, lifetime);
+        let pending = self.start_pending;
+        match &mut self.state {
+            State::Refreshing { access: current, phase: Phase::InFlight { id, .. }, .. }
+                if Some(*id) != finished && Some(*id) != pending =>
+            {
+                *current = access;
+            }
+            // The attempt that brought the token, or one not yet handed out (it can be dropped:
+            // it never reached the wire), ends here.
+            _ => {
+                self.start_pending = None;
+                self.state = State::Idle { access, retry_at: Instant::ZERO };
+            }
+        }
+        self.settle(now);
+    }
+
+    /// True while an exhausted episode's cool-down holds.
+    fn cooling(&self, now: Instant) -> bool {
+        matches!(self.state, State::Idle { retry_at, .. } if now < retry_at)
+    }
+
     fn park(&mut self, now: Instant, id: RequestId, replays: u8) -> Result<(), Rejected> {
+        if self.cooling(now) {
+            // Nothing would bring a token before the cool-down ends: say so at once.
+            return Err(Rejected { id, reason: Rejection::RefreshUnavailable });
+        }
         let deadline_at = now.saturating_add(self.config.wait_timeout);
         self.queue
             .push(Parked { id, replays, deadline_at, fate: None })
@@ -600,7 +677,7 @@ impl<const N: usize> Coordinator<N> {
 
     /// Starts a refresh if requests wait for a token and nothing else will bring one.
     fn settle(&mut self, now: Instant) {
-        if let State::Idle { access } = self.state
+        if let State::Idle { access, .. } = self.state
             && !access.is_usable(now)
             && self.queue.has_waiting()
         {
@@ -608,9 +685,11 @@ impl<const N: usize> Coordinator<N> {
         }
     }
 
-    /// From `Idle`: the first attempt of a new episode.
+    /// From `Idle`: the first attempt of a new episode, unless a cool-down holds.
     fn start_episode(&mut self, now: Instant) {
-        if let State::Idle { access } = self.state {
+        if let State::Idle { access, retry_at } = self.state
+            && now >= retry_at
+        {
             // Rebuilt from its fields so that LLVM stores scalars instead of copying the value
             // onto itself (or, should the layouts of `Idle` and `Refreshing` ever differ,
             // lowering an overlapping copy to `memmove`, 1.5 KiB of flash on thumbv7em).
@@ -636,37 +715,47 @@ impl<const N: usize> Coordinator<N> {
         }
     }
 
-    /// The attempt in flight failed transiently (or timed out): back off, or end the episode.
-    fn fail_attempt(&mut self, now: Instant, retry_after: Option<Duration>) {
+    /// The attempt in flight failed transiently, or went `unanswered` (lost or timed out): back
+    /// off, or end the episode with a cool-down, or stop presenting a refresh token that may
+    /// have been rotated already.
+    fn fail_attempt(&mut self, now: Instant, retry_after: Option<Duration>, unanswered: bool) {
         let State::Refreshing { access, failures, .. } = self.state else {
             return;
         };
+        if unanswered {
+            self.unanswered = self.unanswered.saturating_add(1);
+            if self.unanswered >= self.config.max_refresh_attempts {
+                self.enter_failed(FailCause::Unanswered);
+                return;
+            }
+        }
         let failures = failures.saturating_add(1);
+        self.streak = self.streak.saturating_add(1);
+        let backoff = self.config.backoff;
+        let delay = match retry_after {
+            Some(hint) => hint.min(backoff.max),
+            None => self.jitter(backoff.base_delay(self.streak)),
+        };
+        let retry_at = now.saturating_add(delay);
         if failures >= self.config.max_refresh_attempts {
-            event!(warn, "refresh gave up after {failures} transient failures; credentials kept");
+            event!(
+                warn,
+                "refresh gave up after {failures} failures; credentials kept, cool-down {delay}"
+            );
             self.queue.doom_all(Rejection::RefreshUnavailable);
             // A token still usable stays usable, but no new proactive episode starts for it:
-            // the next one starts when it turns stale.
+            // the next one starts when it turns stale, and not before the cool-down ends.
             let access = match access {
                 Access::Valid { stale_at, .. } if now < stale_at => {
                     Access::Valid { refresh_at: stale_at, stale_at }
                 }
                 _ => Access::Expired,
             };
-            self.state = State::Idle { access };
+            self.state = State::Idle { access, retry_at };
             return;
         }
-        let backoff = self.config.backoff;
-        let delay = match retry_after {
-            Some(hint) => hint.min(backoff.max),
-            None => self.jitter(backoff.base_delay(failures)),
-        };
-        event!(info, "refresh failed transiently ({failures} so far), retry in {delay}");
-        self.state = State::Refreshing {
-            access,
-            failures,
-            phase: Phase::Backoff { retry_at: now.saturating_add(delay) },
-        };
+        event!(info, "refresh failed ({failures} so far), retry in {delay}");
+        self.state = State::Refreshing { access, failures, phase: Phase::Backoff { retry_at } };
     }
 
     fn enter_failed(&mut self, cause: FailCause) {
@@ -680,6 +769,8 @@ impl<const N: usize> Coordinator<N> {
     fn begin_session(&mut self) {
         self.session_start = self.next_refresh;
         self.start_pending = None;
+        self.streak = 0;
+        self.unanswered = 0;
     }
 
     const fn check_live(&self, id: RefreshId) -> Result<(), RefreshResultError> {

@@ -356,12 +356,13 @@ fn decode_step(w: &mut World, chunk: &[u8]) {
         }
         5 => {
             if let Some(i) = pick(w.refreshes.len()) {
-                let failure = match b % 3 {
+                let failure = match b % 4 {
                     0 => RefreshFailure::Refused,
                     1 => RefreshFailure::Transient { retry_after: None },
-                    _ => RefreshFailure::Transient {
+                    2 => RefreshFailure::Transient {
                         retry_after: Some(Duration::from_millis(u64::from(a) * 7)),
                     },
+                    _ => RefreshFailure::Lost,
                 };
                 let _ = w.core.refresh_failure(now, w.refreshes[i], failure);
             }
@@ -375,9 +376,12 @@ fn decode_step(w: &mut World, chunk: &[u8]) {
         8 => {
             w.core.login(now, lifetime);
         }
-        9 => match a % 3 {
+        9 => match a % 4 {
             0 => w.core.restore(now),
             1 => w.core.logout(now),
+            2 => {
+                w.core.adopt(now, lifetime);
+            }
             _ => {
                 let id = RequestId(u32::from(b) % w.next.max(1));
                 let _ = w.core.request(now, id);

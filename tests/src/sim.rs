@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use reauth_core::{
-    Action, Admission, Config, Coordinator, Duration, Generation, Instant, Outcome, Phase,
-    RefreshFailure, RefreshId, RefreshResultError, Rejected, Rejection, RequestId, State, Ticket,
-    Verdict,
+    Action, Admission, Config, Coordinator, Duration, FailCause, Generation, Instant, Outcome,
+    Phase, RefreshFailure, RefreshId, RefreshResultError, Rejected, Rejection, RequestId, State,
+    Ticket, Verdict,
 };
 
 /// A coordinator whose every step is checked against the spec's invariants.
@@ -31,7 +31,12 @@ use reauth_core::{
 /// 6. no ticket carries more replays than the replay limit;
 /// 7. generations only increase and every ticket carries the current generation;
 /// 9. whenever something waits on time, `poll_timeout` is `Some`;
-/// 10. a live refresh success is applied; a failure for a superseded attempt changes nothing.
+/// 10. a live refresh success is applied; a failure for a superseded attempt changes nothing;
+/// 11. one refresh token is presented at most `max_refresh_attempts` times without a
+///     confirmation (a success, an answered failure, or new credentials), so a token whose
+///     answers keep getting lost is not replayed into the server's reuse detection;
+/// 12. no refresh starts while an exhausted episode's cool-down holds, unless new credentials
+///     arrive.
 ///
 /// Invariant 8 (no panic) holds if the harness itself finishes.
 #[derive(Debug)]
@@ -46,6 +51,10 @@ pub struct Checked<const N: usize> {
     session: u64,
     /// Actions drained so far and not yet taken by the caller.
     actions: Vec<Action>,
+    /// Refresh attempts handed out since the refresh token was last confirmed (inv 11).
+    unconfirmed: u8,
+    /// The end of the cool-down that held when the current input began, if one did (inv 12).
+    cooling_until: Option<Instant>,
     /// Counters for scenario assertions.
     pub stats: Stats,
 }
@@ -77,6 +86,8 @@ impl<const N: usize> Checked<N> {
             outstanding: None,
             session: 0,
             actions: Vec::new(),
+            unconfirmed: 0,
+            cooling_until: None,
             stats: Stats::default(),
         }
     }
@@ -123,8 +134,35 @@ impl<const N: usize> Checked<N> {
         self.settle(false);
     }
 
+    /// [`Coordinator::handle_adopt`], checked.
+    pub fn adopt(&mut self, now: Instant, lifetime: Option<Duration>) -> Generation {
+        let before = self.coordinator.generation();
+        let was_failed = self.coordinator.needs_login();
+        let in_flight = self.coordinator.refresh_in_flight();
+        let generation = self.coordinator.handle_adopt(now, lifetime);
+        assert!(generation > before, "inv 7: adoption must bump the generation");
+        assert_eq!(generation, self.coordinator.generation());
+        assert!(!self.coordinator.needs_login(), "adoption leaves Failed");
+        if was_failed {
+            self.new_session();
+        } else {
+            // A refresh on the wire stays there: at most one at a time.
+            let timeout = self.coordinator.config().refresh_timeout;
+            if let Some(id) = in_flight
+                && self.outstanding.is_some_and(|(o, at, _)| o == id && now < at + timeout)
+            {
+                assert_eq!(self.coordinator.refresh_in_flight(), Some(id), "inv 1");
+            }
+            self.unconfirmed = 0;
+            self.cooling_until = None;
+        }
+        self.settle(true);
+        generation
+    }
+
     /// [`Coordinator::handle_request`], checked.
     pub fn request(&mut self, now: Instant, id: RequestId) -> Result<Admission, Rejected> {
+        self.begin_input();
         let was_failed = self.coordinator.needs_login();
         let result = self.coordinator.handle_request(now, id);
         match result {
@@ -148,6 +186,7 @@ impl<const N: usize> Checked<N> {
 
     /// [`Coordinator::handle_response`], checked.
     pub fn response(&mut self, now: Instant, ticket: Ticket, verdict: Verdict) -> Outcome {
+        self.begin_input();
         let was_failed = self.coordinator.needs_login();
         let outcome = self.coordinator.handle_response(now, ticket, verdict);
         match outcome {
@@ -178,6 +217,7 @@ impl<const N: usize> Checked<N> {
 
     /// [`Coordinator::handle_cancel`], checked.
     pub fn cancel(&mut self, now: Instant, id: RequestId) -> bool {
+        self.begin_input();
         let was_failed = self.coordinator.needs_login();
         let removed = self.coordinator.handle_cancel(now, id);
         let position = self.parked.iter().position(|&p| p == id);
@@ -201,6 +241,8 @@ impl<const N: usize> Checked<N> {
         let result = self.coordinator.handle_refresh_success(now, id, lifetime);
         match result {
             Ok(generation) => {
+                self.unconfirmed = 0;
+                self.cooling_until = None;
                 assert!(live, "a result for a dead attempt was applied");
                 assert!(generation > before, "inv 7: a refresh bumps the generation");
                 assert_eq!(generation, self.coordinator.generation());
@@ -225,16 +267,24 @@ impl<const N: usize> Checked<N> {
         id: RefreshId,
         failure: RefreshFailure,
     ) -> Result<(), RefreshResultError> {
+        self.begin_input();
         let state_before = *self.coordinator.state();
         let generation_before = self.coordinator.generation();
         let was_failed = self.coordinator.needs_login();
         let current = self.coordinator.refresh_in_flight() == Some(id);
         let result = self.coordinator.handle_refresh_failure(now, id, failure);
+        if result.is_ok() && failure != RefreshFailure::Lost {
+            // The endpoint answered: the token it was shown is known not to be spent.
+            self.unconfirmed = 0;
+        }
         if result.is_err() {
             // The attempt may have timed out inside this very call (time advanced first); either
-            // way a rejected failure report must not log the user out.
+            // way a rejected failure report must not log the user out. (That timeout may have
+            // been the last unanswered presentation the token gets: that stop is the clock's.)
+            let stopped_by_clock =
+                matches!(self.coordinator.state(), State::Failed { cause: FailCause::Unanswered });
             assert!(
-                was_failed || !self.coordinator.needs_login(),
+                was_failed || !self.coordinator.needs_login() || stopped_by_clock,
                 "inv 10: a failure for a superseded refresh logged the user out \
                  (state before {state_before:?})"
             );
@@ -258,6 +308,7 @@ impl<const N: usize> Checked<N> {
 
     /// [`Coordinator::handle_timeout`], checked.
     pub fn timeout(&mut self, now: Instant) {
+        self.begin_input();
         let was_failed = self.coordinator.needs_login();
         self.coordinator.handle_timeout(now);
         self.settle(!was_failed);
@@ -265,6 +316,16 @@ impl<const N: usize> Checked<N> {
 
     fn new_session(&mut self) {
         self.session += 1;
+        self.unconfirmed = 0;
+        self.cooling_until = None;
+    }
+
+    /// Notes the cool-down that holds as an input begins (inv 12).
+    fn begin_input(&mut self) {
+        self.cooling_until = match *self.coordinator.state() {
+            State::Idle { retry_at, .. } if retry_at > Instant::ZERO => Some(retry_at),
+            _ => None,
+        };
     }
 
     fn note_parked(&mut self, id: RequestId) {
@@ -319,6 +380,19 @@ impl<const N: usize> Checked<N> {
 
     fn check_refresh_start(&mut self, id: RefreshId) {
         let now = self.coordinator.now();
+        self.unconfirmed = self.unconfirmed.saturating_add(1);
+        let limit = self.coordinator.config().max_refresh_attempts.max(1);
+        assert!(
+            self.unconfirmed <= limit,
+            "inv 11: {id} presents a refresh token for the {}th time without an answer",
+            self.unconfirmed
+        );
+        if let Some(until) = self.cooling_until {
+            assert!(
+                now >= until,
+                "inv 12: {id} started at {now:?} during a cool-down to {until:?}"
+            );
+        }
         if let Some((previous, started_at, session)) = self.outstanding {
             let timed_out = now >= started_at + self.coordinator.config().refresh_timeout;
             assert!(
@@ -361,6 +435,8 @@ pub enum Reply {
     Refused,
     /// No answer until the harness gives up on it (the coordinator times it out).
     Hang,
+    /// The call reached the endpoint but its answer was lost ([`RefreshFailure::Lost`]).
+    Lost,
     /// A success that arrives only after this much time (longer than the refresh timeout).
     Late(Duration, Option<Duration>),
 }
@@ -521,6 +597,9 @@ impl<const N: usize> Sim<N> {
             }
             Reply::Refused => {
                 let _ = self.core.refresh_failure(now, id, RefreshFailure::Refused);
+            }
+            Reply::Lost => {
+                let _ = self.core.refresh_failure(now, id, RefreshFailure::Lost);
             }
             Reply::Hang => {}
         }

@@ -25,7 +25,7 @@ fn config() -> Config {
         refresh_timeout: Duration::from_millis(500),
         wait_timeout: Duration::from_millis(800),
         replay_limit: 1,
-        max_refresh_attempts: 3,
+        max_refresh_attempts: 2,
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(400),
@@ -41,7 +41,8 @@ enum Input {
     RequestDuplicate(usize),
     Respond { pick: usize, expired: bool },
     RefreshOk { pick: usize, lifetime: Option<u64> },
-    RefreshFail { pick: usize, refused: bool, retry_after: Option<u64> },
+    RefreshFail { pick: usize, kind: FailKind, retry_after: Option<u64> },
+    Adopt(Option<u64>),
     Advance(u64),
     Back(u64),
     JumpToExtreme,
@@ -49,6 +50,14 @@ enum Input {
     Restore,
     Logout,
     Cancel(usize),
+}
+
+/// How a refresh attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailKind {
+    Refused,
+    Transient,
+    Lost,
 }
 
 /// Everything the coordinator answered to one input.
@@ -111,6 +120,12 @@ struct Model {
     session_start: u32,
     announce: Option<u32>,
     rng: u64,
+    /// Failed attempts since the last new credentials: the backoff exponent.
+    streak: u8,
+    /// Lost or timed-out presentations of the current refresh token.
+    unanswered: u8,
+    /// No episode starts before this instant (0: no cool-down).
+    cool_until: u64,
     /// Tickets of requests on the wire, for `Respond` picks.
     wire: Vec<Ticket>,
     /// Refresh ids handed out, for `RefreshOk`/`RefreshFail` picks (latest last).
@@ -136,6 +151,9 @@ impl Model {
             session_start: 1,
             announce: None,
             rng: config().backoff.seed,
+            streak: 0,
+            unanswered: 0,
+            cool_until: 0,
             wire: Vec::new(),
             handed: Vec::new(),
             next_request: 1,
@@ -182,7 +200,7 @@ impl Model {
             && let Some(a) = ep.attempt
             && self.now >= a.timeout_at
         {
-            self.attempt_failed(None);
+            self.attempt_failed(None, true);
         }
         if let Some(ep) = self.episode
             && ep.attempt.is_none()
@@ -208,10 +226,29 @@ impl Model {
         self.announce = Some(id);
     }
 
-    fn attempt_failed(&mut self, hint: Option<u64>) {
+    fn attempt_failed(&mut self, hint: Option<u64>, unanswered: bool) {
         let Some(ep) = self.episode else { return };
+        if unanswered {
+            self.unanswered += 1;
+            if self.unanswered >= 2 {
+                self.doom(Rejection::NeedsLogin);
+                self.logged_out = true;
+                self.episode = None;
+                self.announce = None;
+                return;
+            }
+        }
         let failures = ep.failures + 1;
-        if failures >= 3 {
+        self.streak = self.streak.saturating_add(1);
+        let delay = match hint {
+            Some(h) => h.min(400),
+            None => {
+                let base = (100u64 << (self.streak - 1).min(8)).min(400);
+                let half = base / 2;
+                half + (((self.random() >> 32) * (base - half + 1)) >> 32)
+            }
+        };
+        if failures >= 2 {
             self.doom(Rejection::RefreshUnavailable);
             if let Token::Valid { stale_at, .. } = self.token {
                 if self.now < stale_at {
@@ -221,18 +258,15 @@ impl Model {
                 }
             }
             self.episode = None;
+            self.cool_until = self.now.saturating_add(delay);
             return;
         }
-        let delay = match hint {
-            Some(h) => h.min(400),
-            None => {
-                let base = (100u64 << (failures - 1)).min(400);
-                let half = base / 2;
-                half + (((self.random() >> 32) * (base - half + 1)) >> 32)
-            }
-        };
         self.episode =
             Some(Episode { failures, attempt: None, retry_at: self.now.saturating_add(delay) });
+    }
+
+    fn cooling(&self) -> bool {
+        self.episode.is_none() && !self.logged_out && self.now < self.cool_until
     }
 
     fn doom(&mut self, reason: Rejection) {
@@ -243,6 +277,9 @@ impl Model {
 
     fn park(&mut self, id: u32, replays: u8) -> Result<(), Rejected> {
         let reject = |reason| Err(Rejected { id: RequestId(id), reason });
+        if self.cooling() {
+            return reject(Rejection::RefreshUnavailable);
+        }
         if self.waiting.iter().any(|w| w.id == id) {
             return reject(Rejection::DuplicateRequest);
         }
@@ -256,7 +293,8 @@ impl Model {
 
     fn kick(&mut self) {
         let needs = self.waiting.iter().any(|w| w.fate.is_none());
-        if !self.logged_out && self.episode.is_none() && !self.usable() && needs {
+        if !self.logged_out && self.episode.is_none() && !self.usable() && needs && !self.cooling()
+        {
             self.launch();
         }
     }
@@ -265,6 +303,32 @@ impl Model {
         self.session_start = self.next_refresh;
         self.announce = None;
         self.episode = None;
+        self.fresh_token();
+    }
+
+    /// A new refresh token (or none): the counters and the cool-down start over.
+    fn fresh_token(&mut self) {
+        self.streak = 0;
+        self.unanswered = 0;
+        self.cool_until = 0;
+    }
+
+    /// A new access token from attempt `finished` (or adopted: `None`); an attempt already
+    /// announced stays in flight.
+    fn install(&mut self, lifetime: Option<u64>, finished: Option<u32>) {
+        self.generation += 1;
+        self.logged_out = false;
+        self.token = self.token_for(lifetime);
+        self.fresh_token();
+        match self.episode {
+            Some(Episode { attempt: Some(a), .. })
+                if Some(a.id) != finished && self.announce != Some(a.id) => {}
+            _ => {
+                self.episode = None;
+                self.announce = None;
+            }
+        }
+        self.kick();
     }
 
     fn request(&mut self, id: u32) -> Result<Admission, Rejected> {
@@ -274,6 +338,7 @@ impl Model {
         if self.usable() {
             if let (None, Token::Valid { refresh_at, .. }) = (self.episode, self.token)
                 && self.now >= refresh_at
+                && !self.cooling()
             {
                 self.launch();
             }
@@ -324,24 +389,14 @@ impl Model {
 
     fn refresh_ok(&mut self, id: u32, lifetime: Option<u64>) -> Result<(), RefreshResultError> {
         self.live(id)?;
-        self.generation += 1;
-        self.logged_out = false;
-        self.token = self.token_for(lifetime);
-        match self.episode {
-            Some(Episode { attempt: Some(a), .. }) if a.id != id => {}
-            _ => {
-                self.episode = None;
-                self.announce = None;
-            }
-        }
-        self.kick();
+        self.install(lifetime, Some(id));
         Ok(())
     }
 
     fn refresh_fail(
         &mut self,
         id: u32,
-        refused: bool,
+        kind: FailKind,
         hint: Option<u64>,
     ) -> Result<(), RefreshResultError> {
         self.live(id)?;
@@ -351,13 +406,17 @@ impl Model {
         };
         if attempt.base < self.generation {
             self.episode = None;
-        } else if refused {
-            self.doom(Rejection::NeedsLogin);
-            self.logged_out = true;
-            self.episode = None;
-            self.announce = None;
         } else {
-            self.attempt_failed(hint);
+            match kind {
+                FailKind::Refused => {
+                    self.doom(Rejection::NeedsLogin);
+                    self.logged_out = true;
+                    self.episode = None;
+                    self.announce = None;
+                }
+                FailKind::Transient => self.attempt_failed(hint, false),
+                FailKind::Lost => self.attempt_failed(None, true),
+            }
         }
         self.kick();
         Ok(())
@@ -390,6 +449,12 @@ impl Model {
     fn pick<T: Copy>(items: &[T], pick: usize) -> Option<T> {
         (!items.is_empty()).then(|| items[pick % items.len()])
     }
+
+    /// Three picks in four take the latest attempt: results for it are the ones that move an
+    /// episode on (to a backoff, an exhausted episode, a cool-down), so they must be common.
+    fn pick_refresh(handed: &[u32], pick: usize) -> Option<u32> {
+        if !pick.is_multiple_of(4) { handed.last().copied() } else { Self::pick(handed, pick / 4) }
+    }
 }
 
 struct Reference;
@@ -404,6 +469,11 @@ impl ReferenceStateMachine for Reference {
 
     fn transitions(_: &Model) -> BoxedStrategy<Input> {
         let lifetime = prop_oneof![3 => (0u64..3_000).prop_map(Some), 1 => Just(None)];
+        let kind = prop_oneof![
+            1 => Just(FailKind::Refused),
+            4 => Just(FailKind::Transient),
+            1 => Just(FailKind::Lost)
+        ];
         prop_oneof![
             8 => Just(Input::Request),
             1 => any::<usize>().prop_map(Input::RequestDuplicate),
@@ -411,8 +481,9 @@ impl ReferenceStateMachine for Reference {
                 .prop_map(|(pick, expired)| Input::Respond { pick, expired }),
             4 => (any::<usize>(), lifetime.clone())
                 .prop_map(|(pick, lifetime)| Input::RefreshOk { pick, lifetime }),
-            3 => (any::<usize>(), any::<bool>(), prop::option::of(0u64..1_000))
-                .prop_map(|(pick, refused, retry_after)| Input::RefreshFail { pick, refused, retry_after }),
+            5 => (any::<usize>(), kind, prop::option::of(0u64..1_000))
+                .prop_map(|(pick, kind, retry_after)| Input::RefreshFail { pick, kind, retry_after }),
+            1 => lifetime.clone().prop_map(Input::Adopt),
             6 => (0u64..700).prop_map(Input::Advance),
             1 => (0u64..5_000).prop_map(Input::Back),
             1 => Just(Input::JumpToExtreme),
@@ -457,7 +528,7 @@ impl ReferenceStateMachine for Reference {
                     Answer::Respond(outcome)
                 }
             },
-            Input::RefreshOk { pick, lifetime } => match Model::pick(&m.handed, pick) {
+            Input::RefreshOk { pick, lifetime } => match Model::pick_refresh(&m.handed, pick) {
                 None => Answer::Nothing,
                 Some(id) => {
                     m.subject = Subject::Refresh(RefreshId(id));
@@ -465,15 +536,24 @@ impl ReferenceStateMachine for Reference {
                     Answer::Refresh(m.refresh_ok(id, lifetime))
                 }
             },
-            Input::RefreshFail { pick, refused, retry_after } => match Model::pick(&m.handed, pick)
-            {
-                None => Answer::Nothing,
-                Some(id) => {
-                    m.subject = Subject::Refresh(RefreshId(id));
-                    m.tick(now);
-                    Answer::Refresh(m.refresh_fail(id, refused, retry_after))
+            Input::RefreshFail { pick, kind, retry_after } => {
+                match Model::pick_refresh(&m.handed, pick) {
+                    None => Answer::Nothing,
+                    Some(id) => {
+                        m.subject = Subject::Refresh(RefreshId(id));
+                        m.tick(now);
+                        Answer::Refresh(m.refresh_fail(id, kind, retry_after))
+                    }
                 }
-            },
+            }
+            Input::Adopt(lifetime) => {
+                m.tick(now);
+                if m.logged_out {
+                    m.new_credentials();
+                }
+                m.install(lifetime, None);
+                Answer::Nothing
+            }
             Input::Advance(ms) => {
                 m.tick(now.saturating_add(ms));
                 Answer::Nothing
@@ -552,13 +632,13 @@ impl StateMachineTest for Coordinator {
             (Input::RefreshOk { lifetime, .. }, Subject::Refresh(id)) => Answer::Refresh(
                 sut.refresh_success(now, id, lifetime.map(Duration::from_millis)).map(|_| ()),
             ),
-            (Input::RefreshFail { refused, retry_after, .. }, Subject::Refresh(id)) => {
-                let failure = if refused {
-                    RefreshFailure::Refused
-                } else {
-                    RefreshFailure::Transient {
+            (Input::RefreshFail { kind, retry_after, .. }, Subject::Refresh(id)) => {
+                let failure = match kind {
+                    FailKind::Refused => RefreshFailure::Refused,
+                    FailKind::Transient => RefreshFailure::Transient {
                         retry_after: retry_after.map(Duration::from_millis),
-                    }
+                    },
+                    FailKind::Lost => RefreshFailure::Lost,
                 };
                 Answer::Refresh(sut.refresh_failure(now, id, failure))
             }
@@ -577,6 +657,10 @@ impl StateMachineTest for Coordinator {
             }
             (Input::Login(lifetime), _) => {
                 sut.login(now, lifetime.map(Duration::from_millis));
+                Answer::Nothing
+            }
+            (Input::Adopt(lifetime), _) => {
+                sut.adopt(now, lifetime.map(Duration::from_millis));
                 Answer::Nothing
             }
             (Input::Restore, _) => {
@@ -666,6 +750,15 @@ fn random_sequences_reach_every_outcome() {
             if model.episode.is_some_and(|e| e.attempt.is_none()) {
                 seen.insert("backing off".to_owned());
             }
+            if model.cooling() {
+                seen.insert("cooling down".to_owned());
+            }
+            if model.logged_out && model.unanswered >= 2 {
+                seen.insert("stopped after unanswered presentations".to_owned());
+            }
+            if matches!(input, Input::Adopt(_)) {
+                seen.insert("adopted".to_owned());
+            }
             if model.episode.is_some_and(|e| e.attempt.is_some_and(|a| a.base < model.generation)) {
                 seen.insert("attempt superseded by a late success".to_owned());
             }
@@ -690,6 +783,11 @@ fn random_sequences_reach_every_outcome() {
         "parked request rejected Timeout",
         "parked request rejected RefreshUnavailable",
         "backing off",
+        "cooling down",
+        "request rejected RefreshUnavailable",
+        "response rejected RefreshUnavailable",
+        "stopped after unanswered presentations",
+        "adopted",
         "attempt superseded by a late success",
         "cancel",
     ];

@@ -343,3 +343,115 @@ fn duplicate_parked_id_is_refused() {
     assert!(matches!(again, Err(r) if r.reason == Rejection::DuplicateRequest));
     assert_eq!(core.coordinator().parked_len(), 1);
 }
+
+#[test]
+fn exhausted_episode_cools_down_before_the_next_one_and_rejects_at_once_meanwhile() {
+    let cfg = config();
+    let mut core = Checked::<8>::new(cfg);
+    core.restore(at(0));
+    assert_eq!(core.request(at(0), RequestId(1)), Ok(Admission::Parked));
+    let mut now = 0;
+    for attempt in 1..=cfg.max_refresh_attempts {
+        let [Action::Refresh(id)] = core.take_actions()[..] else { panic!("attempt {attempt}") };
+        core.refresh_failure(at(now), id, RefreshFailure::Transient { retry_after: None }).unwrap();
+        if attempt < cfg.max_refresh_attempts {
+            let State::Refreshing { phase: reauth_core::Phase::Backoff { retry_at }, .. } =
+                *core.coordinator().state()
+            else {
+                panic!("backing off after attempt {attempt}")
+            };
+            now = retry_at.millis();
+            core.timeout(at(now));
+        }
+    }
+    let State::Idle { retry_at, .. } = *core.coordinator().state() else { panic!() };
+    // The cool-down is the backoff that would have come next: 4 s base after 4 failures, jittered.
+    assert!(retry_at.millis() >= now + 2_000 && retry_at.millis() <= now + 4_000, "{retry_at:?}");
+    assert!(matches!(
+        core.take_actions()[..],
+        [Action::Reject(r)] if r.reason == Rejection::RefreshUnavailable
+    ));
+    // Meanwhile: rejected at once, no refresh.
+    let early = core.request(at(now + 1_000), RequestId(2));
+    assert_eq!(early.map_err(|r| r.reason), Err(Rejection::RefreshUnavailable));
+    assert!(core.take_actions().is_empty());
+    assert_eq!(core.stats.refreshes, u64::from(cfg.max_refresh_attempts));
+    // After it: a new episode, whose backoff goes on from where the last one left off.
+    assert_eq!(core.request(retry_at, RequestId(3)), Ok(Admission::Parked));
+    let [Action::Refresh(id)] = core.take_actions()[..] else { panic!("a new episode") };
+    core.refresh_failure(retry_at, id, RefreshFailure::Transient { retry_after: None }).unwrap();
+    let State::Refreshing { phase: reauth_core::Phase::Backoff { retry_at: next }, .. } =
+        *core.coordinator().state()
+    else {
+        panic!()
+    };
+    let delay = next.millis() - retry_at.millis();
+    assert!(delay >= 4_000, "the backoff keeps growing across episodes: {delay} ms");
+}
+
+#[test]
+fn lost_answers_present_one_refresh_token_at_most_max_attempts_times() {
+    let cfg = config();
+    let mut sim = Sim::<16>::logged_in(cfg, Duration::from_secs(60));
+    sim.script.extend([Reply::Lost; 10]);
+    sim.run_until(at(60_000));
+    let ids = sim.send(3);
+    sim.run_until(at(600_000));
+    // Ask again and again: the token is presented no more.
+    for _ in 0..5 {
+        sim.send(1);
+        sim.run_until(sim.now + Duration::from_secs(60));
+    }
+    assert_eq!(sim.refresh_calls, u64::from(cfg.max_refresh_attempts));
+    assert_eq!(
+        *sim.core.coordinator().state(),
+        State::Failed { cause: reauth_core::FailCause::Unanswered }
+    );
+    assert!(ids.iter().all(|id| sim.finished[id] == Finished::Rejected(Rejection::NeedsLogin)));
+}
+
+#[test]
+fn hung_token_endpoint_counts_as_unanswered() {
+    let cfg = Config { refresh_timeout: SECOND, wait_timeout: Duration::from_secs(60), ..config() };
+    let mut sim = Sim::<16>::logged_in(cfg, Duration::from_secs(60));
+    sim.script.extend([Reply::Hang; 10]);
+    sim.run_until(at(60_000));
+    sim.send(2);
+    sim.run_until(at(600_000));
+    assert_eq!(sim.refresh_calls, u64::from(cfg.max_refresh_attempts));
+    assert!(sim.core.coordinator().needs_login());
+}
+
+#[test]
+fn adoption_releases_parked_requests_and_supersedes_the_refresh_in_flight() {
+    let mut core = Checked::<8>::new(config());
+    core.login(at(0), Some(Duration::from_secs(60)));
+    assert_eq!(core.request(at(60_000), RequestId(1)), Ok(Admission::Parked));
+    let [Action::Refresh(id)] = core.take_actions()[..] else { panic!() };
+    // Another process refreshed meanwhile; its record is adopted.
+    let generation = core.adopt(at(60_100), Some(Duration::from_secs(60)));
+    assert_eq!(generation, Generation(2));
+    assert_eq!(
+        core.take_actions(),
+        [Action::Send(Ticket { id: RequestId(1), generation, replays: 0 })]
+    );
+    // Our own attempt stays the one on the wire; its refusal (a reuse) does not log out.
+    assert_eq!(core.coordinator().refresh_in_flight(), Some(id));
+    core.refresh_failure(at(60_200), id, RefreshFailure::Refused).unwrap();
+    assert!(!core.coordinator().needs_login());
+    assert!(core.take_actions().is_empty(), "no second refresh");
+}
+
+#[test]
+fn adoption_leaves_failed_and_ends_a_cool_down() {
+    let mut core = Checked::<8>::new(config());
+    core.restore(at(0));
+    assert_eq!(core.request(at(0), RequestId(1)), Ok(Admission::Parked));
+    let [Action::Refresh(id)] = core.take_actions()[..] else { panic!() };
+    core.refresh_failure(at(10), id, RefreshFailure::Refused).unwrap();
+    assert!(core.coordinator().needs_login());
+    core.take_actions();
+    core.adopt(at(20), None);
+    assert!(!core.coordinator().needs_login());
+    assert!(matches!(core.request(at(30), RequestId(2)), Ok(Admission::Send(_))));
+}

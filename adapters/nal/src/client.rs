@@ -14,6 +14,7 @@ use crate::error::{Error, LoginError, SubmitError};
 use crate::http::{Answer, Request, Response};
 use crate::refresh::{RefreshExchange, Refresher, Unusable};
 use crate::slot::{Slot, SlotState};
+use crate::stack::StreamEnd;
 use crate::store::TokenStore;
 use crate::transport::Transport;
 
@@ -140,8 +141,13 @@ pub enum Event<E, SE> {
         /// Its lifetime, if the server said.
         lifetime: Option<Duration>,
     },
-    /// A refresh attempt failed. A [`RefreshFailure::Transient`] one is retried after a backoff;
-    /// a [`RefreshFailure::Refused`] one means the user must log in again
+    /// A refresh attempt failed. A [`RefreshFailure::Transient`] one (nothing was sent, or the
+    /// server answered `408`, `429` or `5xx`) is retried after a backoff; a
+    /// [`RefreshFailure::Lost`] one (the request went out, at least in part, and no usable
+    /// answer came back: reset, close or timeout before the whole answer, an unusable or
+    /// oversized success) is retried too, but one refresh token is presented at most
+    /// [`max_refresh_attempts`](reauth_core::Config::max_refresh_attempts) times that way; a
+    /// [`RefreshFailure::Refused`] one means the user must log in again
     /// ([`Client::needs_login`]).
     RefreshFailed {
         /// How the coordinator took it.
@@ -308,11 +314,14 @@ impl<
         let now = self.clock(now);
         let id = self.fresh_id();
         let host = self.config.api.host;
-        let keep_alive = self.config.timeouts.keep_alive > Duration::ZERO;
+        // A stack that never reports the end of a stream cannot tell a kept connection the
+        // server closed from a quiet one: every request has its own there.
+        let keep_alive = self.config.timeouts.keep_alive > Duration::ZERO
+            && !matches!(T::STREAM_END, StreamEnd::NeverReported);
         let Some(slot) = self.slots.iter_mut().find(|s| s.is_free()) else {
             return Err(SubmitError::Busy);
         };
-        slot.load(id, request, host, A, keep_alive).map_err(|e| match e {
+        slot.load(id, request, host, A, keep_alive, asks_close::<T>()).map_err(|e| match e {
             Some(needed) => SubmitError::RequestTooLarge { needed, capacity: REQ },
             None => SubmitError::InvalidRequest,
         })?;
@@ -485,7 +494,13 @@ impl<
         match result {
             Ok(answer) => self.refresh_answered(now, id, &answer),
             Err(error) => {
-                let failure = RefreshFailure::Transient { retry_after: None };
+                // Once any byte of the request went out, the server may have rotated the
+                // refresh token: the exchange is lost, not merely transient.
+                let failure = if self.refresher.sent_any() {
+                    RefreshFailure::Lost
+                } else {
+                    RefreshFailure::Transient { retry_after: None }
+                };
                 self.refresh_failed(now, id, failure, error);
             }
         }
@@ -501,7 +516,8 @@ impl<
             return;
         };
         let host = self.config.token.host;
-        if let Err(error) = self.refresher.start(id, &self.exchange, token, host) {
+        if let Err(error) = self.refresher.start(id, &self.exchange, token, host, asks_close::<T>())
+        {
             self.refresh_failed(now, id, RefreshFailure::Transient { retry_after: None }, error);
         }
     }
@@ -529,6 +545,7 @@ impl<
         let refreshed = match read {
             Ok(refreshed) => refreshed,
             Err(Unusable { failure, error }) => {
+                let failure = answered_failure(failure, response.status());
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;
             }
@@ -634,6 +651,9 @@ fn log_event<E: embedded_nal::TcpError, SE>(event: &Event<E, SE>) {
         Event::RefreshFailed { failure: RefreshFailure::Transient { .. }, error } => {
             log::warn!(target: TARGET, "refresh failed, to be retried: {error}");
         }
+        Event::RefreshFailed { failure: RefreshFailure::Lost, error } => {
+            log::warn!(target: TARGET, "refresh answer lost (the token may be rotated): {error}");
+        }
         Event::PersistFailed { .. } => {
             log::error!(target: TARGET, "the rotated refresh token could not be persisted");
         }
@@ -676,4 +696,22 @@ impl<
             .field("now", &self.now)
             .finish_non_exhaustive()
     }
+}
+
+/// How a token endpoint's answer without usable tokens counts, whatever the exchange said: a
+/// refusal stays one, a `408`, `429` or `5xx` (the server says it did not do the work) may be
+/// retried, and anything else (an unusable success, a status no token endpoint sends) is a
+/// lost exchange ([`RefreshFailure::Lost`]): the server may have rotated the refresh token.
+const fn answered_failure(failure: RefreshFailure, status: u16) -> RefreshFailure {
+    match (failure, status) {
+        (RefreshFailure::Refused, _) => RefreshFailure::Refused,
+        (RefreshFailure::Transient { .. }, 408 | 429 | 500..=599) => failure,
+        _ => RefreshFailure::Lost,
+    }
+}
+
+/// Whether requests over `T` ask the server to close the connection after its answer: not on a
+/// stack that loses what arrives with the close ([`StreamEnd::LosesUnread`]).
+const fn asks_close<T: Transport>() -> bool {
+    !matches!(T::STREAM_END, StreamEnd::LosesUnread)
 }

@@ -102,6 +102,12 @@ pub enum HttpError {
     UnsupportedTransferEncoding,
     /// A chunk of a chunked body is malformed.
     InvalidChunk,
+    /// The body ends only with the connection (no `Content-Length`, not chunked), and the
+    /// stack cannot say reliably when a connection ends: it never does, or it may drop the
+    /// last bytes ([`StreamEnd`](crate::stack::StreamEnd)). Refused as soon as the head is in.
+    CloseDelimited,
+    /// More interim (1xx) responses than the client accepts before the final one (8).
+    TooManyInterimResponses,
 }
 
 /// Why [`Client::submit`](crate::Client::submit) refused a request. The request took no slot.
@@ -242,6 +248,8 @@ impl fmt::Display for HttpError {
             Self::InvalidContentLength => "invalid Content-Length",
             Self::UnsupportedTransferEncoding => "unsupported Transfer-Encoding",
             Self::InvalidChunk => "malformed chunked body",
+            Self::CloseDelimited => "body delimited by the close, which this stack cannot report",
+            Self::TooManyInterimResponses => "too many interim (1xx) responses",
         })
     }
 }

@@ -10,6 +10,7 @@ use reauth_core::{Duration, Instant};
 use crate::config::Timeouts;
 use crate::error::{Error, Stage, TimeoutKind};
 use crate::http::{Answer, Receiver, RecvError};
+use crate::stack::StreamEnd;
 use crate::transport::Transport;
 
 /// Socket calls one [`Exchange::advance`] may make, so that a stack that never says `WouldBlock`
@@ -88,7 +89,7 @@ impl<C> Exchange<C> {
             connection: None,
             phase: Phase::Idle,
             sent: 0,
-            receiver: Receiver::new(false),
+            receiver: Receiver::new(false, false),
             deadline_at: Instant::ZERO,
             give_up_at: Instant::ZERO,
             busy: false,
@@ -102,6 +103,7 @@ impl<C> Exchange<C> {
     /// itself when it completes or fails, and by [`abort`](Self::abort)).
     pub(crate) fn start(&mut self) {
         self.phase = Phase::Start;
+        self.sent = 0;
         self.busy = true;
     }
 
@@ -113,6 +115,12 @@ impl<C> Exchange<C> {
             _ if self.busy => Some(Instant::ZERO),
             _ => Some(self.deadline_at),
         }
+    }
+
+    /// True once any byte of the current (or last) exchange's request went to the stack: from
+    /// then on the server may have acted on it.
+    pub(crate) const fn sent_any(&self) -> bool {
+        self.sent > 0
     }
 
     /// Closes a kept connection once it has been idle for [`Timeouts::keep_alive`]. Called
@@ -151,8 +159,12 @@ impl<C> Exchange<C> {
             Ok(Step::Pending) => {}
             // The server closed the kept connection while it was idle (the request may have
             // crossed its close): go again on a new connection. Only idempotent requests are
-            // persistent, so sending one twice is safe.
-            Err(_) if cfg!(feature = "keep-alive") && self.reused => {
+            // persistent, so sending one twice is safe. Only a connection found closed (or
+            // reset) before any byte of the answer: a server that is merely slow (a timeout)
+            // may be working on the request, which must not go twice.
+            Err(Error::ConnectionClosed | Error::Transport { .. })
+                if cfg!(feature = "keep-alive") && self.reused =>
+            {
                 self.abort(net);
                 self.start();
                 return Ok(Step::Pending);
@@ -230,7 +242,8 @@ impl<C> Exchange<C> {
                 Phase::Flushing => match net.flush(connection) {
                     Ok(()) => {
                         self.phase = Phase::Receiving;
-                        self.receiver = Receiver::new(head_request);
+                        let framed_only = !matches!(T::STREAM_END, StreamEnd::Reported);
+                        self.receiver = Receiver::new(head_request, framed_only);
                         self.deadline_at = deadline(now, timeouts.response, self.give_up_at);
                         continue;
                     }
@@ -272,9 +285,12 @@ impl<C> Exchange<C> {
                 return self.pending(now);
             }
             // The response deadline runs from the end of the request until the head is complete
-            // (the server's thinking time); otherwise progress restarts the idle deadline.
+            // (the server's thinking time), and holds while bytes trickle in (interim
+            // responses, a slow head); otherwise progress restarts the idle deadline.
             if self.phase != Phase::Receiving || self.receiver.has_head() {
                 self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
+            } else if now >= self.deadline_at {
+                return self.pending(now);
             }
         }
         // Out of budget: there may be more to do right away.

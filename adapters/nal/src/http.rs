@@ -120,7 +120,10 @@ pub(crate) struct Layout {
 /// Writes `request` into `buf` without an `Authorization` line; see [`Layout`]. With
 /// `keep_alive`, a request with an idempotent method (RFC 9110 §9.2.2) is persistent: it may be
 /// sent again when a kept connection turns out closed before the answer. Any other asks the
-/// server to close the connection after answering.
+/// server to close the connection after answering, if `ask_close` (a stack that loses what
+/// arrives with the server's close needs the client to close first: see [`StreamEnd`]).
+///
+/// [`StreamEnd`]: crate::stack::StreamEnd
 ///
 /// # Errors
 /// `Err(Some(needed))` if it does not fit, `Err(None)` if the request is invalid.
@@ -129,6 +132,7 @@ pub(crate) fn write_request(
     request: &Request<'_>,
     host: &str,
     keep_alive: bool,
+    ask_close: bool,
 ) -> Result<Layout, Option<usize>> {
     let valid = is_token(request.method)
         && is_visible(request.path)
@@ -151,7 +155,7 @@ pub(crate) fn write_request(
     out.put(request.path.as_bytes());
     out.put(b" HTTP/1.1\r\nHost: ");
     out.put(host.as_bytes());
-    if !persistent {
+    if !persistent && ask_close {
         out.put(b"\r\nConnection: close");
     }
     out.put(b"\r\n");
@@ -268,6 +272,10 @@ impl From<HttpError> for RecvError {
     }
 }
 
+/// Interim (1xx) responses one exchange accepts before the final one. Servers send one
+/// `100 Continue` or a few `103 Early Hints`; a flood of them is an error, not work.
+pub(crate) const MAX_INTERIM: u8 = 8;
+
 /// Reads one response into a caller buffer, a few bytes at a time.
 ///
 /// The driver asks for [`spare`](Self::spare) room, receives into it and reports the count with
@@ -280,6 +288,13 @@ pub(crate) struct Receiver {
     filled: usize,
     /// The request was `HEAD`: the response has no body whatever its headers say.
     head_request: bool,
+    /// Interim (1xx) responses dropped so far, at most [`MAX_INTERIM`].
+    interim: u8,
+    /// The stack cannot tell the end of a stream reliably ([`StreamEnd`]): a body that only the
+    /// end of the connection delimits is refused as soon as the head says so.
+    ///
+    /// [`StreamEnd`]: crate::stack::StreamEnd
+    framed_only: bool,
     /// The final response's head, once [`framing`](Self::framing) is past [`Framing::Head`].
     head: Head,
     framing: Framing,
@@ -315,9 +330,9 @@ enum Chunk {
 }
 
 impl Receiver {
-    pub(crate) const fn new(head_request: bool) -> Self {
+    pub(crate) const fn new(head_request: bool, framed_only: bool) -> Self {
         let head = Head { status: 0, persistent: false, len: 0 };
-        Self { filled: 0, head_request, head, framing: Framing::Head }
+        Self { filled: 0, head_request, interim: 0, framed_only, head, framing: Framing::Head }
     }
 
     /// Where the next bytes go. Empty only when a close-delimited body has filled the buffer:
@@ -341,29 +356,38 @@ impl Receiver {
     ) -> Result<Option<Answer>, RecvError> {
         self.filled = self.filled.saturating_add(n).min(buf.len());
         if let Framing::Head = self.framing {
-            loop {
-                let data = buf.get(..self.filled).unwrap_or(&[]);
-                let Some((head, framing)) = parse_head(data, self.head_request)? else {
-                    return if self.filled >= buf.len() {
-                        Err(RecvError::TooLarge)
-                    } else {
-                        Ok(None)
-                    };
-                };
-                if (100..200).contains(&head.status) {
-                    // An interim response (100 Continue, 103 Early Hints): drop it and read
-                    // the real one behind it.
-                    move_within(buf, head.len..self.filled, 0);
-                    self.filled -= head.len;
-                    continue;
+            // Interim responses (100 Continue, 103 Early Hints) ahead of the final one are
+            // stepped over, at most `MAX_INTERIM` per exchange, then dropped together with one
+            // move: the work is linear in the bytes received, whatever the server sends.
+            let mut skip = 0;
+            let found = loop {
+                let data = buf.get(skip..self.filled).unwrap_or(&[]);
+                match parse_head(data, self.head_request)? {
+                    Some((head, _)) if (100..200).contains(&head.status) => {
+                        if self.interim >= MAX_INTERIM {
+                            return Err(RecvError::Http(HttpError::TooManyInterimResponses));
+                        }
+                        self.interim += 1;
+                        skip += head.len;
+                    }
+                    found => break found,
                 }
-                if matches!(framing, Framing::Length { end } if end > buf.len()) {
-                    return Err(RecvError::TooLarge);
-                }
-                self.head = head;
-                self.framing = framing;
-                break;
+            };
+            if skip > 0 {
+                move_within(buf, skip..self.filled, 0);
+                self.filled -= skip;
             }
+            let Some((head, framing)) = found else {
+                return if self.filled >= buf.len() { Err(RecvError::TooLarge) } else { Ok(None) };
+            };
+            if matches!(framing, Framing::Length { end } if end > buf.len()) {
+                return Err(RecvError::TooLarge);
+            }
+            if self.framed_only && matches!(framing, Framing::Close) {
+                return Err(RecvError::Http(HttpError::CloseDelimited));
+            }
+            self.head = head;
+            self.framing = framing;
         }
         // Anything past a declared length is not ours (the connection closes after this
         // response anyway).
@@ -721,7 +745,7 @@ mod tests {
     /// Feeds `wire` to a receiver `step` bytes at a time through a buffer of `cap` bytes.
     fn read(wire: &[u8], cap: usize, step: usize) -> Result<(Answer, Vec<u8>), RecvError> {
         let mut buf = std::vec![0u8; cap];
-        let mut r = Receiver::new(false);
+        let mut r = Receiver::new(false, false);
         let mut at = 0;
         loop {
             let spare = r.spare(&mut buf);
@@ -820,13 +844,32 @@ mod tests {
     }
 
     #[test]
+    fn interim_responses_beyond_the_cap_are_an_error_whatever_the_piece_sizes() {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let last = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for count in [MAX_INTERIM, MAX_INTERIM + 1, 200] {
+            let mut wire = interim.repeat(usize::from(count));
+            wire.extend_from_slice(last);
+            for step in [1, 7, 64, wire.len()] {
+                let got = body(&wire, wire.len(), step);
+                if count <= MAX_INTERIM {
+                    assert_eq!(got, Ok((200, b"ok".to_vec())), "{count} {step}");
+                } else {
+                    let error = RecvError::Http(HttpError::TooManyInterimResponses);
+                    assert_eq!(got, Err(error), "{count} {step}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn interim_responses_are_skipped_and_bodyless_statuses_end_at_the_head() {
         let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX: y\r\n\r\n";
         let (answer, buf) = read(wire, 128, 6).unwrap();
         let view = answer.view(&buf);
         assert_eq!((view.status(), view.body()), (204, &b""[..]));
         assert_eq!(view.header("x"), Some(&b"y"[..]));
-        let mut r = Receiver::new(true);
+        let mut r = Receiver::new(true, false);
         let mut buf = [0u8; 64];
         let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
         r.spare(&mut buf)[..wire.len()].copy_from_slice(wire);
@@ -1019,7 +1062,7 @@ mod tests {
             headers: &[("Content-Type", "application/json")],
             body: b"{}",
         };
-        let layout = write_request(&mut buf, &request, "example.com:8080", false).unwrap();
+        let layout = write_request(&mut buf, &request, "example.com:8080", false, true).unwrap();
         let head = &buf[..layout.auth_at];
         assert_eq!(
             head,
@@ -1028,7 +1071,7 @@ mod tests {
         );
         assert_eq!(&buf[layout.auth_at..layout.auth_at + layout.tail_len], b"\r\n{}");
         assert_eq!(
-            write_request(&mut buf[..20], &request, "h", false),
+            write_request(&mut buf[..20], &request, "h", false, true),
             Err(Some(layout.auth_at + 4 - 15))
         );
     }
@@ -1045,9 +1088,13 @@ mod tests {
             Request { headers: &[("Bad Name", "v")], ..Request::get("/") },
         ];
         for request in bad {
-            assert_eq!(write_request(&mut buf, &request, "h", true), Err(None), "{request:?}");
+            assert_eq!(
+                write_request(&mut buf, &request, "h", true, true),
+                Err(None),
+                "{request:?}"
+            );
         }
-        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host", true), Err(None));
+        assert_eq!(write_request(&mut buf, &Request::get("/"), "bad host", true, true), Err(None));
     }
 
     /// xorshift64*: a deterministic stream of test inputs.

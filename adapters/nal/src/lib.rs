@@ -75,11 +75,14 @@ pub mod fuzzing;
 mod http;
 mod refresh;
 mod slot;
+pub mod stack;
 mod store;
 pub mod transport;
 
 #[cfg(test)]
 mod mock;
+#[cfg(test)]
+mod personality;
 #[cfg(test)]
 mod tests;
 

@@ -92,6 +92,9 @@ pub(crate) struct MockNet {
     scripts: BTreeMap<SocketAddr, VecDeque<Script>>,
     /// Every complete request, with the address it went to, in order of completion.
     pub(crate) requests: Vec<(SocketAddr, Vec<u8>)>,
+    /// The server speaks HTTP/1.1 as servers do: after answering a request that did not ask
+    /// for `Connection: close`, it keeps the connection open (and silent) instead of closing.
+    pub(crate) http11: bool,
 }
 
 /// The mock's error: only its kind.
@@ -213,6 +216,7 @@ impl TcpClientStack for MockNet {
     }
 
     fn receive(&mut self, socket: &mut usize, buffer: &mut [u8]) -> nb::Result<usize, MockError> {
+        let http11 = self.http11;
         let conn = self.conn(*socket)?;
         conn.calls += 1;
         if conn.script.gone {
@@ -233,6 +237,11 @@ impl TcpClientStack for MockNet {
             let n = buffer.len().min(conn.script.endless.len());
             buffer[..n].copy_from_slice(&conn.script.endless[..n]);
             return Ok(n);
+        }
+        let asked_close = core::str::from_utf8(&conn.request)
+            .is_ok_and(|r| r.to_ascii_lowercase().contains("\r\nconnection: close\r\n"));
+        if conn.delivered >= limit && limit == total && http11 && !asked_close {
+            return Err(nb::Error::WouldBlock);
         }
         if conn.delivered >= limit {
             if conn.script.reset_after.is_some() {

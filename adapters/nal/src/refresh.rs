@@ -36,7 +36,9 @@ pub trait RefreshExchange {
     ///
     /// # Errors
     /// [`Unusable`] when there are no new tokens, with the failure's classification: a definite
-    /// refusal logs the user out, anything else is retried.
+    /// refusal logs the user out, anything else is retried. The client keeps a refusal, and a
+    /// `Transient` for `408`, `429` and `5xx`; any other answer without tokens counts as
+    /// [`RefreshFailure::Lost`] whatever this says (the server may have rotated the token).
     fn read_answer<const A: usize, const R: usize>(
         &self,
         status: u16,
@@ -157,6 +159,12 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         self.running.is_some()
     }
 
+    /// True once any byte of the last attempt's request went out (see
+    /// [`Exchange::sent_any`]).
+    pub(crate) const fn sent_any(&self) -> bool {
+        self.exchange.sent_any()
+    }
+
     /// True if an attempt waits to start.
     pub(crate) const fn has_pending(&self) -> bool {
         self.pending.is_some()
@@ -177,19 +185,20 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         exchange: &X,
         refresh_token: &str,
         host: &str,
+        ask_close: bool,
     ) -> Result<(), Error<E>> {
         wipe(&mut self.request);
         let body_len = exchange
             .write_body(refresh_token, &mut self.request)
             .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
-        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len);
+        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
         let needed = head_len.saturating_add(body_len);
         if needed > REQ {
             wipe(&mut self.request);
             return Err(Error::RequestTooLarge { needed, capacity: REQ });
         }
         move_within(&mut self.request, 0..body_len, head_len);
-        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len);
+        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len, ask_close);
         self.request_len = needed;
         self.running = Some(id);
         self.exchange.start();
@@ -244,12 +253,16 @@ fn write_head<X: RefreshExchange>(
     exchange: &X,
     host: &str,
     body_len: usize,
+    ask_close: bool,
 ) -> usize {
     out.put(b"POST ");
     out.put(exchange.path().as_bytes());
     out.put(b" HTTP/1.1\r\nHost: ");
     out.put(host.as_bytes());
-    out.put(b"\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: ");
+    if ask_close {
+        out.put(b"\r\nConnection: close");
+    }
+    out.put(b"\r\nAccept: application/json\r\nContent-Type: ");
     out.put(exchange.content_type().as_bytes());
     out.put(b"\r\nContent-Length: ");
     out.put_decimal(body_len);

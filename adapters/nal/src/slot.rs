@@ -83,8 +83,9 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
         host: &str,
         max_token: usize,
         keep_alive: bool,
+        ask_close: bool,
     ) -> Result<(), Option<usize>> {
-        let layout = write_request(&mut self.request, request, host, keep_alive)?;
+        let layout = write_request(&mut self.request, request, host, keep_alive, ask_close)?;
         let needed = layout.auth_at + layout.tail_len + auth_line_len(max_token);
         if needed > REQ {
             return Err(Some(needed));

@@ -235,6 +235,63 @@ fn refused_refresh_rejects_every_parked_request_and_needs_login() {
 }
 
 #[test]
+fn a_refresh_is_lost_once_its_request_went_out_and_transient_only_before_or_on_408_429_5xx() {
+    let token = token_response("at2", "rt2", 600);
+    let cases: [(Script, Option<RefreshFailure>); 8] = [
+        (Script { refuse: true, ..Script::default() }, None),
+        (Script::answer(&http(503, "")), None),
+        (Script::answer(&http(429, "")), None),
+        (Script::answer(&http(408, "")), None),
+        (Script { reset_after: Some(0), ..Script::answer(&token) }, Some(RefreshFailure::Lost)),
+        (Script { close_after: Some(40), ..Script::answer(&token) }, Some(RefreshFailure::Lost)),
+        (Script::answer(&http(200, "{not json")), Some(RefreshFailure::Lost)),
+        (Script::answer(&http(404, "")), Some(RefreshFailure::Lost)),
+    ];
+    for (script, expected) in cases {
+        let mut net = MockNet::default();
+        net.script(api(), Script::answer(&http(401, "")));
+        net.script(auth(), script.clone());
+        net.script(auth(), Script::answer(&token));
+        net.script(api(), Script::answer(&http(200, "ok")));
+        let mut client = logged_in();
+        client.submit(t(0), &Request::get("/api/x")).unwrap();
+        let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
+        let failure = events.iter().find_map(|e| match e {
+            Event::RefreshFailed { failure, .. } => Some(*failure),
+            _ => None,
+        });
+        let expected = expected.unwrap_or(RefreshFailure::Transient { retry_after: None });
+        match failure {
+            Some(RefreshFailure::Transient { .. })
+                if matches!(expected, RefreshFailure::Transient { .. }) => {}
+            other => assert_eq!(other, Some(expected), "{script:?}: {events:?}"),
+        }
+        assert_eq!(responses(&events), 1, "{script:?}: the retry succeeds: {events:?}");
+    }
+}
+
+#[test]
+fn a_token_endpoint_that_never_answers_sees_one_refresh_token_at_most_max_attempts_times() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(401, "")));
+    for _ in 0..20 {
+        net.script(auth(), Script { reset_after: Some(10), ..Script::answer(&http(200, "{}")) });
+    }
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
+    let attempts = usize::from(client.config().coordinator.max_refresh_attempts);
+    let presented = net.requests_to(auth());
+    assert_eq!(presented.len(), attempts, "{events:?}");
+    assert!(presented.iter().all(|r| r.ends_with("refresh_token=rt1")));
+    assert!(matches!(failure(&events, id), Error::Rejected(Rejection::NeedsLogin)));
+    assert!(client.needs_login());
+    // Later requests present nothing more.
+    let later = client.submit(t(100_000), &Request::get("/api/y"));
+    assert!(later.is_err() || net.requests_to(auth()).len() == attempts);
+}
+
+#[test]
 fn transient_refresh_failures_back_off_and_retry() {
     let mut net = MockNet::default();
     net.script(api(), Script::answer(&http(401, "")));
@@ -744,6 +801,50 @@ fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_again() 
 }
 
 #[test]
+fn a_kept_connection_whose_server_is_slow_does_not_get_the_request_twice() {
+    let mut net = MockNet::default();
+    net.script(api(), Script { keep_open: true, ..Script::answer(&http(200, "one")) });
+    // The next request on the kept connection is read and never answered.
+    net.script(api(), Script { silent: true, ..Script::default() });
+    let mut client = keeping_connections();
+    exchange(&mut client, &mut net, 0, &Request::get("/api/x"));
+    let id = client.submit(t(500), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 500, 100, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Response)), "{events:?}");
+    assert_eq!(net.requests_to(api()).len(), 2, "the second request went once");
+    assert_eq!(net.sockets_opened(), 1);
+}
+
+#[test]
+fn the_response_timeout_holds_while_a_head_trickles_in() {
+    let timeouts = Timeouts { response: Duration::from_millis(3), ..config().timeouts };
+    let mut client = client_with(ClientConfig { timeouts, ..config() });
+    client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
+    let mut net = MockNet::default();
+    // A head of about 230 bytes, one byte per receive: every poll makes progress.
+    let head =
+        format!("HTTP/1.1 200 OK\r\nX-Slow: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(190));
+    net.script(api(), Script { recv_max: 1, ..Script::answer(head.as_bytes()) });
+    let id = client.submit(t(0), &Request::get("/api/slow")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 1);
+    assert!(matches!(failure(&events, id), Error::Timeout(TimeoutKind::Response)), "{events:?}");
+}
+
+#[test]
+fn a_flood_of_interim_responses_fails_the_request() {
+    let mut net = MockNet::default();
+    let mut flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(20);
+    flood.extend_from_slice(&http(200, "late"));
+    net.script(api(), Script::answer(&flood));
+    let mut client = logged_in();
+    let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+    let (events, _) = run(&mut client, &mut net, 0, 1, |e| finished(e) == 1);
+    let error = failure(&events, id);
+    assert!(matches!(error, Error::Http(crate::HttpError::TooManyInterimResponses)), "{error:?}");
+    assert_eq!(net.open_sockets(), 0);
+}
+
+#[test]
 fn a_kept_connection_found_closed_before_sending_is_replaced_without_a_resend() {
     let net = second_get_after_the_server_closed(Script { gone: true, ..Script::default() });
     assert_eq!(net.requests_to(api()).len(), 2, "each request went once");
@@ -766,4 +867,212 @@ fn connections_are_not_kept_for_a_post_a_close_or_http_1_0() {
     let sent = net.requests_to(api());
     assert!(!sent[0].contains("Connection"), "a GET asks to keep it");
     assert!(sent[2].contains("\r\nConnection: close\r\n"), "a POST asks to close it");
+}
+
+/// The personalities of [`crate::personality`] over the mock, each under its stack profile.
+mod personalities {
+    use super::*;
+    use crate::Transport;
+    use crate::personality::{AtLike, SmoltcpLike, W5500Like};
+    use crate::stack::{AtModem, SmoltcpNal, StreamEnd, W5500};
+
+    type PClient<T> = Client<'static, T, MemStore, OAuth2<'static>, 3, 384, 256, 48, 48>;
+    type PEv<T> = Event<<T as Transport>::Error, FlashFull>;
+
+    /// A stack personality over [`MockNet`], as the client sees it.
+    trait Personality: Transport + Sized {
+        fn wrap(mock: MockNet) -> Self;
+        fn mock(&self) -> &MockNet;
+    }
+
+    impl Personality for MockNet {
+        fn wrap(mock: MockNet) -> Self {
+            mock
+        }
+        fn mock(&self) -> &MockNet {
+            self
+        }
+    }
+
+    impl Personality for SmoltcpNal<SmoltcpLike<MockNet>> {
+        fn wrap(mock: MockNet) -> Self {
+            Self(SmoltcpLike(mock))
+        }
+        fn mock(&self) -> &MockNet {
+            &self.0.0
+        }
+    }
+
+    impl Personality for W5500<W5500Like<MockNet>> {
+        fn wrap(mock: MockNet) -> Self {
+            Self(W5500Like(mock))
+        }
+        fn mock(&self) -> &MockNet {
+            &self.0.0
+        }
+    }
+
+    impl Personality for AtModem<AtLike<MockNet>> {
+        fn wrap(mock: MockNet) -> Self {
+            Self(AtLike(mock))
+        }
+        fn mock(&self) -> &MockNet {
+            &self.0.0
+        }
+    }
+
+    /// Polls with the clock moving 1 ms per round until `n` requests finished (bounded).
+    fn run_until<T: Transport>(client: &mut PClient<T>, net: &mut T, n: usize) -> Vec<PEv<T>> {
+        let mut events = Vec::new();
+        for now in 0..100_000 {
+            for _ in 0..1_000 {
+                match client.poll(net, t(now)) {
+                    Some(event) => events.push(event),
+                    None => break,
+                }
+            }
+            let done = events
+                .iter()
+                .filter(|e| matches!(e, Event::Response { .. } | Event::Failed { .. }))
+                .count();
+            if done == n {
+                return events;
+            }
+        }
+        panic!("scenario did not finish: {events:?}");
+    }
+
+    fn logged_in<T: Transport>() -> PClient<T> {
+        let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
+        let mut client = Client::new(config(), exchange, MemStore::default());
+        client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
+        client
+    }
+
+    fn net_with<T: Personality>(scripts: Vec<(SocketAddr, Script)>) -> T {
+        let mut mock = MockNet::default();
+        mock.http11 = true;
+        for (to, script) in scripts {
+            mock.script(to, script);
+        }
+        T::wrap(mock)
+    }
+
+    fn expiry_is_refreshed_once_through_short_reads_and_writes<T: Personality>() {
+        let scripts = vec![
+            (api(), Script { stutter: true, recv_max: 5, ..Script::answer(&http(401, "")) }),
+            (
+                auth(),
+                Script {
+                    send_max: 11,
+                    recv_max: 9,
+                    stutter: true,
+                    ..Script::answer(&token_response("at2", "rt2", 600))
+                },
+            ),
+            (api(), Script { connect_blocks: 3, recv_max: 4, ..Script::answer(&http(200, "ok")) }),
+        ];
+        let mut net: T = net_with(scripts);
+        let mut client = logged_in::<T>();
+        let id = client.submit(t(0), &Request::get("/api/data")).unwrap();
+        let events = run_until(&mut client, &mut net, 1);
+        assert!(matches!(events.last(), Some(Event::Response { status: 200, .. })), "{events:?}");
+        assert_eq!(client.response(id).unwrap().body(), b"ok");
+        assert_eq!(net.mock().requests_to(auth()).len(), 1, "one refresh");
+        let asks_close = !matches!(T::STREAM_END, StreamEnd::LosesUnread);
+        for request in net.mock().requests_to(api()).iter().chain(&net.mock().requests_to(auth())) {
+            assert_eq!(request.contains("\r\nConnection: close\r\n"), asks_close, "{request}");
+        }
+        assert_eq!(net.mock().open_sockets(), 0);
+        assert_eq!(client.store().saved, ["rt1", "rt2"]);
+    }
+
+    fn a_close_delimited_body_is_read_where_the_stack_reports_the_end<T: Personality>() {
+        let answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello";
+        let mut net: T = net_with(vec![(api(), Script::answer(answer))]);
+        let mut client = logged_in::<T>();
+        let id = client.submit(t(0), &Request::get("/api/stream")).unwrap();
+        let events = run_until(&mut client, &mut net, 1);
+        if matches!(T::STREAM_END, StreamEnd::Reported) {
+            assert_eq!(client.response(id).unwrap().body(), b"hello", "{events:?}");
+        } else {
+            let error = events.iter().find_map(|e| match e {
+                Event::Failed { error, .. } => Some(error),
+                _ => None,
+            });
+            assert!(matches!(error, Some(Error::Http(crate::HttpError::CloseDelimited))));
+        }
+        assert_eq!(net.mock().open_sockets(), 0);
+    }
+
+    /// The server closes in the middle of the body: every profile fails the request, none
+    /// hands out a truncated body; a stack that never reports the end fails at the idle
+    /// timeout.
+    fn an_answer_cut_short_is_an_error_never_a_short_body<T: Personality>() {
+        let answer = http(200, "0123456789");
+        let cut = answer.len() - 4;
+        let script = Script { close_after: Some(cut), ..Script::answer(&answer) };
+        let mut net: T = net_with(vec![(api(), script)]);
+        let mut client = logged_in::<T>();
+        client.submit(t(0), &Request::get("/api/cut")).unwrap();
+        let events = run_until(&mut client, &mut net, 1);
+        let error = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Failed { error, .. } => Some(error),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{events:?}"));
+        match T::STREAM_END {
+            StreamEnd::Reported => assert!(matches!(error, Error::ConnectionClosed), "{error:?}"),
+            StreamEnd::LosesUnread => {
+                assert!(matches!(error, Error::Transport { stage: Stage::Receive, .. }))
+            }
+            _ => assert!(matches!(error, Error::Timeout(TimeoutKind::Idle)), "{error:?}"),
+        }
+        assert_eq!(net.mock().open_sockets(), 0);
+    }
+
+    macro_rules! for_every_personality {
+        ($($name:ident: $net:ty),* $(,)?) => {$(
+            mod $name {
+                use super::*;
+                #[test]
+                fn expiry_is_refreshed_once_through_short_reads_and_writes() {
+                    super::expiry_is_refreshed_once_through_short_reads_and_writes::<$net>();
+                }
+                #[test]
+                fn a_close_delimited_body_is_read_where_the_stack_reports_the_end() {
+                    super::a_close_delimited_body_is_read_where_the_stack_reports_the_end::<$net>();
+                }
+                #[test]
+                fn an_answer_cut_short_is_an_error_never_a_short_body() {
+                    super::an_answer_cut_short_is_an_error_never_a_short_body::<$net>();
+                }
+            }
+        )*};
+    }
+
+    for_every_personality! {
+        std_nal: MockNet,
+        smoltcp_nal: SmoltcpNal<SmoltcpLike<MockNet>>,
+        w5500: W5500<W5500Like<MockNet>>,
+        at_modem: AtModem<AtLike<MockNet>>,
+    }
+
+    #[test]
+    fn bare_w5500_loses_an_answer_its_server_closes_behind() {
+        // What the W5500 profile avoids by never asking the server to close: a server that
+        // closes right after its answer, before the client read it, takes the answer along.
+        let mut mock = MockNet::default();
+        mock.script(api(), Script::answer(&http(200, "gone")));
+        let mut net = W5500(W5500Like(mock));
+        let mut client = logged_in::<W5500<W5500Like<MockNet>>>();
+        client.submit(t(0), &Request::get("/api/x")).unwrap();
+        let events = run_until(&mut client, &mut net, 1);
+        assert!(
+            matches!(events[..], [Event::Failed { error: Error::Transport { .. }, .. }]),
+            "{events:?}"
+        );
+    }
 }

@@ -27,6 +27,8 @@ use core::net::SocketAddr;
 use embedded_io::{ErrorKind, Read, ReadReady, Write, WriteReady};
 use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, nb};
 
+use crate::stack::StreamEnd;
+
 /// A source of non-blocking byte-stream connections, as the client needs them.
 ///
 /// Every method MUST return at once: `Err(nb::Error::WouldBlock)` means "not yet, ask again at
@@ -37,6 +39,11 @@ pub trait Transport {
     type Connection;
     /// The error of every operation; [`TcpError::kind`] tells a closed pipe from anything else.
     type Error: TcpError;
+
+    /// What `receive` says about the end of a stream. [`StreamEnd::Reported`] (the
+    /// [receive contract](crate::stack)) unless a [stack profile](crate::stack#stack-profiles)
+    /// says otherwise.
+    const STREAM_END: StreamEnd = StreamEnd::Reported;
 
     /// Allocates a connection that is not connected yet.
     ///
@@ -75,7 +82,9 @@ pub trait Transport {
     }
 
     /// Receives into `buf` and returns how many bytes arrived; `Ok(0)` means the peer closed
-    /// the connection.
+    /// the connection and every byte it sent was handed out. This is the
+    /// [receive contract](crate::stack); a stack that reads `receive` otherwise is wrapped in
+    /// its [stack profile](crate::stack#stack-profiles).
     ///
     /// # Errors
     /// The connection failed.

@@ -127,18 +127,26 @@ impl NewTokens {
 }
 
 impl RefreshError {
-    /// How the coordinator should take this failure: only a refusal logs the user out.
+    /// How the coordinator should take this failure: only a refusal logs the user out. A
+    /// failure after the request may have reached the endpoint (a reset or timeout while
+    /// waiting for the answer, an unusable success answer) is [`RefreshFailure::Lost`]: the
+    /// server may have rotated the refresh token, so it is presented a bounded number of times.
     #[must_use]
-    pub const fn failure(&self) -> RefreshFailure {
+    pub fn failure(&self) -> RefreshFailure {
         match self {
             Self::Refused { .. } | Self::NoRefreshToken => RefreshFailure::Refused,
             Self::Unavailable { retry_after, .. } => RefreshFailure::Transient {
-                retry_after: match retry_after {
-                    Some(d) => Some(reauth_core::Duration::from_millis(d.as_millis() as u64)),
-                    None => None,
-                },
+                retry_after: retry_after.map(|d| {
+                    reauth_core::Duration::from_millis(
+                        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                    )
+                }),
             },
-            _ => RefreshFailure::Transient { retry_after: None },
+            Self::Transport(e) if never_sent(e) => RefreshFailure::Transient { retry_after: None },
+            Self::Transport(_) | Self::InvalidResponse(_) | Self::ResponseTooLarge { .. } => {
+                RefreshFailure::Lost
+            }
+            Self::Other(_) => RefreshFailure::Transient { retry_after: None },
         }
     }
 
@@ -210,7 +218,36 @@ impl RefreshExchange for OAuthExchange {
                 status,
                 retry_after: retry_after.map(|d| Duration::from_millis(d.millis())),
             },
+            // `classify_failure` never says `Lost` about a status: only a missing answer is lost.
+            RefreshFailure::Lost => RefreshError::Unavailable { status, retry_after: None },
         })
+    }
+}
+
+/// True for a transport error that happened before any byte of the request left: the refresh
+/// token cannot have reached the server.
+fn never_sent(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    use ureq::Timeout;
+    match e {
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::BadUri(_)
+        | ureq::Error::InvalidProxyUrl
+        | ureq::Error::ConnectProxyFailed(_)
+        | ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::TlsRequired
+        | ureq::Error::RequireHttpsOnly(_)
+        | ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::AddrNotAvailable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::HostUnreachable
+        ),
+        _ => false,
     }
 }
 

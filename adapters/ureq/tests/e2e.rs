@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Instant;
 
 use reauth_core::oauth::TokenResponseError;
-use reauth_core::{Config, TokenError};
+use reauth_core::{Config, FailCause, State, TokenError};
 use reauth_testkit::issuer::{ExpiryStyle, Fault, IssuerConfig, MockIssuer};
 use reauth_ureq::{
     Client, ClientBuilder, Error, Expiry, FileStore, MemoryStore, NewTokens, RefreshError,
@@ -176,7 +176,7 @@ fn hanging_token_endpoint_times_out_waiting_requests() {
 }
 
 #[test]
-fn hanging_token_endpoint_gives_refresh_unavailable_after_the_attempts() {
+fn hanging_token_endpoint_is_presented_the_token_at_most_max_attempts_times() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
     let config = Config { max_refresh_attempts: 2, ..quick_config() };
     let client = logged_in(
@@ -195,18 +195,17 @@ fn hanging_token_endpoint_gives_refresh_unavailable_after_the_attempts() {
         (c.get(&url).map(|r| r.status()), started.elapsed())
     });
     for (result, elapsed) in results {
-        match result {
-            // The cause is the first attempt's timeout on the wire; the second attempt's may
-            // not have been reported yet when the coordinator gives up on it.
-            Err(Error::RefreshUnavailable(None | Some(RefreshError::Transport(_)))) => {}
-            other => panic!("{other:?}"),
-        }
+        // Each timed-out call may have rotated the token on the server: after two of them the
+        // client stops presenting it rather than risk the server's reuse detection.
+        assert!(matches!(result, Err(Error::NeedsLogin)), "{result:?}");
         // Two attempts of 300 ms and a short backoff: far below the 10 s wait deadline.
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     }
-    assert!(!client.needs_login());
-    // The next episode succeeds: nothing was lost.
-    assert_eq!(client.get(&issuer.api_url("later")).unwrap().status(), 200);
+    assert_eq!(client.state(), State::Failed { cause: FailCause::Unanswered });
+    assert!(matches!(client.last_refresh_error(), Some(RefreshError::Transport(_))));
+    // No third presentation, whatever is asked.
+    assert!(matches!(client.get(&issuer.api_url("later")), Err(Error::NeedsLogin)));
+    assert_eq!(issuer.counters().refresh_calls, 2);
 }
 
 #[test]
@@ -216,19 +215,29 @@ fn malformed_token_response_is_a_clear_error() {
     let client = logged_in(&issuer, builder(&issuer).config(config));
     issuer.expire_all_now();
     issuer.inject(Fault::MalformedJson { times: 1 });
+    // A 200 whose body cannot be used may have rotated the token: with one attempt allowed it
+    // is not presented again, and the reason is kept.
     let error = client.get(&issuer.api_url("x")).unwrap_err();
+    assert!(matches!(error, Error::NeedsLogin), "{error:?}");
+    let reason = client.last_refresh_error().expect("the reason is kept");
     assert!(
-        matches!(
-            error,
-            Error::RefreshUnavailable(Some(RefreshError::InvalidResponse(
-                TokenResponseError::Json(_)
-            )))
-        ),
-        "{error:?}"
+        matches!(reason, RefreshError::InvalidResponse(TokenResponseError::Json(_))),
+        "{reason:?}"
     );
-    assert!(error.to_string().contains("not valid OAuth2 JSON"), "{error}");
-    assert!(!client.needs_login());
-    assert_eq!(client.get(&issuer.api_url("y")).unwrap().status(), 200);
+    assert!(reason.to_string().contains("not valid OAuth2 JSON"), "{reason}");
+    assert_eq!(client.state(), State::Failed { cause: FailCause::Unanswered });
+}
+
+#[test]
+fn one_lost_answer_is_retried_within_the_attempts() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let config = Config { max_refresh_attempts: 2, ..quick_config() };
+    let client = logged_in(&issuer, builder(&issuer).config(config));
+    issuer.expire_all_now();
+    issuer.inject(Fault::MalformedJson { times: 1 });
+    assert_eq!(client.get(&issuer.api_url("x")).unwrap().status(), 200);
+    let counters = issuer.counters();
+    assert_eq!((counters.refresh_calls, counters.reuse_attempts), (2, 0), "{counters:?}");
 }
 
 #[test]
@@ -239,14 +248,17 @@ fn oversized_token_response_is_a_clear_error() {
     issuer.expire_all_now();
     issuer.inject(Fault::OversizedToken { times: 1, len: 9_000 });
     let error = client.get(&issuer.api_url("x")).unwrap_err();
+    assert!(matches!(error, Error::NeedsLogin), "{error:?}");
+    let reason = client.last_refresh_error().expect("the reason is kept");
     let expected = TokenError::TooLong { len: 9_000, capacity: 8_192 };
-    match &error {
-        Error::RefreshUnavailable(Some(RefreshError::InvalidResponse(
-            TokenResponseError::Token(e),
-        ))) => assert_eq!(*e, expected),
+    match &reason {
+        RefreshError::InvalidResponse(TokenResponseError::Token(e)) => assert_eq!(*e, expected),
         other => panic!("{other:?}"),
     }
-    assert!(error.to_string().contains("9000 bytes does not fit its 8192-byte buffer"), "{error}");
+    assert!(
+        reason.to_string().contains("9000 bytes does not fit its 8192-byte buffer"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -548,4 +560,38 @@ fn client_is_clone_send_and_sync() {
     shareable::<Client>();
     shareable::<RefreshError>();
     boxable::<Error>();
+}
+
+#[test]
+fn exhausted_episode_cools_down_instead_of_hammering_the_token_endpoint() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    // The cool-down after two failures is the next backoff delay: 4 s base, 2-4 s with jitter,
+    // long enough that the requests below certainly fall inside it.
+    let backoff = reauth_core::Backoff {
+        initial: reauth_core::Duration::from_millis(1_000),
+        max: reauth_core::Duration::from_secs(10),
+        seed: 3,
+    };
+    let config = Config { max_refresh_attempts: 2, backoff, ..quick_config() };
+    let client = logged_in(&issuer, builder(&issuer).config(config));
+    issuer.expire_all_now();
+    issuer.inject(Fault::ServiceUnavailable { times: 100 });
+    assert!(matches!(client.get(&issuer.api_url("a")), Err(Error::RefreshUnavailable(Some(_)))));
+    assert_eq!(issuer.counters().refresh_calls, 2);
+    let State::Idle { retry_at, .. } = client.state() else { panic!("{:?}", client.state()) };
+    assert!(retry_at > reauth_core::Instant::ZERO, "a cool-down holds");
+    // Meanwhile every request is turned away at once, with the reason, and the endpoint hears
+    // nothing.
+    for _ in 0..20 {
+        let result = client.get(&issuer.api_url("b"));
+        assert!(
+            matches!(
+                result,
+                Err(Error::RefreshUnavailable(Some(RefreshError::Unavailable { status: 503, .. })))
+            ),
+            "{result:?}"
+        );
+    }
+    assert_eq!(issuer.counters().refresh_calls, 2, "no call during the cool-down");
+    assert!(!client.needs_login(), "503s never log out");
 }

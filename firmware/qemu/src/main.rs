@@ -20,7 +20,6 @@
 #![no_main]
 
 mod clock;
-mod compat;
 mod lan9118;
 
 use core::net::SocketAddr;
@@ -29,6 +28,7 @@ use core::panic::PanicInfo;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln, nr};
 use reauth_nal::reauth_core::{Backoff, Config, Duration, Instant, Rejection, RequestId};
+use reauth_nal::stack::SmoltcpNal;
 use reauth_nal::{
     Client, ClientConfig, Endpoint, Error, Event, NoStore, OAuth2, Request, SubmitError, Timeouts,
 };
@@ -38,7 +38,6 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 use smoltcp_nal::NetworkStack;
 
 use crate::clock::Millis;
-use crate::compat::Smoltcp;
 use crate::lan9118::Lan9118;
 
 /// Request slots: requests open at once.
@@ -57,7 +56,7 @@ const BUCKETS: usize = 2048;
 const GUEST: (IpAddress, u8) = (IpAddress::v4(10, 0, 2, 15), 24);
 const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 
-type Net = Smoltcp<NetworkStack<'static, Lan9118, Millis>>;
+type Net = SmoltcpNal<NetworkStack<'static, Lan9118, Millis>>;
 type FirmwareClient = Client<'static, Net, NoStore, OAuth2<'static>, SLOTS, 1024, 2048, 512, 256>;
 
 #[entry]
@@ -102,7 +101,7 @@ fn main() -> ! {
     }
     let mut stack = NetworkStack::new(iface, device, sockets, Millis);
     stack.seed_random_port(&args.seed.to_le_bytes());
-    let mut net = Smoltcp(stack);
+    let mut net = SmoltcpNal(stack);
 
     let endpoint = Endpoint { addr: args.issuer, host: args.host };
     let coordinator = Config {

@@ -10,9 +10,59 @@ use std::string::{String, ToString};
 use std::time::Instant as StdInstant;
 
 use reauth_core::{Backoff, Config, Duration, Generation, Instant};
-use reauth_nal::{Client, ClientConfig, Endpoint, Event, OAuth2, RefreshExchange, TokenStore};
+use reauth_nal::stack::{self, SmoltcpNal};
+use reauth_nal::{
+    Client, ClientConfig, Endpoint, Event, OAuth2, RefreshExchange, Timeouts, TokenStore, Transport,
+};
 use reauth_testkit::issuer::MockIssuer;
 use std_embedded_nal::Stack;
+
+/// The stack personalities, shared with the unit tests of `src/`.
+#[path = "../../src/personality.rs"]
+#[allow(dead_code)] // each test file uses some of them
+mod personality;
+
+/// smoltcp-nal's reading of `receive`, over real sockets, under its profile.
+#[allow(dead_code)]
+pub(crate) type Smoltcp = SmoltcpNal<personality::SmoltcpLike<Stack>>;
+/// w5500's reading of `receive`, over real sockets, under its profile.
+#[allow(dead_code)]
+pub(crate) type W5500 = stack::W5500<personality::W5500Like<Stack>>;
+/// An AT-command modem's reading of `receive` and blocking calls, over real sockets, under its
+/// profile.
+#[allow(dead_code)]
+pub(crate) type AtModem = stack::AtModem<personality::AtLike<Stack>>;
+
+/// A stack personality as the suites need it: made fresh, with the timeouts it runs under.
+pub(crate) trait Personality: Transport + Default {
+    /// The timeouts of the suites' configuration for this stack.
+    fn timeouts(timeouts: Timeouts) -> Timeouts {
+        timeouts
+    }
+}
+
+impl Personality for Stack {}
+impl Personality for Smoltcp {}
+impl Personality for W5500 {}
+
+/// A stack that never reports the end of a stream only learns of a server's close from a
+/// timeout: short ones keep the fault suite quick (they are still far above the loopback's
+/// latency).
+impl Personality for AtModem {
+    fn timeouts(timeouts: Timeouts) -> Timeouts {
+        Timeouts { response: Duration::from_secs(2), idle: Duration::from_secs(1), ..timeouts }
+    }
+}
+
+/// [`config`] with the timeouts `N` runs under.
+#[allow(dead_code)]
+pub(crate) fn config_for<'a, N: Personality>(
+    host: &'a str,
+    issuer: &MockIssuer,
+) -> ClientConfig<'a> {
+    let config = config(host, issuer);
+    ClientConfig { timeouts: N::timeouts(config.timeouts), ..config }
+}
 
 /// A flash page that keeps every refresh token saved to it, and fails on demand like a worn-out
 /// page.
@@ -68,7 +118,7 @@ pub(crate) type StackClient<'a, X, const K: usize> =
 
 /// What [`drive`] hands to its observer.
 #[allow(dead_code)]
-pub(crate) type StackEvent = Event<<Stack as reauth_nal::Transport>::Error, FlashError>;
+pub(crate) type StackEvent = Event<<Stack as Transport>::Error, FlashError>;
 
 /// Polls until `n` requests have an outcome (bounded: 10 s, 1e6 rounds, 1,000 events a round),
 /// showing every event to `seen` before an answered slot is released; sleeps 1 ms after a
