@@ -121,6 +121,11 @@ pub(crate) struct Args {
     /// shows what they fix: about 3 % of connects then wait ~700 ms for a SYN retransmission.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) tcp_timestamps: bool,
+    /// With `--stack qemu`: the firmware picks source ports that were not used in the last
+    /// 10 s (`true`, the default) instead of smoltcp-nal's random ones, which QEMU's user-mode
+    /// network sometimes still holds in TIME_WAIT (see `firmware/qemu/src/ports.rs`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) fresh_ports: bool,
     /// With `--stack qemu`: the firmware image to run, instead of building `firmware/qemu`.
     #[arg(long)]
     pub(crate) elf: Option<std::path::PathBuf>,

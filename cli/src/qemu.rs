@@ -87,6 +87,7 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         format!("keepalive={}", u8::from(args.keep_alive)),
         format!("seed={}", args.seed),
         format!("timestamps={}", u8::from(args.tcp_timestamps)),
+        format!("freshports={}", u8::from(args.fresh_ports)),
     ];
     // QEMU's option syntax: a comma inside a value is written twice.
     let semihosting: String =
@@ -198,6 +199,7 @@ impl Report {
         table.row("stack", args.stack.name(), "");
         table.row("keep-alive", if args.keep_alive { "on" } else { "off" }, "");
         table.row("TCP timestamps", if args.tcp_timestamps { "on" } else { "off" }, "");
+        table.row("fresh source ports", if args.fresh_ports { "on" } else { "off" }, "");
         table.row("duration", format!("{:.2} s", self.elapsed.as_secs_f64()), "host");
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
         table.row("fault", args.run.fault.name(), "");

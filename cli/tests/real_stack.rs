@@ -111,3 +111,13 @@ fn firmware_on_qemu_mps2_an386() {
         firmware(&["--stack", "qemu", "--duration", "10"]);
     }
 }
+
+/// One connection per request: QEMU's user-mode network holds each closed one in TIME_WAIT for
+/// 10 s, so the firmware's source ports must not repeat within that (`firmware/qemu/src/ports.rs`).
+#[test]
+#[ignore = "needs root, qemu-system-arm and the thumbv7em target; .ci/run runs it"]
+fn firmware_on_qemu_mps2_an386_without_keep_alive() {
+    if can_run("firmware_on_qemu_mps2_an386_without_keep_alive", true) {
+        firmware(&["--stack", "qemu", "--duration", "8", "--keep-alive", "false"]);
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! 1. Read the run's settings through semihosting (the QEMU command line's `arg=`s):
 //!    `issuer=IP:PORT refresh=TOKEN [requests=N] [seconds=S] [keepalive=0|1] [timestamps=0|1]
-//!    [seed=N]`.
+//!    [freshports=0|1] [seed=N]`.
 //! 2. Bring up the NIC ([`lan9118`]), smoltcp with the address QEMU's user-mode network hands
 //!    out (10.0.2.15/24, gateway 10.0.2.2, which forwards to the host's loopback), and
 //!    smoltcp-nal over it.
@@ -21,6 +21,7 @@
 
 mod clock;
 mod lan9118;
+mod ports;
 
 use core::net::SocketAddr;
 use core::panic::PanicInfo;
@@ -39,6 +40,7 @@ use smoltcp_nal::NetworkStack;
 
 use crate::clock::Millis;
 use crate::lan9118::Lan9118;
+use crate::ports::FreshPorts;
 
 /// Request slots: requests open at once.
 const SLOTS: usize = 4;
@@ -56,7 +58,7 @@ const BUCKETS: usize = 2048;
 const GUEST: (IpAddress, u8) = (IpAddress::v4(10, 0, 2, 15), 24);
 const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 
-type Net = SmoltcpNal<NetworkStack<'static, Lan9118, Millis>>;
+type Net = SmoltcpNal<FreshPorts<'static, Lan9118, Millis, SOCKETS>>;
 type FirmwareClient = Client<'static, Net, NoStore, OAuth2<'static>, SLOTS, 1024, 2048, 512, 256>;
 
 #[entry]
@@ -101,7 +103,7 @@ fn main() -> ! {
     }
     let mut stack = NetworkStack::new(iface, device, sockets, Millis);
     stack.seed_random_port(&args.seed.to_le_bytes());
-    let mut net = SmoltcpNal(stack);
+    let mut net = SmoltcpNal(FreshPorts::new(stack, args.seed, args.fresh_ports));
 
     let endpoint = Endpoint { addr: args.issuer, host: args.host };
     let coordinator = Config {
@@ -159,6 +161,8 @@ struct Args {
     keep_alive: bool,
     /// TCP timestamps on every socket (see `clock::tsval`).
     timestamps: bool,
+    /// Source ports not used recently ([`FreshPorts`]) rather than smoltcp-nal's random ones.
+    fresh_ports: bool,
     seed: u64,
 }
 
@@ -187,6 +191,7 @@ impl Args {
             duration_ms: 10_000,
             keep_alive: true,
             timestamps: true,
+            fresh_ports: true,
             seed: 1,
         };
         for word in line.split_ascii_whitespace() {
@@ -201,6 +206,7 @@ impl Args {
                 "seconds" => args.duration_ms = value.parse::<u32>().ok()?.saturating_mul(1000),
                 "keepalive" => args.keep_alive = value != "0",
                 "timestamps" => args.timestamps = value != "0",
+                "freshports" => args.fresh_ports = value != "0",
                 "seed" => args.seed = value.parse().ok()?,
                 _ => {}
             }
@@ -280,12 +286,12 @@ fn run(
                 }
             }
         }
-        let mut progressed = net.0.poll().unwrap_or(false);
+        let mut progressed = net.0.stack().poll().unwrap_or(false);
         while let Some(event) = client.poll(net, now()) {
             progressed = true;
             report.on_event(client, &mut open, histogram, event);
         }
-        progressed |= net.0.poll().unwrap_or(false);
+        progressed |= net.0.stack().poll().unwrap_or(false);
         if !progressed {
             // Nothing moved: sleep until the next SysTick (1 ms).
             cortex_m::asm::wfi();
