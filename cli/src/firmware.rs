@@ -42,7 +42,7 @@ use crate::netns;
 use zeroize::Zeroize;
 
 use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, progress_bar, start_issuer_on};
-use crate::fault::{FaultMode, FaultSchedule};
+use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::flags::RunFlags;
 use crate::report::{Latencies, Table, Verdict};
 
@@ -248,7 +248,7 @@ fn firmware<S: Open>(args: &Args, stack: S) -> Result<Report, Box<dyn core::erro
     };
     let target = args.requests.unwrap_or(u64::MAX);
     let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
-    let mut next_storm = storm_every.map(|every| start + every);
+    let mut storms = Storms::new(storm_every, start);
     let mut faults = FaultSchedule::fixed(args.run.fault, token_lifetime, REFRESH_TIMEOUT);
     let mut next_frame = start;
     let bar = progress_bar(duration);
@@ -271,12 +271,7 @@ fn firmware<S: Open>(args: &Args, stack: S) -> Result<Report, Box<dyn core::erro
             break;
         }
         let wall = StdInstant::now();
-        if let (Some(at), Some(every)) = (next_storm, storm_every)
-            && wall >= at
-        {
-            issuer.expire_all_now();
-            next_storm = Some(at + every);
-        }
+        storms.tick(&issuer, wall);
         faults.tick(&issuer);
         // What the device's login flow would do after a refusal.
         if client.needs_login() && login(&mut client) {

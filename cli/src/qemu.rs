@@ -25,7 +25,7 @@ use std::time::Instant;
 use reauth_testkit::issuer::Counters;
 
 use crate::demo::start_issuer;
-use crate::fault::{FaultMode, FaultSchedule};
+use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::firmware::Args;
 use crate::report::{Table, Verdict};
 
@@ -116,7 +116,7 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
 
     let deadline = start + Duration::from_secs(seconds) + GRACE;
     let storm_every = (args.storm_every > 0).then(|| Duration::from_millis(args.storm_every));
-    let mut next_storm = storm_every.map(|every| start + every);
+    let mut storms = Storms::new(storm_every, start);
     let mut faults = FaultSchedule::fixed(args.run.fault, token_lifetime, Duration::from_secs(10));
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -128,12 +128,7 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
             let _ = child.wait();
             break None;
         }
-        if let (Some(at), Some(every)) = (next_storm, storm_every)
-            && now >= at
-        {
-            issuer.expire_all_now();
-            next_storm = Some(at + every);
-        }
+        storms.tick(&issuer, now);
         faults.tick(&issuer);
         thread::sleep(Duration::from_millis(5));
     };
