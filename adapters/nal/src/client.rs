@@ -545,7 +545,6 @@ impl<
         let refreshed = match read {
             Ok(refreshed) => refreshed,
             Err(Unusable { failure, error }) => {
-                let failure = answered_failure(failure, response.status());
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;
             }
@@ -695,18 +694,6 @@ impl<
             .field("refreshing", &self.refresher.is_running())
             .field("now", &self.now)
             .finish_non_exhaustive()
-    }
-}
-
-/// How a token endpoint's answer without usable tokens counts, whatever the exchange said: a
-/// refusal stays one, a `408`, `429` or `5xx` (the server says it did not do the work) may be
-/// retried, and anything else (an unusable success, a status no token endpoint sends) is a
-/// lost exchange ([`RefreshFailure::Lost`]): the server may have rotated the refresh token.
-const fn answered_failure(failure: RefreshFailure, status: u16) -> RefreshFailure {
-    match (failure, status) {
-        (RefreshFailure::Refused, _) => RefreshFailure::Refused,
-        (RefreshFailure::Transient { .. }, 408 | 429 | 500..=599) => failure,
-        _ => RefreshFailure::Lost,
     }
 }
 

@@ -8,7 +8,7 @@ use embedded_nal::nb;
 use reauth_core::{Duration, Instant};
 
 use crate::config::Timeouts;
-use crate::error::{Error, Stage, TimeoutKind};
+use crate::error::{Error, HttpError, Stage, TimeoutKind};
 use crate::http::{Answer, Receiver, RecvError};
 use crate::stack::StreamEnd;
 use crate::transport::Transport;
@@ -89,7 +89,7 @@ impl<C> Exchange<C> {
             connection: None,
             phase: Phase::Idle,
             sent: 0,
-            receiver: Receiver::new(false, false),
+            receiver: Receiver::new(false),
             deadline_at: Instant::ZERO,
             give_up_at: Instant::ZERO,
             busy: false,
@@ -173,13 +173,14 @@ impl<C> Exchange<C> {
                 if cfg!(feature = "keep-alive") && persistent && self.receiver.reusable() =>
             {
                 self.phase = Phase::Idle;
-                self.idle_until = now.saturating_add(timeouts.keep_alive);
+                self.idle_until = deadline(now, timeouts.keep_alive, Instant::MAX);
             }
             _ => self.abort(net),
         }
         result
     }
 
+    #[inline(never)]
     fn run<T: Transport<Connection = C>>(
         &mut self,
         net: &mut T,
@@ -192,7 +193,7 @@ impl<C> Exchange<C> {
         match self.phase {
             Phase::Idle => return Ok(Step::Pending),
             Phase::Start => {
-                self.give_up_at = now.saturating_add(timeouts.total);
+                self.give_up_at = deadline(now, timeouts.total, Instant::MAX);
                 if cfg!(feature = "keep-alive") && self.reuse_kept(net, persistent, now) {
                     self.phase = Phase::Sending;
                     self.sent = 0;
@@ -242,8 +243,7 @@ impl<C> Exchange<C> {
                 Phase::Flushing => match net.flush(connection) {
                     Ok(()) => {
                         self.phase = Phase::Receiving;
-                        let framed_only = !matches!(T::STREAM_END, StreamEnd::Reported);
-                        self.receiver = Receiver::new(head_request, framed_only);
+                        self.receiver = Receiver::new(head_request);
                         self.deadline_at = deadline(now, timeouts.response, self.give_up_at);
                         continue;
                     }
@@ -263,7 +263,16 @@ impl<C> Exchange<C> {
                         Ok(n) => {
                             // An answer is coming: whatever happens now is not a stale connection.
                             self.reused = false;
-                            receiver.on_data(response, n)
+                            let answer = receiver.on_data(response, n);
+                            // A stack that cannot report the end of a stream reliably refuses
+                            // a body that only the end delimits, as soon as the head says so.
+                            if !matches!(T::STREAM_END, StreamEnd::Reported)
+                                && receiver.close_delimited()
+                            {
+                                Err(RecvError::Http(HttpError::CloseDelimited))
+                            } else {
+                                answer
+                            }
                         }
                         Err(e) => {
                             would_block(e, Stage::Receive)?;
@@ -323,6 +332,8 @@ impl<C> Exchange<C> {
     }
 
     /// The network has nothing for now: fine unless a deadline has passed.
+    // Out of line: called from three places.
+    #[inline(never)]
     fn pending<E>(&self, now: Instant) -> Result<Step, Error<E>> {
         if now < self.deadline_at {
             return Ok(Step::Pending);

@@ -43,7 +43,7 @@ impl Reader {
     /// whatever the headers say).
     #[must_use]
     pub const fn new(head_request: bool) -> Self {
-        Self { receiver: Receiver::new(head_request, false), answer: None }
+        Self { receiver: Receiver::new(head_request), answer: None }
     }
 
     /// Where the next bytes go: the free end of `buf`.

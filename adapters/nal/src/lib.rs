@@ -32,8 +32,15 @@
 //!   the same size. A chunked body needs a few bytes of slack for its framing.
 //! - RAM: about `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 //!   [`Client`] value (no heap); the example firmware's client (`K = 2`, 512, 1024, 256, 128)
-//!   takes 5,992 bytes, and the deepest call chain of its main loop 1.9 KiB of stack. The two
-//!   crates add 15.6 KiB of flash to it (thumbv7em, `opt-level = "s"`).
+//!   takes 6,048 bytes. The two crates add 15.9 KiB of flash to it (thumbv7em,
+//!   `opt-level = "s"`), 16.4 KiB with `keep-alive`.
+//!
+//! # Network stacks
+//!
+//! Any [`embedded_nal::TcpClientStack`] whose `receive` meets the
+//! [receive contract](stack) works as is (std-embedded-nal does). smoltcp-nal, w5500 and
+//! AT-command modems read `receive` differently: wrap them in their [stack profile](stack)
+//! ([`stack::W5500`], [`stack::AtModem`], and `stack::SmoltcpNal` with the `smoltcp` feature).
 //!
 //! HTTP: one request per connection (`Connection: close`) unless the `keep-alive` feature is
 //! on (below), responses framed by
@@ -47,7 +54,7 @@
 //! request's `Authorization` line, the refresh request and answer) are wiped when they are done
 //! with.
 //!
-//! Features, both off by default:
+//! Features, all off by default:
 //! - `keep-alive`: a slot keeps its connection to the API for its next request, for
 //!   [`Timeouts::keep_alive`] (4 s by default): no TCP or TLS handshake per request. Only
 //!   idempotent requests (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`) use a kept connection, so
@@ -55,6 +62,8 @@
 //!   a `POST` always has its own, and so has every refresh (it consumes the refresh token).
 //!   A response with `Connection: close`, from HTTP/1.0, or delimited by the end of the
 //!   connection ends it. Costs about 500 bytes of flash on thumbv7em.
+//! - `smoltcp`: [`stack::SmoltcpNal`](stack), the profile of smoltcp-nal 0.7 (a dependency
+//!   on smoltcp-nal).
 //! - `log`: every [`Event`] that [`Client::poll`] hands out is logged under the target
 //!   `reauth_nal` (answers at debug, failures at warn, a lost rotated token at error), and the
 //!   coordinator's own state changes under `reauth`. Free when off.

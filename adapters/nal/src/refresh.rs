@@ -36,9 +36,11 @@ pub trait RefreshExchange {
     ///
     /// # Errors
     /// [`Unusable`] when there are no new tokens, with the failure's classification: a definite
-    /// refusal logs the user out, anything else is retried. The client keeps a refusal, and a
-    /// `Transient` for `408`, `429` and `5xx`; any other answer without tokens counts as
-    /// [`RefreshFailure::Lost`] whatever this says (the server may have rotated the token).
+    /// refusal logs the user out, anything else is retried. An implementation SHOULD say
+    /// `Transient` only for an answer that says the grant was not processed (`408`, `429`,
+    /// `5xx`) and [`RefreshFailure::Lost`] for any other answer without tokens (an unusable
+    /// success may have rotated the token), as [`OAuth2`] does: a lost exchange presents one
+    /// refresh token a bounded number of times, a transient one without bound.
     fn read_answer<const A: usize, const R: usize>(
         &self,
         status: u16,
@@ -99,17 +101,29 @@ impl RefreshExchange for OAuth2<'_> {
         generation: Generation,
     ) -> Result<Refreshed, Unusable> {
         if !(200..300).contains(&status) {
-            let failure = classify_failure(status, body, retry_after);
+            let failure = match classify_failure(status, body, retry_after) {
+                // The server says it did not do the work: retry after a backoff.
+                failure @ RefreshFailure::Transient { .. }
+                    if matches!(status, 408 | 429 | 500..=599) =>
+                {
+                    failure
+                }
+                RefreshFailure::Refused => RefreshFailure::Refused,
+                // A status no token endpoint sends (a proxy's, a redirect): whether the grant
+                // went through is unknown.
+                _ => RefreshFailure::Lost,
+            };
             return Err(Unusable { failure, error: AnswerError::Status(status) });
         }
-        // A 2xx that cannot be used is a server glitch, not a refusal: retry. If the server did
-        // rotate, the retry is answered `invalid_grant`, which then logs the user out.
-        let transient = RefreshFailure::Transient { retry_after };
+        // A 2xx that cannot be used may still have rotated the refresh token: the exchange is
+        // lost. If the server did rotate, the retry is answered `invalid_grant`, which then logs
+        // the user out; if it keeps failing, the token is presented a bounded number of times.
+        let lost = RefreshFailure::Lost;
         let response = parse_token_response(body)
-            .map_err(|e| Unusable { failure: transient, error: AnswerError::TokenResponse(e) })?;
+            .map_err(|e| Unusable { failure: lost, error: AnswerError::TokenResponse(e) })?;
         response
             .apply(tokens, generation)
-            .map_err(|e| Unusable { failure: transient, error: AnswerError::Token(e) })?;
+            .map_err(|e| Unusable { failure: lost, error: AnswerError::Token(e) })?;
         Ok(Refreshed { lifetime: response.expires_in(), rotated: response.has_refresh_token() })
     }
 }

@@ -83,10 +83,15 @@ pub enum StreamEnd {
 ///
 /// # Examples
 ///
+/// The wrapper owns the stack for the client's whole life (the client's type names the
+/// transport, so a new `&mut` borrow per poll would not do); poll the stack through `.0`.
+///
 /// ```ignore
-/// // `stack` is a smoltcp_nal::NetworkStack; poll it, then the client, in the main loop.
-/// stack.poll()?;
-/// while let Some(event) = client.poll(&mut SmoltcpNal(&mut stack), now()) { /* ... */ }
+/// let mut net = SmoltcpNal(smoltcp_nal::NetworkStack::new(interface, device, sockets, clock));
+/// loop {
+///     net.0.poll()?;
+///     while let Some(event) = client.poll(&mut net, now()) { /* ... */ }
+/// }
 /// ```
 #[cfg(feature = "smoltcp")]
 #[derive(Debug, Default)]
