@@ -246,7 +246,7 @@ fn firmware<S: Open>(args: &Args, stack: S) -> Result<Report, Box<dyn core::erro
     } else {
         StdDuration::from_secs_f64(args.run.duration.clamp(0.1, 3600.0))
     };
-    let target = args.requests.unwrap_or(u64::MAX);
+    let target = args.requests.unwrap_or(MAX_REQUESTS);
     let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
     let mut storms = Storms::new(storm_every, start);
     let mut faults = FaultSchedule::fixed(args.run.fault, token_lifetime, REFRESH_TIMEOUT);
@@ -455,6 +455,9 @@ impl Report {
         verdict.print("no failed request, no reuse, no token refreshed twice")
     }
 }
+
+/// Requests of a run limited by time only: every load loop is bounded in count too.
+const MAX_REQUESTS: u64 = 10_000_000;
 
 /// A request at least this slow is counted apart: on loopback none is.
 const SLOW: StdDuration = StdDuration::from_millis(500);

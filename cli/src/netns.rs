@@ -7,7 +7,6 @@ use std::env;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::path::Path;
 use std::process::{Command, ExitCode};
 
 /// Set, to the namespace's name, in the run started inside the namespace.
@@ -19,7 +18,7 @@ pub(crate) fn current() -> Option<String> {
 }
 
 /// Whether this process runs as root (user id 0), which `ip netns` and `ip tuntap` need.
-pub(crate) fn is_root() -> bool {
+fn is_root() -> bool {
     fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status.lines().any(|line| {
             line.strip_prefix("Uid:").and_then(|ids| ids.split_whitespace().next()) == Some("0")
@@ -27,23 +26,19 @@ pub(crate) fn is_root() -> bool {
     })
 }
 
-/// Why a real-stack run cannot happen on this machine, or `None` when it can. `tun`: the run
-/// needs `/dev/net/tun`; `program`: a program it needs on the `PATH` (e.g. `qemu-system-arm`).
-pub(crate) fn missing(tun: bool, program: Option<&str>) -> Option<String> {
+/// Why a namespace cannot be made here, or `None` when it can.
+fn missing() -> Option<&'static str> {
     if !is_root() {
-        return Some("not root (ip netns and ip tuntap need it)".to_owned());
+        Some("not root (ip netns and ip tuntap need it)")
+    } else if !on_path("ip") {
+        Some("no `ip` command (iproute2)")
+    } else {
+        None
     }
-    if !on_path("ip") {
-        return Some("no `ip` command (iproute2)".to_owned());
-    }
-    if tun && !Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".to_owned());
-    }
-    program.filter(|p| !on_path(p)).map(|p| format!("no `{p}` on the PATH"))
 }
 
 /// Whether `program` is an executable file in a directory of the `PATH`.
-pub(crate) fn on_path(program: &str) -> bool {
+fn on_path(program: &str) -> bool {
     env::var_os("PATH")
         .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
@@ -61,7 +56,7 @@ impl Namespace {
     ///
     /// Not root, no `ip` command, or `ip` failed.
     pub(crate) fn create() -> io::Result<Self> {
-        if let Some(why) = missing(false, None) {
+        if let Some(why) = missing() {
             return Err(io::Error::other(format!("cannot make a network namespace: {why}")));
         }
         let name = format!("reauth-{}", std::process::id());

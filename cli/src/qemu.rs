@@ -102,8 +102,18 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         .arg(&elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    // QEMU quotes a bad option's value in its complaints, and the refresh token is one: what it
+    // says goes out with the token blotted out.
+    let stderr = child.stderr.take().ok_or("QEMU's errors are not piped")?;
+    let secret = tokens.refresh_token.clone();
+    let complaints = thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("  qemu: {}", line.replace(&secret, "<refresh token>"));
+        }
+    });
     let stdout = child.stdout.take().ok_or("QEMU's output is not piped")?;
     let (lines, output) = mpsc::channel();
     let reader = thread::spawn(move || {
@@ -133,6 +143,7 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         thread::sleep(Duration::from_millis(5));
     };
     let _ = reader.join();
+    let _ = complaints.join();
     let mut report = Report {
         issuer: issuer.counters(),
         elapsed: start.elapsed(),
