@@ -37,13 +37,12 @@ use reauth_nal::{
 };
 use reauth_testkit::issuer::Counters;
 use std_embedded_nal::Stack;
-
-use crate::netns;
 use zeroize::Zeroize;
 
 use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, progress_bar, start_issuer_on};
 use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::flags::RunFlags;
+use crate::netns;
 use crate::report::{Latencies, Table, Verdict};
 
 /// Request slots: requests open at once. A const parameter, as on a device.
@@ -79,6 +78,9 @@ impl StackKind {
 /// A network stack as the firmware loop drives it: std-embedded-nal needs nothing, smoltcp
 /// must be polled to move packets.
 pub(crate) trait Drive: TcpClientStack {
+    /// The address the issuer binds, reachable through this stack.
+    const ISSUER_IP: core::net::IpAddr = core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
+
     /// Moves the stack's own work forward (smoltcp's `poll`); true when anything changed.
     fn drive(&mut self) -> bool {
         false
@@ -192,15 +194,7 @@ struct Report {
     polls: u64,
 }
 
-/// How [`firmware`] gets its stack and where its issuer listens.
-pub(crate) trait Open: Drive + Sized {
-    /// The address the issuer binds, reachable through this stack.
-    const ISSUER_IP: core::net::IpAddr = core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
-}
-
-impl Open for Stack {}
-
-fn firmware<S: Open>(args: &Args, stack: S) -> Result<Report, Box<dyn core::error::Error>> {
+fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::error::Error>> {
     let token_lifetime = StdDuration::from_millis(args.run.token_lifetime);
     let latency = StdDuration::from_millis(args.run.latency);
     let issuer = start_issuer_on(S::ISSUER_IP, token_lifetime, latency, args.seed)?;

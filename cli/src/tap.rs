@@ -26,7 +26,7 @@ use smoltcp::socket::tcp;
 use smoltcp::wire::{EthernetAddress, IpCidr};
 use smoltcp_nal::{NetworkError, NetworkStack};
 
-use crate::firmware::{Drive, Open};
+use crate::firmware::Drive;
 use crate::netns;
 
 /// The TAP device's name inside the namespace.
@@ -90,11 +90,9 @@ impl TapStack {
     }
 }
 
-impl Open for TapStack {
-    const ISSUER_IP: IpAddr = IpAddr::V4(KERNEL_IP);
-}
-
 impl Drive for TapStack {
+    const ISSUER_IP: IpAddr = IpAddr::V4(KERNEL_IP);
+
     fn drive(&mut self) -> bool {
         self.net.0.poll().unwrap_or(false)
     }
