@@ -61,7 +61,12 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         let token = Zeroizing::new(
             std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
         );
-        store.save(&StoredTokens { refresh_token: token, access_token: None, expires_at: None })?;
+        store.save_over(StoredTokens {
+            version: 0,
+            refresh_token: token,
+            access_token: None,
+            expires_at: None,
+        })?;
     }
     let mut builder = Client::builder()
         .token_url(&args.token_url)

@@ -7,6 +7,8 @@
 //!   compile-time slots, over `std-embedded-nal`, with the same summary table and verdict.
 //! - `reauth soak`: the demo's workload for a minute (by default) with 100 ms tokens and random
 //!   transient faults, watching the process's memory; a benchmark binary, run it `--release`.
+//! - `reauth fleet`: K processes x T threads sharing one credential through a `FileStore`,
+//!   against the mock issuer, next to a naive baseline; `--chaos` kills or stops the lease holder.
 //! - `reauth get URL --token-url ... --store FILE`: one authenticated GET against a real OAuth2
 //!   server, tokens kept in a file.
 //!
@@ -17,6 +19,7 @@ mod demo;
 mod fault;
 mod firmware;
 mod flags;
+mod fleet;
 mod get;
 mod netns;
 mod qemu;
@@ -53,6 +56,11 @@ subcommands! {
     Demo(demo::Args) => demo::run,
     /// The same with reauth-nal in a single-threaded poll loop, as firmware runs it
     Firmware(firmware::Args) => firmware::run,
+    /// One credential shared by many processes: one refresh per expiry fleet-wide, vs naive
+    Fleet(fleet::Args) => fleet::run,
+    /// One worker process of `reauth fleet` (started by it)
+    #[command(hide = true)]
+    FleetWorker(fleet::WorkerArgs) => fleet::run_worker,
     /// Authenticated GET against a real OAuth2 server, tokens kept in a file
     Get(get::Args) => get::run,
     /// The demo's workload for a minute with 100 ms tokens and random faults, watching memory

@@ -141,6 +141,33 @@ impl Latencies {
         self.counts.iter().skip(bucket(micros)).sum()
     }
 
+    /// The histogram as one line of text (`index:count` pairs and the maximum), for a worker
+    /// process to hand its latencies to the parent.
+    pub(crate) fn encode(&self) -> String {
+        let mut line = format!("max:{}", self.max_micros);
+        for (index, count) in self.counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+            line.push_str(&format!(",{index}:{count}"));
+        }
+        line
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote; `None` for anything else.
+    pub(crate) fn decode(line: &str) -> Option<Self> {
+        let mut latencies = Self::default();
+        for pair in line.split(',') {
+            let (key, value) = pair.split_once(':')?;
+            let value: u64 = value.parse().ok()?;
+            if key == "max" {
+                latencies.max_micros = value;
+                continue;
+            }
+            let count = latencies.counts.get_mut(key.parse::<usize>().ok()?)?;
+            *count += value;
+            latencies.total += value;
+        }
+        Some(latencies)
+    }
+
     /// The largest value recorded; `None` when empty.
     pub(crate) fn max(&self) -> Option<Duration> {
         (self.total > 0).then(|| Duration::from_micros(self.max_micros))
@@ -204,5 +231,18 @@ mod tests {
         other.record(Duration::from_secs(2));
         latencies.merge(&other);
         assert_eq!(latencies.max(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_histogram_survives_its_text_form() {
+        let mut latencies = Latencies::default();
+        for ms in [1, 1, 7, 250, 3_000] {
+            latencies.record(Duration::from_millis(ms));
+        }
+        let decoded = Latencies::decode(&latencies.encode()).unwrap();
+        assert_eq!(decoded.counts, latencies.counts);
+        assert_eq!((decoded.total, decoded.max()), (5, Some(Duration::from_secs(3))));
+        assert!(Latencies::decode("max:1,x:2").is_none());
+        assert!(Latencies::decode("max:1,999999:2").is_none());
     }
 }

@@ -114,6 +114,21 @@ impl Duration {
     }
 }
 
+impl From<core::time::Duration> for Duration {
+    /// Whole milliseconds, rounding down; spans beyond `u64::MAX` ms (585 million years)
+    /// saturate.
+    fn from(span: core::time::Duration) -> Self {
+        let millis = span.as_millis();
+        Self(if millis > u128::from(u64::MAX) { u64::MAX } else { millis as u64 })
+    }
+}
+
+impl From<Duration> for core::time::Duration {
+    fn from(span: Duration) -> Self {
+        Self::from_millis(span.0)
+    }
+}
+
 impl Add<Duration> for Instant {
     type Output = Self;
     /// Saturating: `Instant::MAX + anything == Instant::MAX`.
@@ -167,6 +182,14 @@ impl fmt::Display for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn converts_to_and_from_core_durations() {
+        let span: Duration = core::time::Duration::from_micros(2_500_999).into();
+        assert_eq!(span, Duration::from_millis(2_500));
+        assert_eq!(core::time::Duration::from(span), core::time::Duration::from_millis(2_500));
+        assert_eq!(Duration::from(core::time::Duration::MAX), Duration::MAX);
+    }
 
     #[test]
     fn arithmetic_saturates_instead_of_overflowing() {

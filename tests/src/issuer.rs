@@ -106,6 +106,12 @@ pub struct IssuerConfig {
     /// login session (what Auth0, Okta and others do to stop a stolen token). Access tokens stay
     /// valid until they expire. Default false.
     pub revoke_on_reuse: bool,
+    /// A consumed refresh token presented again within this long of its rotation is accepted
+    /// once more and answered with new tokens of the same session (Auth0's "reuse interval",
+    /// Okta's "grace period"): a client that lost the answer to its refresh can recover. Such a
+    /// presentation counts in [`Counters::grace_reuses`], not in
+    /// [`reuse_attempts`](Counters::reuse_attempts). Default zero: every reuse is a reuse.
+    pub reuse_grace: Duration,
     /// Answer every `/api` response with `Transfer-Encoding: chunked` instead of
     /// `Content-Length`, to exercise a client's chunked decoder. Default false.
     pub chunked_api: bool,
@@ -125,6 +131,7 @@ impl Default for IssuerConfig {
             expiry_style: ExpiryStyle::Status401,
             rotation: true,
             revoke_on_reuse: false,
+            reuse_grace: Duration::ZERO,
             chunked_api: false,
             client_id: None,
         }
@@ -301,6 +308,9 @@ pub struct Counters {
     /// one and the same access token. A correct client refreshes each access token at most once,
     /// so this stays at most 1 (faulted requests are not counted).
     pub refreshes_per_access_token_max: u64,
+    /// Presentations of a consumed refresh token accepted within
+    /// [`IssuerConfig::reuse_grace`].
+    pub grace_reuses: u64,
     /// `/echo-auth` requests that carried an `Authorization` header: a token leaked to the
     /// "other origin".
     pub foreign_authorization_seen: u64,

@@ -194,16 +194,17 @@ impl<C> Exchange<C> {
             Phase::Idle => return Ok(Step::Pending),
             Phase::Start => {
                 self.give_up_at = deadline(now, timeouts.total, Instant::MAX);
-                if cfg!(feature = "keep-alive") && self.reuse_kept(net, persistent, now) {
-                    self.phase = Phase::Sending;
-                    self.sent = 0;
-                    self.deadline_at = deadline(now, timeouts.idle, self.give_up_at);
+                let (phase, limit) = if cfg!(feature = "keep-alive")
+                    && self.reuse_kept(net, persistent, now)
+                {
+                    (Phase::Sending, timeouts.idle)
                 } else {
                     let connection = net.open().map_err(|error| transport(Stage::Socket, error))?;
                     self.connection = Some(connection);
-                    self.phase = Phase::Connecting;
-                    self.deadline_at = deadline(now, timeouts.connect, self.give_up_at);
-                }
+                    (Phase::Connecting, timeouts.connect)
+                };
+                self.phase = phase;
+                self.deadline_at = deadline(now, limit, self.give_up_at);
             }
             _ if now >= self.give_up_at => return Err(Error::Timeout(TimeoutKind::Total)),
             _ => {}

@@ -38,6 +38,7 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     env_proxy: bool,
     max_redirects: u8,
+    lease_fallback: bool,
     user_agent: Option<String>,
     /// Idle API connections kept for reuse; `None` keeps ureq's defaults.
     idle_connections: Option<usize>,
@@ -64,6 +65,7 @@ impl ClientBuilder {
             connect_timeout: Some(Duration::from_secs(10)),
             env_proxy: false,
             max_redirects: 5,
+            lease_fallback: false,
             user_agent: None,
             idle_connections: None,
         }
@@ -126,14 +128,14 @@ impl ClientBuilder {
     /// the call on the wire).
     #[must_use]
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
-        self.config.refresh_timeout = core_duration(timeout);
+        self.config.refresh_timeout = reauth_core::Duration::from(timeout);
         self
     }
 
     /// How long a request may wait for a refresh (sets [`Config::wait_timeout`]).
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.config.wait_timeout = core_duration(timeout);
+        self.config.wait_timeout = reauth_core::Duration::from(timeout);
         self
     }
 
@@ -182,6 +184,19 @@ impl ClientBuilder {
     #[must_use]
     pub const fn env_proxy(mut self, enabled: bool) -> Self {
         self.env_proxy = enabled;
+        self
+    }
+
+    /// What to do when the store cannot be reached to take the refresh lease (a Redis server
+    /// down, a lock file that cannot be written). `false` (the default) fails closed: no
+    /// refresh, and waiting requests get [`Error::RefreshUnavailable`] with the store's error,
+    /// since refreshing without the lease could spend a refresh token that another process is
+    /// presenting at the same moment and log both out. `true` refreshes anyway, coordinated only
+    /// within this process: choose it when no other process can be using the credential while
+    /// the store is away.
+    #[must_use]
+    pub const fn lease_fallback(mut self, enabled: bool) -> Self {
+        self.lease_fallback = enabled;
         self
     }
 
@@ -257,6 +272,7 @@ impl ClientBuilder {
             store: self.store.unwrap_or_else(|| Box::new(MemoryStore::new())),
             on_store_error: self.on_store_error,
             max_redirects: self.max_redirects,
+            lease_fallback: self.lease_fallback,
         })
     }
 }
@@ -303,10 +319,6 @@ enum Timeouts {
     PerPhase(Option<Duration>),
 }
 
-fn core_duration(d: Duration) -> reauth_core::Duration {
-    reauth_core::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self::new()
@@ -327,6 +339,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("env_proxy", &self.env_proxy)
             .field("max_redirects", &self.max_redirects)
+            .field("lease_fallback", &self.lease_fallback)
             .finish_non_exhaustive()
     }
 }

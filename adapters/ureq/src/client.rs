@@ -33,8 +33,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use reauth_core::expiry::is_invalid_token_challenge;
 use reauth_core::{
-    Action, Admission, Coordinator, Generation, Instant, Outcome, RefreshId, RefreshResultError,
-    Rejection, RequestId, State, Ticket, TokenSet, Verdict,
+    Action, Admission, Coordinator, FailCause, Generation, Instant, Outcome, Phase, RefreshId,
+    RefreshResultError, Rejection, RequestId, State, Ticket, TokenSet, Verdict,
 };
 use serde::Serialize;
 use ureq::Body;
@@ -44,6 +44,7 @@ use crate::builder::ClientBuilder;
 use crate::error::Error;
 use crate::exchange::{NewTokens, RefreshError, RefreshExchange};
 use crate::expiry::{Expiry, ResponseView};
+use crate::lease;
 use crate::redirect::{self, Origin};
 use crate::stats::{Stat, StatCells, Stats};
 use crate::store::{StoreError, StoredTokens, TokenStore};
@@ -98,6 +99,7 @@ pub(crate) struct Parts {
     pub(crate) store: Box<dyn TokenStore>,
     pub(crate) on_store_error: Option<StoreErrorCallback>,
     pub(crate) max_redirects: u8,
+    pub(crate) lease_fallback: bool,
 }
 
 /// Everything the clones share.
@@ -120,6 +122,9 @@ struct Inner {
     store: Box<dyn TokenStore>,
     on_store_error: Option<StoreErrorCallback>,
     max_redirects: u8,
+    /// Whether a refresh goes ahead when the store's lease cannot be had because the store is
+    /// away (see [`ClientBuilder::lease_fallback`]).
+    lease_fallback: bool,
     /// Source of request ids; wraps after 4 billion requests, long after the old ones ended.
     next_id: AtomicU32,
     stats: StatCells,
@@ -136,6 +141,10 @@ struct Shared {
     last_refresh_error: Option<RefreshError>,
     /// The header value of the installed access token, with its generation.
     authorization: Option<(Generation, Authorization)>,
+    /// The version of the store's record that the installed tokens came from or were saved as
+    /// (0: none). A record of another version was written by someone else: it is adopted
+    /// instead of refreshing.
+    version: u64,
 }
 
 /// The outcome of a parked request.
@@ -201,8 +210,16 @@ impl Client {
 
     /// Builds the client from the builder's parts and resumes from what the store holds.
     pub(crate) fn from_parts(parts: Parts) -> Result<Self, Error> {
-        let Parts { coordinator, api, exchange, expiry, store, on_store_error, max_redirects } =
-            parts;
+        let Parts {
+            coordinator,
+            api,
+            exchange,
+            expiry,
+            store,
+            on_store_error,
+            max_redirects,
+            lease_fallback,
+        } = parts;
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
                 coordinator,
@@ -210,6 +227,7 @@ impl Client {
                 outcomes: HashMap::new(),
                 last_refresh_error: None,
                 authorization: None,
+                version: 0,
             }),
             wake: Condvar::new(),
             epoch: std::time::Instant::now(),
@@ -220,6 +238,7 @@ impl Client {
             store,
             on_store_error,
             max_redirects,
+            lease_fallback,
             next_id: AtomicU32::new(1),
             stats: StatCells::default(),
         });
@@ -351,16 +370,21 @@ impl Client {
         expires_in: Option<Duration>,
     ) -> Result<(), Error> {
         let tokens = NewTokens::new(access_token, Some(refresh_token), expires_in)?;
+        // A login replaces whatever record the store holds, whoever wrote it.
+        let saved = self.save_over(&tokens);
         let mut shared = self.lock();
-        let saved = self.save(&shared, &tokens);
         let (drained, ()) = self.input(&mut shared, |shared, now| {
-            let generation = shared.coordinator.handle_login(now, expires_in.map(core_duration));
+            let generation =
+                shared.coordinator.handle_login(now, expires_in.map(reauth_core::Duration::from));
             shared.install(generation, &tokens);
             shared.last_refresh_error = None;
+            if let Ok(version) = saved {
+                shared.version = version;
+            }
         });
         drop(shared);
         self.finish(drained);
-        self.report_store(saved)
+        self.report_store(saved.map(drop))
     }
 
     /// Forgets the tokens (in memory and in the store). Waiting requests are rejected with
@@ -374,9 +398,10 @@ impl Client {
         let (drained, ()) = self.input(&mut shared, |shared, now| {
             shared.coordinator.handle_logout(now);
             shared.clear();
+            shared.version = 0;
         });
-        let cleared = self.inner.store.clear();
         drop(shared);
+        let cleared = self.inner.store.clear(None);
         self.finish(drained);
         self.report_store(cleared)
     }
@@ -428,11 +453,13 @@ impl Client {
 
     fn execute(&self, source: Source<'_>) -> Result<Response<Body>, Error> {
         let id = RequestId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut step = self.step(|shared, now| match shared.coordinator.handle_request(now, id) {
+        let admit = |shared: &mut Shared, now| match shared.coordinator.handle_request(now, id) {
             Ok(Admission::Send(ticket)) => shared.grant(ticket),
             Ok(Admission::Parked) => Step::Wait,
             Err(rejected) => Step::Reject(rejected.reason),
-        });
+        };
+        let mut step = self.step(admit);
+        let mut adopted = false;
         loop {
             step = match step {
                 Step::Send(ticket, authorization) => {
@@ -481,6 +508,12 @@ impl Client {
                     self.inner.stats.bump(Stat::Parked);
                     self.wait(id)
                 }
+                Step::Reject(Rejection::NeedsLogin) if !adopted && self.adopt_after_logout() => {
+                    // Another process has logged in or refreshed since ours lost its
+                    // credentials: go again with the adopted ones.
+                    adopted = true;
+                    self.step(admit)
+                }
                 Step::Reject(reason) => {
                     self.inner.stats.rejected(reason);
                     let last = self.lock().last_refresh_error.clone();
@@ -488,6 +521,50 @@ impl Client {
                 }
             };
         }
+    }
+
+    /// Without credentials: installs a record another process wrote since ours were lost
+    /// (refused, unanswered, logged out), if the store holds one with usable tokens. Returns
+    /// whether it did. Only a request that would be refused reads the store.
+    fn adopt_after_logout(&self) -> bool {
+        let held = {
+            let shared = self.lock();
+            // This process's own logout stands until it logs in again.
+            if matches!(shared.coordinator.state(), State::Failed { cause: FailCause::LoggedOut }) {
+                return false;
+            }
+            shared.version
+        };
+        let record = match self.inner.store.load() {
+            Ok(Some(record)) if record.version != held => record,
+            _ => return false,
+        };
+        let tokens = match lease::usable(&record) {
+            Some((access, lifetime)) => {
+                NewTokens::new(access, Some(&record.refresh_token), lifetime)
+            }
+            None => return false,
+        };
+        let Ok(tokens) = tokens else { return false };
+        let mut shared = self.lock();
+        let (drained, adopted) = self.input(&mut shared, |shared, now| {
+            if !shared.coordinator.needs_login() || shared.version != held {
+                // Someone else in this process got there first.
+                return !shared.coordinator.needs_login();
+            }
+            let lifetime = tokens.expires_in().map(reauth_core::Duration::from);
+            let generation = shared.coordinator.handle_adopt(now, lifetime);
+            shared.install(generation, &tokens);
+            shared.version = record.version;
+            shared.last_refresh_error = None;
+            true
+        });
+        drop(shared);
+        self.finish(drained);
+        if adopted {
+            self.inner.stats.bump(Stat::Adopted);
+        }
+        adopted
     }
 
     /// Waits until request `id` has an outcome, feeding timer ticks meanwhile.
@@ -601,41 +678,121 @@ impl Client {
     // ---------------------------------------------------------------------------------------
     // The refresh
 
-    /// Performs refresh attempt `id` and reports its result.
+    /// Performs refresh attempt `id` and reports its result: under the store's lease, adopting
+    /// a record another process wrote, or calling the token endpoint and writing the new record
+    /// with compare-and-set (see [the store module](crate::TokenStore)).
     fn refresh(&self, id: RefreshId) {
         let gate = self.inner.exchange_gate.lock().unwrap_or_else(PoisonError::into_inner);
-        let token = {
+        let (held, refresh_timeout, timeout_at) = {
             let shared = self.lock();
             // The attempt may have timed out or been superseded while the gate was closed: the
             // coordinator has then already moved on without it.
-            if shared.coordinator.refresh_in_flight() != Some(id) {
+            let State::Refreshing {
+                phase: Phase::InFlight { id: current, timeout_at, .. }, ..
+            } = *shared.coordinator.state()
+            else {
+                return;
+            };
+            if current != id {
                 return;
             }
-            shared.tokens.refresh().map(|t| Zeroizing::new(t.to_owned()))
+            let timeout = shared.coordinator.config().refresh_timeout.millis();
+            (shared.version, Duration::from_millis(timeout), timeout_at)
         };
+        let store = &*self.inner.store;
+        // Waiting for another process's lease sends nothing: give up on it a little before the
+        // coordinator's timeout, which would count the attempt as an unanswered presentation.
+        let give_up_at =
+            std::time::Instant::now() + self.until(timeout_at).saturating_sub(LEASE_WAIT_MARGIN);
+        let ttl = refresh_timeout + lease::LEASE_MARGIN;
+        let plan = lease::plan(store, held, ttl, give_up_at, self.inner.lease_fallback);
+        let (lease, record, base) = match plan {
+            lease::Plan::Adopt(record) => return self.adopt(id, &record, gate),
+            lease::Plan::Fail(error) => return self.report_refresh(id, Err(error), held, gate),
+            lease::Plan::Refresh { lease, record, base } => (lease, record, base),
+        };
+        let token = match &record {
+            Some(record) => Some(Zeroizing::new(record.refresh_token.to_string())),
+            None => self.lock().tokens.refresh().map(|t| Zeroizing::new(t.to_owned())),
+        };
+        // The call must end before the lease does; a holder stopped for a while after it took
+        // the lease does not start it.
         let result = match token {
+            _ if lease.remaining() < refresh_timeout => Err(RefreshError::LeaseBusy),
             Some(token) => self.inner.exchange.refresh(&token),
             None => Err(RefreshError::NoRefreshToken),
         };
-        let mut shared = self.lock();
-        let mut saved = Ok(());
-        let (drained, ()) = match result {
+        let result = match result {
+            Err(RefreshError::Refused { status, code }) => {
+                match lease::after_refusal(store, base) {
+                    Some(newer) => {
+                        lease::release(store, &lease);
+                        return self.adopt(id, &newer, gate);
+                    }
+                    None => Err(RefreshError::Refused { status, code }),
+                }
+            }
+            other => other,
+        };
+        let version = match &result {
             Ok(tokens) => {
                 self.inner.stats.bump(Stat::RefreshesSucceeded);
-                // A result for credentials replaced since (login, logout) is dropped unsaved.
-                if shared.coordinator.is_live_refresh(id) {
-                    saved = self.save(&shared, &tokens);
-                }
-                self.input(&mut shared, |shared, now| {
-                    let lifetime = tokens.expires_in().map(core_duration);
-                    if let Ok(generation) =
-                        shared.coordinator.handle_refresh_success(now, id, lifetime)
-                    {
-                        shared.install(generation, &tokens);
-                        shared.last_refresh_error = None;
-                    }
-                })
+                self.save_refreshed(id, base, tokens).unwrap_or(base)
             }
+            Err(_) => base,
+        };
+        lease::release(store, &lease);
+        self.report_refresh(id, result, version, gate);
+    }
+
+    /// Installs a record another process wrote, as the result of attempt `id`.
+    fn adopt(&self, id: RefreshId, record: &StoredTokens, gate: MutexGuard<'_, ()>) {
+        self.inner.stats.bump(Stat::Adopted);
+        let tokens = lease::usable(record)
+            .ok_or(())
+            .and_then(|(access, lifetime)| {
+                NewTokens::new(access, Some(&record.refresh_token), lifetime).map_err(drop)
+            })
+            .map_err(|()| RefreshError::Other("the shared record holds unusable tokens".into()));
+        self.report_refresh(id, tokens, record.version, gate);
+    }
+
+    /// Saves what refresh `id` brought as record `base + 1` and returns that version, or `None`
+    /// if it was not saved: a result for credentials replaced since (login, logout) is dropped
+    /// unsaved, and a failed save is counted and reported.
+    fn save_refreshed(&self, id: RefreshId, base: u64, tokens: &NewTokens) -> Option<u64> {
+        let stored = {
+            let shared = self.lock();
+            if !shared.coordinator.is_live_refresh(id) {
+                return None;
+            }
+            let refresh = tokens.refresh().or_else(|| shared.tokens.refresh())?;
+            stored_tokens(base + 1, refresh, tokens)
+        };
+        // Outside the client's lock: requests with a valid token never wait for a disk.
+        let saved = self.report_store(self.inner.store.save(&stored));
+        saved.is_ok().then_some(base + 1)
+    }
+
+    /// Reports the result of attempt `id`; the tokens it installs belong to record `version`.
+    fn report_refresh(
+        &self,
+        id: RefreshId,
+        result: Result<NewTokens, RefreshError>,
+        version: u64,
+        gate: MutexGuard<'_, ()>,
+    ) {
+        let mut shared = self.lock();
+        let (drained, ()) = match result {
+            Ok(tokens) => self.input(&mut shared, |shared, now| {
+                let lifetime = tokens.expires_in().map(reauth_core::Duration::from);
+                if let Ok(generation) = shared.coordinator.handle_refresh_success(now, id, lifetime)
+                {
+                    shared.install(generation, &tokens);
+                    shared.last_refresh_error = None;
+                    shared.version = version;
+                }
+            }),
             Err(error) => {
                 self.inner.stats.bump(Stat::RefreshesFailed);
                 let failure = error.failure();
@@ -657,20 +814,15 @@ impl Client {
             drop(gate);
             self.refresh(next);
         }
-        let _ = self.report_store(saved);
     }
 
-    /// Saves what a refresh or a login brought, with the refresh token that will be current.
-    fn save(&self, shared: &Shared, tokens: &NewTokens) -> Result<(), StoreError> {
-        let Some(refresh) = tokens.refresh().or_else(|| shared.tokens.refresh()) else {
-            return Ok(());
+    /// Writes the tokens of a login over whatever record the store holds. Returns the version
+    /// written.
+    fn save_over(&self, tokens: &NewTokens) -> Result<u64, StoreError> {
+        let Some(refresh) = tokens.refresh() else {
+            return Err(StoreError::Other("a login without a refresh token".into()));
         };
-        let stored = StoredTokens {
-            refresh_token: Zeroizing::new(refresh.to_owned()),
-            access_token: Some(Zeroizing::new(tokens.access().to_owned())),
-            expires_at: tokens.expires_in().and_then(|d| SystemTime::now().checked_add(d)),
-        };
-        self.inner.store.save(&stored)
+        self.inner.store.save_over(stored_tokens(0, refresh, tokens))
     }
 
     /// Counts and reports a store failure.
@@ -696,8 +848,9 @@ impl Client {
             match (saved.access_token.as_deref(), remaining) {
                 (Some(access), Some(left)) => {
                     let tokens = NewTokens::new(access, Some(&saved.refresh_token), Some(left))?;
-                    let generation =
-                        shared.coordinator.handle_login(now, Some(core_duration(left)));
+                    let generation = shared
+                        .coordinator
+                        .handle_login(now, Some(reauth_core::Duration::from(left)));
                     shared.install(generation, &tokens);
                 }
                 _ => {
@@ -706,6 +859,7 @@ impl Client {
                     shared.coordinator.handle_restore(now);
                 }
             }
+            shared.version = saved.version;
             Ok::<(), Error>(())
         });
         drop(shared);
@@ -928,6 +1082,19 @@ impl Shared {
     }
 }
 
+/// The record of `tokens` with `refresh` as its refresh token, as version `version`.
+fn stored_tokens(version: u64, refresh: &str, tokens: &NewTokens) -> StoredTokens {
+    StoredTokens {
+        version,
+        refresh_token: Zeroizing::new(refresh.to_owned()),
+        access_token: Some(Zeroizing::new(tokens.access().to_owned())),
+        expires_at: tokens.expires_in().and_then(|d| SystemTime::now().checked_add(d)),
+    }
+}
+
+/// How long before the coordinator's refresh timeout a wait for another process's lease ends.
+const LEASE_WAIT_MARGIN: Duration = Duration::from_millis(100);
+
 /// Builds a request for the convenience methods.
 fn build(
     method: Method,
@@ -948,11 +1115,6 @@ fn to_json<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, Error> {
 
 fn invalid(e: http::Error) -> Error {
     Error::InvalidRequest(e.to_string())
-}
-
-/// A `std` duration as the core's milliseconds.
-fn core_duration(d: Duration) -> reauth_core::Duration {
-    reauth_core::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl fmt::Debug for Client {

@@ -15,6 +15,7 @@ use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
 use zeroize::Zeroizing;
 
 use crate::client::{ACCESS_CAPACITY, REFRESH_CAPACITY};
+use crate::store::StoreError;
 
 /// Turns a refresh token into new tokens.
 ///
@@ -83,6 +84,12 @@ pub enum RefreshError {
     },
     /// There is no refresh token to present.
     NoRefreshToken,
+    /// The shared store could not be read or its lease taken: the client does not refresh
+    /// without the lease (it fails closed), and tries again after a backoff.
+    Store(Arc<StoreError>),
+    /// Another process held the store's lease for the whole refresh timeout without writing a
+    /// new record.
+    LeaseBusy,
     /// A custom exchange's own transient failure, described without any token.
     Other(String),
 }
@@ -146,7 +153,9 @@ impl RefreshError {
             Self::Transport(_) | Self::InvalidResponse(_) | Self::ResponseTooLarge { .. } => {
                 RefreshFailure::Lost
             }
-            Self::Other(_) => RefreshFailure::Transient { retry_after: None },
+            Self::Other(_) | Self::Store(_) | Self::LeaseBusy => {
+                RefreshFailure::Transient { retry_after: None }
+            }
         }
     }
 
@@ -302,6 +311,10 @@ impl fmt::Display for RefreshError {
                 write!(f, "the token response is larger than {limit} bytes")
             }
             Self::NoRefreshToken => f.write_str("there is no refresh token to present"),
+            Self::Store(e) => write!(f, "the refresh was not attempted: {e}"),
+            Self::LeaseBusy => {
+                f.write_str("another process held the refresh lease and wrote no new tokens")
+            }
             Self::Other(what) => write!(f, "the refresh failed: {what}"),
         }
     }
@@ -312,6 +325,7 @@ impl core::error::Error for RefreshError {
         match self {
             Self::Transport(e) => Some(&**e),
             Self::InvalidResponse(e) => Some(e),
+            Self::Store(e) => Some(&**e),
             _ => None,
         }
     }

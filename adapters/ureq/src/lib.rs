@@ -43,6 +43,8 @@ mod client;
 mod error;
 mod exchange;
 mod expiry;
+mod file_store;
+mod lease;
 mod redirect;
 mod stats;
 mod store;
@@ -52,8 +54,9 @@ pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use error::Error;
 pub use exchange::{NewTokens, RefreshError, RefreshExchange};
 pub use expiry::{Expiry, ResponseView};
+pub use file_store::FileStore;
 pub use stats::Stats;
-pub use store::{FileStore, MemoryStore, StoreError, StoredTokens, TokenStore};
+pub use store::{Lease, MemoryStore, StoreError, StoredTokens, TokenStore};
 
 /// The HTTP crate whose `Request` and `Response` the client speaks.
 pub use http;

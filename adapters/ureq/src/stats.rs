@@ -31,8 +31,12 @@ pub struct Stats {
     pub refreshes_started: u64,
     /// Refresh calls that brought new tokens.
     pub refreshes_succeeded: u64,
-    /// Refresh calls that failed (transiently or by refusal).
+    /// Refresh attempts that failed (transiently or by refusal), including attempts that did not
+    /// call the token endpoint because the shared store's lease could not be had.
     pub refreshes_failed: u64,
+    /// Refresh attempts answered from the shared store: another process had refreshed, and its
+    /// record was installed without a call of ours.
+    pub adopted: u64,
     /// Requests rejected with [`Error::NeedsLogin`](crate::Error::NeedsLogin).
     pub rejected_needs_login: u64,
     /// Requests rejected with [`Error::QueueFull`](crate::Error::QueueFull).
@@ -65,6 +69,7 @@ pub(crate) enum Stat {
     RefreshesStarted,
     RefreshesSucceeded,
     RefreshesFailed,
+    Adopted,
     RejectedNeedsLogin,
     RejectedQueueFull,
     RejectedTimeout,
@@ -121,6 +126,7 @@ impl StatCells {
             refreshes_started: get(Stat::RefreshesStarted),
             refreshes_succeeded: get(Stat::RefreshesSucceeded),
             refreshes_failed: get(Stat::RefreshesFailed),
+            adopted: get(Stat::Adopted),
             rejected_needs_login: get(Stat::RejectedNeedsLogin),
             rejected_queue_full: get(Stat::RejectedQueueFull),
             rejected_timeout: get(Stat::RejectedTimeout),

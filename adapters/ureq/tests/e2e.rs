@@ -354,6 +354,7 @@ fn restarted_client_resumes_from_the_file_store() {
     let latest = FileStore::new(&path).load().unwrap().unwrap();
     only_refresh
         .save(&StoredTokens {
+            version: 1,
             refresh_token: latest.refresh_token.clone(),
             access_token: None,
             expires_at: None,
@@ -375,6 +376,7 @@ fn store_failure_is_reported_and_the_tokens_stay_in_memory() {
     let r = Arc::clone(&reported);
     let client = builder(&issuer)
         .store(FileStore::new(missing))
+        .lease_fallback(true)
         .on_store_error(move |_| {
             r.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         })
@@ -525,8 +527,16 @@ impl TokenStore for SlowStore {
         Ok(())
     }
 
-    fn clear(&self) -> Result<(), reauth_ureq::StoreError> {
-        self.inner.clear()
+    fn clear(&self, version: Option<u64>) -> Result<(), reauth_ureq::StoreError> {
+        self.inner.clear(version)
+    }
+
+    fn try_lease(&self, lease: &reauth_ureq::Lease) -> Result<bool, reauth_ureq::StoreError> {
+        self.inner.try_lease(lease)
+    }
+
+    fn release(&self, lease: &reauth_ureq::Lease) -> Result<(), reauth_ureq::StoreError> {
+        self.inner.release(lease)
     }
 }
 

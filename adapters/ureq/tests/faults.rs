@@ -22,7 +22,7 @@ use reauth_core::oauth::ErrorCode;
 use reauth_core::{Backoff, Config, State};
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_ureq::{
-    Client, ClientBuilder, Error, FileStore, MemoryStore, QUEUE_CAPACITY, RefreshError,
+    Client, ClientBuilder, Error, FileStore, MemoryStore, QUEUE_CAPACITY, RefreshError, StoreError,
     StoredTokens, TokenStore,
 };
 
@@ -88,6 +88,7 @@ fn assert_refresh_token_survived(issuer: &MockIssuer, client: &Client, store: &M
     let saved = store.snapshot().expect("the store holds the tokens");
     let restored = builder(issuer)
         .store(MemoryStore::with_tokens(StoredTokens {
+            version: 1,
             refresh_token: saved.refresh_token,
             access_token: None,
             expires_at: None,
@@ -308,9 +309,11 @@ fn file_store_failing_mid_session_is_reported_and_requests_still_succeed() {
     let r = Arc::clone(&reported);
     let client = logged_in(
         &issuer,
-        builder(&issuer).store(FileStore::new(&path)).on_store_error(move |_| {
-            r.fetch_add(1, Ordering::Relaxed);
-        }),
+        builder(&issuer).store(FileStore::new(&path)).lease_fallback(true).on_store_error(
+            move |_| {
+                r.fetch_add(1, Ordering::Relaxed);
+            },
+        ),
     );
     assert!(FileStore::new(&path).load().unwrap().is_some(), "the login was saved");
     // The directory is replaced by a regular file: every save now fails with ENOTDIR, also for
@@ -383,4 +386,38 @@ fn storm_larger_than_the_queue_refuses_the_overflow_at_once_and_answers_the_rest
     assert_eq!(client.stats().rejected_queue_full, full.len() as u64);
     assert_one_outcome_each(&client, &issuer, &outcomes);
     assert_refresh_token_survived(&issuer, &client, &store);
+}
+
+#[test]
+fn corrupt_or_truncated_shared_record_is_a_typed_error_never_a_panic_or_a_logout() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let scratch = Scratch::new("corrupt");
+    let path = scratch.0.join("tokens.json");
+    let client = logged_in(&issuer, builder(&issuer).store(FileStore::new(&path)));
+    let saved = std::fs::read(&path).unwrap();
+    // Another process's write was cut short (or the disk lied): half a record.
+    std::fs::write(&path, &saved[..saved.len() / 2]).unwrap();
+    issuer.expire_all_now();
+    let error = client.get(&issuer.api_url("x")).unwrap_err();
+    match &error {
+        Error::RefreshUnavailable(Some(RefreshError::Store(e))) => {
+            assert!(matches!(**e, StoreError::Corrupt { .. }), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("not a reauth token file"), "{error}");
+    assert!(!client.needs_login(), "a damaged file never logs out");
+    assert_eq!(issuer.counters().refresh_calls, 0, "no refresh without a readable record");
+    // A new program cannot start from it either, with the same typed error.
+    let restarted = builder(&issuer).store(FileStore::new(&path)).build();
+    assert!(matches!(restarted, Err(Error::Store(StoreError::Corrupt { .. }))), "{restarted:?}");
+    // A login writes over it, and everything works again.
+    let tokens = issuer.login();
+    client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
+    issuer.expire_all_now();
+    assert_eq!(client.get(&issuer.api_url("y")).unwrap().status(), 200);
+    assert!(FileStore::new(&path).load().unwrap().is_some_and(|r| r.version >= 2));
+    // Garbage that is not even JSON: the same.
+    std::fs::write(&path, b"\x00\xff garbage").unwrap();
+    assert!(matches!(FileStore::new(&path).load(), Err(StoreError::Corrupt { .. })));
 }

@@ -157,7 +157,7 @@ fn store_errors_never_quote_the_token_file() {
     }
     // An I/O failure: the directory is a regular file.
     let blocked = FileStore::new(path.join("tokens.json"));
-    let error = blocked.save(&stored(SENTINEL)).unwrap_err();
+    let error = blocked.save(&stored(1, SENTINEL)).unwrap_err();
     shown.push(error_chain(&error));
     assert_hidden(&shown, &[SENTINEL]);
 }
@@ -257,9 +257,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Tokens to save, marked with `tag`.
-fn stored(tag: &str) -> StoredTokens {
+/// Tokens to save as record `version`, marked with `tag`.
+fn stored(version: u64, tag: &str) -> StoredTokens {
     StoredTokens {
+        version,
         refresh_token: Zeroizing::new(format!("refresh-{tag}")),
         access_token: Some(Zeroizing::new(format!("access-{tag}"))),
         expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
@@ -284,14 +285,18 @@ fn file_store_files_are_owner_only_even_over_a_world_readable_file() {
     let scratch = Scratch::new("mode");
     let path = scratch.0.join("tokens.json");
     let store = FileStore::new(&path);
-    store.save(&stored("first")).unwrap();
+    store.save(&stored(1, "first")).unwrap();
     assert_eq!(mode(&path), 0o600);
     // Someone loosened the file: the next save replaces it with an owner-only one.
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    store.save(&stored("second")).unwrap();
+    store.save(&stored(2, "second")).unwrap();
     assert_eq!(mode(&path), 0o600);
     assert_eq!(loaded_tag(&path), "second");
-    assert_eq!(scratch.names(), ["tokens.json"], "no temporary file left behind");
+    assert_eq!(
+        scratch.names(),
+        ["tokens.json", "tokens.json.lock"],
+        "no temporary file left behind"
+    );
 }
 
 #[cfg(unix)]
@@ -301,17 +306,17 @@ fn file_store_replaces_the_file_by_rename_and_never_writes_into_it() {
     let scratch = Scratch::new("rename");
     let path = scratch.0.join("tokens.json");
     let store = FileStore::new(&path);
-    store.save(&stored("old")).unwrap();
+    store.save(&stored(1, "old")).unwrap();
     // A second name for the old file's inode: had `save` truncated and rewritten the file in
     // place, this name would see the new tokens (or, after a crash, half of them).
     let old = scratch.0.join("old-inode.json");
     fs::hard_link(&path, &old).unwrap();
     let old_inode = fs::metadata(&path).unwrap().ino();
-    store.save(&stored("new")).unwrap();
+    store.save(&stored(2, "new")).unwrap();
     assert_eq!(loaded_tag(&old), "old", "the old file was written into");
     assert_eq!(loaded_tag(&path), "new");
     assert_ne!(fs::metadata(&path).unwrap().ino(), old_inode, "not replaced by a rename");
-    assert_eq!(scratch.names(), ["old-inode.json", "tokens.json"]);
+    assert_eq!(scratch.names(), ["old-inode.json", "tokens.json", "tokens.json.lock"]);
 }
 
 #[test]
@@ -319,14 +324,14 @@ fn temp_files_left_by_a_crash_are_removed_once_stale_and_nothing_else_is() {
     let scratch = Scratch::new("sweep");
     let path = scratch.0.join("tokens.json");
     let store = FileStore::new(&path);
-    store.save(&stored("current")).unwrap();
+    store.save(&stored(1, "current")).unwrap();
     let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
     let leftover = |name: &str, modified: SystemTime| {
         let file = fs::File::create(scratch.0.join(name)).unwrap();
         file.set_modified(modified).unwrap();
     };
-    leftover(".tokens.json.4242.7.tmp", hour_ago); // a crashed save: removed
-    leftover(".tokens.json.4243.0.tmp", SystemTime::now()); // a save in progress: kept
+    leftover(".tokens.json.4242.7f3a.tmp", hour_ago); // a crashed save: removed
+    leftover(".tokens.json.4243.0b.tmp", SystemTime::now()); // a save in progress: kept
     leftover(".tokens.json.backup.tmp", hour_ago); // not a name `save` makes: kept
     leftover(".other.json.4242.7.tmp", hour_ago); // another store's: kept
     assert_eq!(loaded_tag(&path), "current");
@@ -334,16 +339,22 @@ fn temp_files_left_by_a_crash_are_removed_once_stale_and_nothing_else_is() {
         scratch.names(),
         [
             ".other.json.4242.7.tmp",
-            ".tokens.json.4243.0.tmp",
+            ".tokens.json.4243.0b.tmp",
             ".tokens.json.backup.tmp",
-            "tokens.json"
+            "tokens.json",
+            "tokens.json.lock"
         ]
     );
-    leftover(".tokens.json.1.2.tmp", hour_ago);
-    store.clear().unwrap();
+    leftover(".tokens.json.1.2e.tmp", hour_ago);
+    store.clear(None).unwrap();
     assert_eq!(
         scratch.names(),
-        [".other.json.4242.7.tmp", ".tokens.json.4243.0.tmp", ".tokens.json.backup.tmp"],
+        [
+            ".other.json.4242.7.tmp",
+            ".tokens.json.4243.0b.tmp",
+            ".tokens.json.backup.tmp",
+            "tokens.json.lock"
+        ],
         "logout leaves no stale copy of the tokens"
     );
 }
@@ -353,18 +364,17 @@ fn a_temp_file_left_by_a_crash_keeps_the_old_tokens_and_does_not_block_the_next_
     let scratch = Scratch::new("crash");
     let path = scratch.0.join("tokens.json");
     let store = FileStore::new(&path);
-    store.save(&stored("before-crash")).unwrap();
+    store.save(&stored(1, "before-crash")).unwrap();
     // A process died between writing its temporary file and renaming it: the file is half
     // written. It had our process id (after a restart in a container, where the id is always
-    // the same, this is the common case) and any value of the per-process counter, so leave
-    // one for each counter value this test binary can reach.
+    // the same, this is the common case); names are random, so leftovers cannot be in the way.
     let half = br#"{"version":1,"refresh_token":"refresh-lost"#;
-    for counter in 0..1_024 {
-        let name = format!(".tokens.json.{}.{counter}.tmp", std::process::id());
+    for n in 0..64 {
+        let name = format!(".tokens.json.{}.{n:032x}.tmp", std::process::id());
         fs::write(scratch.0.join(name), half).unwrap();
     }
     assert_eq!(loaded_tag(&path), "before-crash", "the real file is whole");
-    let saved = store.save(&stored("after-restart"));
+    let saved = store.save(&stored(2, "after-restart"));
     assert!(saved.is_ok(), "a leftover temporary file blocked the save: {saved:?}");
     assert_eq!(loaded_tag(&path), "after-restart");
 }

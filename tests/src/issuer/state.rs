@@ -53,6 +53,8 @@ struct RefreshRecord {
     session: u64,
     /// Whether the token may still be used.
     status: RefreshStatus,
+    /// When it was consumed by a rotation, for [`IssuerConfig::reuse_grace`].
+    consumed_at: Option<Instant>,
 }
 
 /// Life cycle of a refresh token.
@@ -123,6 +125,9 @@ impl State {
         };
         let (status, session, paired) =
             (record.status, record.session, record.access_token.clone());
+        let in_grace = record
+            .consumed_at
+            .is_some_and(|at| now.saturating_duration_since(at) < self.config.reuse_grace);
         if let Some(access) = self.access.get_mut(&paired) {
             access.refresh_calls += 1;
             self.counters.refreshes_per_access_token_max =
@@ -130,6 +135,12 @@ impl State {
         }
         match status {
             RefreshStatus::Revoked => GrantOutcome::Revoked,
+            RefreshStatus::Consumed if in_grace => {
+                self.counters.grace_reuses += 1;
+                self.counters.refresh_successes += 1;
+                let lifetime = self.config.token_lifetime;
+                GrantOutcome::Issued(self.issue_at(session, None, lifetime, pad_to, now))
+            }
             RefreshStatus::Consumed => {
                 self.counters.reuse_attempts += 1;
                 if self.config.revoke_on_reuse {
@@ -144,6 +155,7 @@ impl State {
                 let keep = if self.config.rotation {
                     if let Some(record) = self.refresh.get_mut(presented) {
                         record.status = RefreshStatus::Consumed;
+                        record.consumed_at = Some(now);
                     }
                     None
                 } else {
@@ -333,6 +345,7 @@ impl State {
                 access_token: access_token.clone(),
                 session,
                 status: RefreshStatus::Live,
+                consumed_at: None,
             },
         );
         IssuedTokens { access_token, refresh_token, expires_in: lifetime, generation }
