@@ -123,9 +123,9 @@ pub(crate) struct Args {
     /// shows what they fix: about 3 % of connects then wait ~700 ms for a SYN retransmission.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) tcp_timestamps: bool,
-    /// With `--stack qemu`: the firmware picks source ports that were not used in the last
-    /// 10 s (`true`, the default) instead of smoltcp-nal's random ones, which QEMU's user-mode
-    /// network sometimes still holds in TIME_WAIT (see `firmware/qemu/src/ports.rs`).
+    /// With `--stack smoltcp-tap` or `qemu`: source ports that were not used in the last 10 s
+    /// (`true`, the default) instead of smoltcp-nal's random ones, which the server side may
+    /// still hold (see `firmware/qemu/src/ports.rs`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) fresh_ports: bool,
     /// With `--stack qemu`: the firmware image to run, instead of building `firmware/qemu`.
@@ -151,9 +151,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
     let result = match args.stack {
         StackKind::Std => firmware(&args, Stack),
-        StackKind::SmoltcpTap => {
-            crate::tap::TapStack::open(args.tcp_timestamps).and_then(|tap| firmware(&args, tap))
-        }
+        StackKind::SmoltcpTap => crate::tap::TapStack::open(args.tcp_timestamps, args.fresh_ports)
+            .and_then(|tap| firmware(&args, tap)),
         StackKind::Qemu => return crate::qemu::run(&args),
     };
     match result {
@@ -390,6 +389,7 @@ impl Report {
         table.row("keep-alive", if args.keep_alive { "on" } else { "off" }, "");
         if args.stack == StackKind::SmoltcpTap {
             table.row("TCP timestamps", if args.tcp_timestamps { "on" } else { "off" }, "");
+            table.row("fresh source ports", if args.fresh_ports { "on" } else { "off" }, "");
         }
         table.row("slots", SLOTS, "");
         table.row("duration", format!("{secs:.2} s"), "");

@@ -11,6 +11,11 @@
 //! holds in TIME_WAIT; without timestamps the issuer's kernel may answer its SYN with an ACK for
 //! the old connection, smoltcp resets, and the connect waits for smoltcp's SYN retransmission
 //! (about 700 ms). With a newer timestamp the kernel accepts the SYN at once (RFC 6191).
+//!
+//! Ports also come from [`FreshPorts`] (the firmware's, `firmware/qemu/src/ports.rs`): a port is
+//! not handed out again for 10 to 20 s, so a new connection never meets the issuer's socket of a
+//! connection closed a moment ago, before it even reached TIME_WAIT (without it, about one
+//! connect in 6,000 waited ~700 ms although timestamps were on).
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,6 +34,12 @@ use smoltcp_nal::{NetworkError, NetworkStack};
 use crate::firmware::Drive;
 use crate::netns;
 
+/// The firmware's source-port picker, shared so that both smoltcp runs pick ports alike.
+#[path = "../../firmware/qemu/src/ports.rs"]
+mod ports;
+
+use self::ports::FreshPorts;
+
 /// The TAP device's name inside the namespace.
 const DEVICE: &str = "reauth0";
 /// The kernel's side of the TAP device; the mock issuer listens here. A documentation address
@@ -44,19 +55,23 @@ const TCP_BUFFER: usize = 4096;
 
 /// smoltcp-nal over the TAP device, in reauth-nal's smoltcp profile.
 pub(crate) struct TapStack {
-    net: SmoltcpNal<NetworkStack<'static, TunTapInterface, Millis>>,
+    net: SmoltcpNal<FreshPorts<'static, TunTapInterface, Millis, SOCKETS>>,
     /// The TAP device's descriptor, to wait on.
     fd: RawFd,
 }
 
 impl TapStack {
     /// Makes the TAP device in the current namespace and brings smoltcp up on it, its sockets
-    /// sending TCP timestamps when `timestamps` (see the module doc).
+    /// sending TCP timestamps when `timestamps` and taking ports from [`FreshPorts`] when
+    /// `fresh_ports` (see the module doc).
     ///
     /// # Errors
     ///
     /// Not inside a namespace of ours, or the device cannot be made or opened.
-    pub(crate) fn open(timestamps: bool) -> Result<Self, Box<dyn core::error::Error>> {
+    pub(crate) fn open(
+        timestamps: bool,
+        fresh_ports: bool,
+    ) -> Result<Self, Box<dyn core::error::Error>> {
         if netns::current().is_none() {
             return Err("the TAP device is only made inside a network namespace of ours".into());
         }
@@ -84,9 +99,9 @@ impl TapStack {
             }
             sockets.add(socket);
         }
-        let mut stack = NetworkStack::new(iface, device, sockets, Millis);
-        stack.seed_random_port(&u64::from(std::process::id()).to_le_bytes());
-        Ok(Self { net: SmoltcpNal(stack), fd })
+        let stack = NetworkStack::new(iface, device, sockets, Millis);
+        let seed = u64::from(std::process::id());
+        Ok(Self { net: SmoltcpNal(FreshPorts::new(stack, seed, fresh_ports, millis)), fd })
     }
 }
 
@@ -94,7 +109,7 @@ impl Drive for TapStack {
     const ISSUER_IP: IpAddr = IpAddr::V4(KERNEL_IP);
 
     fn drive(&mut self) -> bool {
-        self.net.0.poll().unwrap_or(false)
+        self.net.0.stack().poll().unwrap_or(false)
     }
 
     fn nap(&mut self) {

@@ -103,7 +103,7 @@ fn main() -> ! {
     }
     let mut stack = NetworkStack::new(iface, device, sockets, Millis);
     stack.seed_random_port(&args.seed.to_le_bytes());
-    let mut net = SmoltcpNal(FreshPorts::new(stack, args.seed, args.fresh_ports));
+    let mut net = SmoltcpNal(FreshPorts::new(stack, args.seed, args.fresh_ports, clock::millis));
 
     let endpoint = Endpoint { addr: args.issuer, host: args.host };
     let coordinator = Config {

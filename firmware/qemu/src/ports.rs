@@ -13,6 +13,10 @@
 //! made; the socket's seed is set again before each, so a socket keeps its port. If smoltcp-nal
 //! finds the port taken by another of its sockets it draws the next random one, as without
 //! this wrapper.
+//!
+//! The host's smoltcp runs (`reauth firmware --stack smoltcp-tap`) use this same file
+//! (`cli/src/tap.rs` includes it), so it depends on nothing of the firmware's: its clock comes
+//! in as a function.
 
 use core::net::SocketAddr;
 
@@ -20,12 +24,11 @@ use reauth_nal::embedded_nal::{TcpClientStack, nb};
 use smoltcp::iface::SocketHandle;
 use smoltcp_nal::{NetworkError, NetworkStack};
 
-use crate::clock;
-
 /// smoltcp-nal's dynamic port range: `49152 + r % (65535 - 49152)`.
 const FIRST_PORT: u16 = 49_152;
 const PORTS: usize = (u16::MAX - FIRST_PORT) as usize;
-/// A port handed out is avoided for one to two of these (slirp's TIME_WAIT is 10 s).
+/// A port handed out is avoided for one to two of these (slirp's TIME_WAIT is 10 s; a
+/// Linux server's is 60 s, which TCP timestamps take care of).
 const GENERATION_MS: u32 = 10_000;
 /// Seeds tried for a fresh port before taking whatever comes.
 const TRIES: u32 = 64;
@@ -46,22 +49,31 @@ where
     generation_at: u32,
     /// Off: smoltcp-nal's own random ports, to compare.
     enabled: bool,
+    /// Milliseconds from a monotonic clock.
+    millis: fn() -> u32,
 }
 
 impl<'a, D: smoltcp::phy::Device, C, const SOCKETS: usize> FreshPorts<'a, D, C, SOCKETS>
 where
     C: embedded_time::Clock<T = u32>,
 {
-    /// Wraps `stack`; `seed` varies the ports from one boot to the next. When not `enabled`,
-    /// every call passes through: smoltcp-nal's own random ports.
-    pub(crate) fn new(stack: NetworkStack<'a, D, C>, seed: u64, enabled: bool) -> Self {
+    /// Wraps `stack`; `seed` varies the ports from one boot to the next, `millis` is a
+    /// monotonic clock in milliseconds. When not `enabled`, every call passes through:
+    /// smoltcp-nal's own random ports.
+    pub(crate) fn new(
+        stack: NetworkStack<'a, D, C>,
+        seed: u64,
+        enabled: bool,
+        millis: fn() -> u32,
+    ) -> Self {
         Self {
             enabled,
+            millis,
             stack,
             seeds: [None; SOCKETS],
             next_seed: seed,
             recent: [[0; PORTS.div_ceil(32)]; 2],
-            generation_at: clock::millis(),
+            generation_at: millis(),
         }
     }
 
@@ -72,7 +84,7 @@ where
 
     /// A seed whose port was not handed out recently, marked as handed out.
     fn fresh_seed(&mut self) -> u64 {
-        let now = clock::millis();
+        let now = (self.millis)();
         if now.wrapping_sub(self.generation_at) >= GENERATION_MS {
             self.recent[1] = self.recent[0];
             self.recent[0] = [0; PORTS.div_ceil(32)];
