@@ -9,6 +9,7 @@
 //! The workload itself ([`Workload`]) is shared with `reauth soak`, which runs it for longer with
 //! random faults and watches the process's memory.
 
+use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::collections::BTreeMap;
@@ -62,12 +63,20 @@ pub(crate) fn start_issuer(
     latency: Duration,
     seed: u64,
 ) -> std::io::Result<MockIssuer> {
-    MockIssuer::start(IssuerConfig {
-        token_lifetime,
-        latency_jitter: latency,
-        seed,
-        ..IssuerConfig::default()
-    })
+    start_issuer_on(IpAddr::V4(Ipv4Addr::LOCALHOST), token_lifetime, latency, seed)
+}
+
+/// [`start_issuer`] on another address of this host (a TAP device's, in a namespace of ours).
+pub(crate) fn start_issuer_on(
+    ip: IpAddr,
+    token_lifetime: Duration,
+    latency: Duration,
+    seed: u64,
+) -> std::io::Result<MockIssuer> {
+    MockIssuer::start_on(
+        ip,
+        IssuerConfig { token_lifetime, latency_jitter: latency, seed, ..IssuerConfig::default() },
+    )
 }
 
 /// The client's retry backoff in every run: 100 ms doubling up to 2 s, jittered from `seed`.

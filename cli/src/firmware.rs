@@ -1,6 +1,12 @@
-//! `reauth firmware`: reauth-nal the way firmware runs it, on the host. One thread, one poll
-//! loop, a fixed number of request slots chosen at compile time, over `std-embedded-nal` against
-//! the in-process mock issuer, with the demo's expiry storms, faults and summary table.
+//! `reauth firmware`: reauth-nal the way firmware runs it. One thread, one poll loop, a fixed
+//! number of request slots chosen at compile time, against the in-process mock issuer, with the
+//! demo's expiry storms, faults and summary table. `--stack` picks the network stack:
+//!
+//! - `std` (the default): `std-embedded-nal`, the host's sockets, on loopback;
+//! - `smoltcp-tap`: smoltcp through smoltcp-nal, as firmware built on smoltcp runs it, on a TAP
+//!   device inside a network namespace this command creates ([`crate::tap`]; needs root);
+//! - `qemu`: the firmware image of `firmware/qemu` on QEMU's emulated Cortex-M4 board, smoltcp
+//!   on its emulated NIC ([`crate::qemu`]).
 //!
 //! The loop follows `adapters/nal/examples/host_demo.rs`: keep every free slot busy, poll until
 //! there is no event, nap briefly when nothing moved (std-embedded-nal never blocks, and a
@@ -33,9 +39,10 @@ use reauth_testkit::issuer::Counters;
 use std_embedded_nal::Stack;
 use zeroize::Zeroize;
 
-use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, progress_bar, start_issuer};
-use crate::fault::{FaultMode, FaultSchedule};
+use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, progress_bar, start_issuer_on};
+use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::flags::RunFlags;
+use crate::netns;
 use crate::report::{Latencies, Table, Verdict};
 
 /// Request slots: requests open at once. A const parameter, as on a device.
@@ -43,7 +50,50 @@ const SLOTS: usize = 8;
 
 /// The firmware's client: 8 slots, 1 KiB request and 2 KiB response buffers, room for a
 /// 512-byte access and a 256-byte refresh token, no persistence.
-type FirmwareClient<'a> = Client<'a, Watched, NoStore, OAuth2<'a>, SLOTS, 1024, 2048, 512, 256>;
+type FirmwareClient<'a, S> =
+    Client<'a, Watched<S>, NoStore, OAuth2<'a>, SLOTS, 1024, 2048, 512, 256>;
+
+/// The network stack the firmware loop runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StackKind {
+    /// std-embedded-nal: the host's own sockets, on loopback.
+    Std,
+    /// smoltcp through smoltcp-nal on a TAP device, in a network namespace of its own (root).
+    SmoltcpTap,
+    /// The firmware image of `firmware/qemu` on QEMU's mps2-an386 board: smoltcp on its
+    /// emulated LAN9118 NIC, in a network namespace of its own when run as root.
+    Qemu,
+}
+
+impl StackKind {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Std => "std-embedded-nal (loopback)",
+            Self::SmoltcpTap => "smoltcp-nal + smoltcp on a TAP device",
+            Self::Qemu => "smoltcp-nal + smoltcp on QEMU mps2-an386 (LAN9118)",
+        }
+    }
+}
+
+/// A network stack as the firmware loop drives it: std-embedded-nal needs nothing, smoltcp
+/// must be polled to move packets.
+pub(crate) trait Drive: TcpClientStack {
+    /// The address the issuer binds, reachable through this stack.
+    const ISSUER_IP: core::net::IpAddr = core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
+
+    /// Moves the stack's own work forward (smoltcp's `poll`); true when anything changed.
+    fn drive(&mut self) -> bool {
+        false
+    }
+
+    /// Waits briefly for news when nothing moved: a device would sleep until its stack has
+    /// some.
+    fn nap(&mut self) {
+        thread::sleep(StdDuration::from_micros(500));
+    }
+}
+
+impl Drive for Stack {}
 
 /// Options of `reauth firmware`.
 #[derive(Debug, Parser)]
@@ -51,21 +101,61 @@ pub(crate) struct Args {
     /// Stop once this many requests have an outcome, instead of after `--duration` (with a
     /// 10-minute limit).
     #[arg(long, conflicts_with = "duration")]
-    requests: Option<u64>,
+    pub(crate) requests: Option<u64>,
     #[command(flatten)]
-    run: RunFlags,
+    pub(crate) run: RunFlags,
     /// Every this many milliseconds the issuer expires every access token at once, so that the
     /// requests in flight meet 401s together: a refresh storm. 0 turns it off.
     #[arg(long, default_value_t = 1300)]
-    storm_every: u64,
+    pub(crate) storm_every: u64,
     /// Seed of the issuer's latency jitter and the client's backoff jitter.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
+    /// The network stack under the client.
+    #[arg(long, value_enum, default_value_t = StackKind::Std)]
+    pub(crate) stack: StackKind,
+    /// Keep each slot's API connection open for its next request (`true`, the default), or open
+    /// one connection per request (`false`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) keep_alive: bool,
+    /// With `--stack smoltcp-tap` or `qemu`: smoltcp's TCP sockets send timestamps (RFC 7323),
+    /// so that a SYN on a port the issuer still holds in TIME_WAIT is accepted at once. `false`
+    /// shows what they fix: about 3 % of connects then wait ~700 ms for a SYN retransmission.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) tcp_timestamps: bool,
+    /// With `--stack smoltcp-tap` or `qemu`: source ports that were not used in the last 10 s
+    /// (`true`, the default) instead of smoltcp-nal's random ones, which the server side may
+    /// still hold (see `firmware/qemu/src/ports.rs`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) fresh_ports: bool,
+    /// With `--stack qemu`: the firmware image to run, instead of building `firmware/qemu`.
+    #[arg(long)]
+    pub(crate) elf: Option<std::path::PathBuf>,
 }
 
 /// Runs the firmware loop and prints the summary.
 pub(crate) fn run(args: Args) -> ExitCode {
-    match firmware(&args) {
+    if args.stack != StackKind::Std && netns::current().is_none() {
+        // Every address of the run lives in a namespace of its own, made here, unless it cannot
+        // be made (not root): then only `qemu` runs, whose guest reaches nothing but loopback.
+        match netns::Namespace::create() {
+            Ok(namespace) => return namespace.run_self(),
+            Err(e) if args.stack == StackKind::Qemu => {
+                eprintln!("reauth firmware: {e}; QEMU runs in this network namespace");
+            }
+            Err(e) => {
+                eprintln!("reauth firmware: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let result = match args.stack {
+        StackKind::Std => firmware(&args, Stack),
+        StackKind::SmoltcpTap => crate::tap::TapStack::open(args.tcp_timestamps, args.fresh_ports)
+            .and_then(|tap| firmware(&args, tap)),
+        StackKind::Qemu => return crate::qemu::run(&args),
+    };
+    match result {
         Ok(report) => report.print_and_judge(&args),
         Err(e) => {
             eprintln!("reauth firmware: {e}");
@@ -103,10 +193,10 @@ struct Report {
     polls: u64,
 }
 
-fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
+fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::error::Error>> {
     let token_lifetime = StdDuration::from_millis(args.run.token_lifetime);
     let latency = StdDuration::from_millis(args.run.latency);
-    let issuer = start_issuer(token_lifetime, latency, args.seed)?;
+    let issuer = start_issuer_on(S::ISSUER_IP, token_lifetime, latency, args.seed)?;
     let host = issuer.addr().to_string();
     let endpoint = Endpoint { addr: issuer.addr(), host: &host };
     let coordinator = Config {
@@ -123,18 +213,18 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         response: answer_timeout,
         idle: answer_timeout,
         total: Duration::from_secs(10),
-        ..Timeouts::DEFAULT
+        keep_alive: if args.keep_alive { Timeouts::DEFAULT.keep_alive } else { Duration::ZERO },
     };
     let client_config =
         ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };
     let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
-    let mut client: FirmwareClient<'_> = Client::new(client_config, exchange, NoStore);
-    let mut net = Watched::default();
+    let mut client: FirmwareClient<'_, S> = Client::new(client_config, exchange, NoStore);
+    let mut net = Watched::new(stack);
 
     let start = StdInstant::now();
     let now =
         || Instant::from_millis(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
-    let login = |client: &mut FirmwareClient<'_>| {
+    let login = |client: &mut FirmwareClient<'_, S>| {
         let tokens = issuer.login();
         let lifetime = millis_of(tokens.expires_in);
         client.login(now(), &tokens.access_token, &tokens.refresh_token, Some(lifetime)).is_ok()
@@ -149,9 +239,9 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     } else {
         StdDuration::from_secs_f64(args.run.duration.clamp(0.1, 3600.0))
     };
-    let target = args.requests.unwrap_or(u64::MAX);
+    let target = args.requests.unwrap_or(MAX_REQUESTS);
     let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
-    let mut next_storm = storm_every.map(|every| start + every);
+    let mut storms = Storms::new(storm_every, start);
     let mut faults = FaultSchedule::fixed(args.run.fault, token_lifetime, REFRESH_TIMEOUT);
     let mut next_frame = start;
     let bar = progress_bar(duration);
@@ -174,12 +264,7 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
             break;
         }
         let wall = StdInstant::now();
-        if let (Some(at), Some(every)) = (next_storm, storm_every)
-            && wall >= at
-        {
-            issuer.expire_all_now();
-            next_storm = Some(at + every);
-        }
+        storms.tick(&issuer, wall);
         faults.tick(&issuer);
         // What the device's login flow would do after a refusal.
         if client.needs_login() && login(&mut client) {
@@ -202,7 +287,7 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
                 }
             }
         }
-        let mut progressed = false;
+        let mut progressed = net.stack.drive();
         loop {
             report.polls += 1;
             let Some(event) = client.poll(&mut net, now()) else { break };
@@ -222,10 +307,11 @@ fn firmware(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
             ));
             next_frame = wall + StdDuration::from_millis(100);
         }
+        progressed |= net.stack.drive();
         if !progressed {
-            // std-embedded-nal never blocks, and the loop has no readiness signal: nap instead
-            // of spinning, as a device would sleep until its stack has news.
-            thread::sleep(StdDuration::from_micros(500));
+            // The loop has no readiness signal: nap instead of spinning, as a device would
+            // sleep until its stack has news.
+            net.stack.nap();
         }
     }
     bar.finish_and_clear();
@@ -242,11 +328,11 @@ impl Report {
     }
 
     /// Accounts for one event of the client.
-    fn on_event(
+    fn on_event<S: Drive>(
         &mut self,
-        client: &mut FirmwareClient<'_>,
+        client: &mut FirmwareClient<'_, S>,
         open: &mut HashMap<RequestId, StdInstant>,
-        event: Event<<Watched as TcpClientStack>::Error, core::convert::Infallible>,
+        event: Event<<Watched<S> as TcpClientStack>::Error, core::convert::Infallible>,
     ) {
         let (id, outcome) = match event {
             Event::Response { id, status } => {
@@ -299,6 +385,12 @@ impl Report {
         let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
         let done = self.succeeded + self.failed() + self.needs_login;
         let mut table = Table::default();
+        table.row("stack", args.stack.name(), "");
+        table.row("keep-alive", if args.keep_alive { "on" } else { "off" }, "");
+        if args.stack == StackKind::SmoltcpTap {
+            table.row("TCP timestamps", if args.tcp_timestamps { "on" } else { "off" }, "");
+            table.row("fresh source ports", if args.fresh_ports { "on" } else { "off" }, "");
+        }
         table.row("slots", SLOTS, "");
         table.row("duration", format!("{secs:.2} s"), "");
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
@@ -312,6 +404,7 @@ impl Report {
         table.row("needs-login rejections", self.needs_login, "client");
         table.row("throughput", format!("{:.0} req/s", done as f64 / secs), "client");
         table.row("connections", issuer.connections_accepted, "issuer");
+        table.row("refresh episodes", self.refreshed_events, "client");
         table.row("refresh calls", issuer.refresh_calls, "issuer");
         table.row("refreshes succeeded", issuer.refresh_successes, "issuer");
         table.row("expiry episodes", issuer.expiry_episodes, "issuer");
@@ -325,6 +418,9 @@ impl Report {
         table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
         table.row("logins after refusal", self.logins, "firmware");
         table.latency_rows(&self.latencies);
+        // smoltcp retransmits a SYN after about 700 ms: a request this slow met a lost or
+        // refused SYN (see `crate::tap` on TIME_WAIT).
+        table.row("requests over 500 ms", self.latencies.at_least(SLOW), "client");
         table.row("polls", self.polls, "firmware");
         table.print();
 
@@ -340,10 +436,25 @@ impl Report {
         verdict.check(self.answered_twice > 0, || {
             format!("{} events for requests that already had an outcome", self.answered_twice)
         });
+        verdict.check(
+            args.run.fault == FaultMode::None && issuer.refresh_calls != self.refreshed_events,
+            || {
+                format!(
+                    "{} refresh calls for {} refresh episodes: a refresh was sent twice",
+                    issuer.refresh_calls, self.refreshed_events
+                )
+            },
+        );
         verdict.issuer_invariants(issuer, self.succeeded);
         verdict.print("no failed request, no reuse, no token refreshed twice")
     }
 }
+
+/// Requests of a run limited by time only: every load loop is bounded in count too.
+const MAX_REQUESTS: u64 = 10_000_000;
+
+/// A request at least this slow is counted apart: on loopback none is.
+const SLOW: StdDuration = StdDuration::from_millis(500);
 
 /// A std duration as the core's milliseconds.
 fn millis_of(d: StdDuration) -> Duration {
@@ -359,20 +470,19 @@ struct WireStats {
     stale_unauthorized: u64,
 }
 
-/// std-embedded-nal's stack, watching the request heads for the access token and the response
-/// status lines. Tokens are kept only as hashes, in the order they were first sent, which is
-/// the order of their generations.
-#[derive(Default)]
-struct Watched {
-    stack: Stack,
+/// A stack, watching the request heads for the access token and the response status lines.
+/// Tokens are kept only as hashes, in the order they were first sent, which is the order of
+/// their generations.
+struct Watched<S: TcpClientStack> {
+    stack: S,
     /// Hashes of the access tokens sent so far, oldest first.
     tokens: Vec<u64>,
     stats: WireStats,
 }
 
 /// A socket of [`Watched`]: the real one, and what its exchange has shown so far.
-struct WatchedSocket {
-    socket: <Stack as TcpClientStack>::TcpSocket,
+struct WatchedSocket<T> {
+    socket: T,
     /// The request as sent until its head is complete (or [`HEAD_LIMIT`] bytes), then wiped:
     /// it holds a token.
     request: Vec<u8>,
@@ -391,9 +501,9 @@ const HEAD_LIMIT: usize = 2048;
 /// `HTTP/1.1 401`: the bytes up to and including the status code.
 const STATUS_END: usize = 12;
 
-impl TcpClientStack for Watched {
-    type TcpSocket = WatchedSocket;
-    type Error = <Stack as TcpClientStack>::Error;
+impl<S: TcpClientStack> TcpClientStack for Watched<S> {
+    type TcpSocket = WatchedSocket<S::TcpSocket>;
+    type Error = S::Error;
 
     fn socket(&mut self) -> Result<Self::TcpSocket, Self::Error> {
         Ok(WatchedSocket {
@@ -467,7 +577,15 @@ impl TcpClientStack for Watched {
     }
 }
 
-impl Watched {
+impl<S: TcpClientStack> Watched<S> {
+    const fn new(stack: S) -> Self {
+        Self {
+            stack,
+            tokens: Vec::new(),
+            stats: WireStats { unauthorized: 0, stale_unauthorized: 0 },
+        }
+    }
+
     /// The rank of the bearer token in a complete request head (its lines end with CRLF), or
     /// `None` if it carries none.
     fn token_rank(&mut self, head: &[u8]) -> Option<usize> {

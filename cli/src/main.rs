@@ -21,8 +21,11 @@ mod firmware;
 mod flags;
 mod fleet;
 mod get;
+mod netns;
+mod qemu;
 mod report;
 mod soak;
+mod tap;
 
 use std::process::ExitCode;
 

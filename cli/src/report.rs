@@ -135,6 +135,12 @@ impl Latencies {
         None
     }
 
+    /// How many values are at least `threshold` (to within a bucket, 3 %).
+    pub(crate) fn at_least(&self, threshold: Duration) -> u64 {
+        let micros = u64::try_from(threshold.as_micros()).unwrap_or(u64::MAX);
+        self.counts.iter().skip(bucket(micros)).sum()
+    }
+
     /// The histogram as one line of text (`index:count` pairs and the maximum), for a worker
     /// process to hand its latencies to the parent.
     pub(crate) fn encode(&self) -> String {

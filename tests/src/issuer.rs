@@ -54,7 +54,7 @@ mod route;
 mod state;
 
 use core::fmt;
-use core::net::{Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io;
@@ -338,7 +338,18 @@ impl MockIssuer {
     ///
     /// Fails if the socket cannot be bound or the accept thread cannot be spawned.
     pub fn start(config: IssuerConfig) -> io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), config)
+    }
+
+    /// Binds `ip` (a random port) and starts serving on a background thread. For a test that
+    /// reaches the issuer through an interface of its own, e.g. the kernel's side of a TAP
+    /// device inside a network namespace the test created; use [`start`](Self::start) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket cannot be bound or the accept thread cannot be spawned.
+    pub fn start_on(ip: IpAddr, config: IssuerConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(State::new(config, addr.port())));
         let accept_thread = {
@@ -350,7 +361,8 @@ impl MockIssuer {
         Ok(Self { addr, shared, accept_thread: Some(accept_thread) })
     }
 
-    /// The address the issuer listens on (always `127.0.0.1`, a random port).
+    /// The address the issuer listens on (`127.0.0.1` unless started with
+    /// [`start_on`](Self::start_on), a random port).
     #[must_use]
     pub const fn addr(&self) -> SocketAddr {
         self.addr
