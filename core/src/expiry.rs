@@ -3,7 +3,7 @@
 //! `{"code":409}`). Shared by both adapters so they agree on what expiry looks like.
 
 use crate::coordinator::Verdict;
-use crate::json::{self, Members, Value};
+use crate::json::{self, Members, Value, same};
 
 /// What counts as "token expired" for one API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl BodyCode<'_> {
         let mut members = Members::new(body);
         loop {
             match members.next() {
-                Ok(Some((key, value))) if key == self.field.as_bytes() => {
+                Ok(Some((key, value))) if same(key, self.field.as_bytes()) => {
                     code.get_or_insert(value);
                 }
                 Ok(Some(_)) => {}

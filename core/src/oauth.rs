@@ -7,7 +7,7 @@ use core::fmt;
 use zeroize::Zeroizing;
 
 use crate::coordinator::RefreshFailure;
-use crate::json::{self, Members, Unescape, Value};
+use crate::json::{self, Members, Unescape, Value, same};
 use crate::time::Duration;
 use crate::token::{TokenError, TokenSet};
 
@@ -93,7 +93,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse<'_>, TokenRespo
     let mut found: [Option<Value<'_>>; 4] = [None; 4];
     let mut members = Members::new(body);
     while let Some((key, value)) = members.next().map_err(TokenResponseError::Json)? {
-        let slot = FIELDS.iter().position(|f| *f == key).and_then(|i| found.get_mut(i));
+        let slot = FIELDS.iter().position(|f| same(f, key)).and_then(|i| found.get_mut(i));
         if slot.is_some_and(|slot| slot.replace(value).is_some()) {
             return Err(TokenResponseError::Json(JsonError::DuplicateField));
         }
@@ -152,14 +152,14 @@ pub fn parse_error_response(body: &[u8]) -> Option<ErrorCode> {
     let mut error = None;
     let mut members = Members::new(body);
     while let Some((key, value)) = members.next().ok()? {
-        if key == b"error" && error.replace(value).is_some() {
+        if same(key, b"error") && error.replace(value).is_some() {
             return None;
         }
     }
     let Some(Value::Str(code)) = error else {
         return None;
     };
-    Some(CODES.iter().find(|(name, _)| *name == code).map_or(ErrorCode::Other, |&(_, c)| c))
+    Some(CODES.iter().find(|(name, _)| same(name, code)).map_or(ErrorCode::Other, |&(_, c)| c))
 }
 
 /// Classifies a token endpoint answer that is not a success.

@@ -184,9 +184,14 @@ impl<
             config,
             exchange,
             store,
-            tokens: TokenSet::new(),
+            // The empty parts as `const` blocks: built at run time, the refresher's exchange
+            // went through a stack temporary and `memclr`/`memcpy4` (LLVM did not see that it is
+            // all zeros); as constants they are one zero fill in place. Measured on the example
+            // firmware: -276 B flash for the refresher (and `wipe` could then drop `memclr`,
+            // -204 B more), -16 B for the tokens, and the worst-case stack 1,984 -> 1,256 B.
+            tokens: const { TokenSet::new() },
             slots: [const { Slot::new() }; K],
-            refresher: Refresher::new(),
+            refresher: const { Refresher::new() },
             persist_failed: None,
             refresh_news: None,
             next_id: 1,

@@ -93,7 +93,8 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
         self.id = id;
         self.layout = layout;
         self.auth_len = 0;
-        self.head_request = request.method == "HEAD";
+        // A byte pattern, not `==`, which links `memcmp` (see `write_request`).
+        self.head_request = matches!(request.method.as_bytes(), [b'H', b'E', b'A', b'D']);
         Ok(())
     }
 
