@@ -47,7 +47,7 @@ use crate::expiry::{Expiry, ResponseView};
 use crate::lease;
 use crate::redirect::{self, Origin};
 use crate::stats::{Stat, StatCells, Stats};
-use crate::store::{Lease, StoreError, StoredTokens, TokenStore};
+use crate::store::{StoreError, StoredTokens, TokenStore};
 
 /// How many requests may wait for a refresh at once; one more is refused with
 /// [`Error::QueueFull`].
@@ -746,7 +746,7 @@ impl Client {
         let version = match &result {
             Ok(tokens) => {
                 self.inner.stats.bump(Stat::RefreshesSucceeded);
-                self.save_refreshed(id, base, tokens, &lease).unwrap_or(base)
+                self.save_refreshed(id, base, tokens).unwrap_or(base)
             }
             Err(_) => base,
         };
@@ -770,16 +770,12 @@ impl Client {
     /// if it was not saved: a result for credentials replaced since (login, logout) is dropped
     /// unsaved, and a failed save is counted and reported.
     ///
-    /// A store that is away is tried again while the lease holds: until the record is written,
-    /// the only copy of the rotated refresh token is in this process, and another process that
-    /// refreshes from the old record presents a token the server has consumed.
-    fn save_refreshed(
-        &self,
-        id: RefreshId,
-        base: u64,
-        tokens: &NewTokens,
-        lease: &Lease,
-    ) -> Option<u64> {
+    /// The save is tried once: parked requests wait for it (persist, then use), so a store that
+    /// is away must not hold them. Until the record is written, the only copy of the rotated
+    /// refresh token is in this process, and another process that refreshes from the old record
+    /// presents a consumed token; `RedisStore` retries a dropped connection for up to its
+    /// timeout (2 s) inside the one call.
+    fn save_refreshed(&self, id: RefreshId, base: u64, tokens: &NewTokens) -> Option<u64> {
         let stored = {
             let shared = self.lock();
             if !shared.coordinator.is_live_refresh(id) {
@@ -789,17 +785,8 @@ impl Client {
             stored_tokens(base + 1, refresh, tokens)
         };
         // Outside the client's lock: requests with a valid token never wait for a disk.
-        let saved = loop {
-            match self.inner.store.save(&stored) {
-                Err(StoreError::Io { .. } | StoreError::Unavailable { .. })
-                    if lease.remaining() > SAVE_RETRY_DELAY * 4 =>
-                {
-                    std::thread::sleep(SAVE_RETRY_DELAY);
-                }
-                other => break other,
-            }
-        };
-        self.report_store(saved).is_ok().then_some(base + 1)
+        let saved = self.report_store(self.inner.store.save(&stored));
+        saved.is_ok().then_some(base + 1)
     }
 
     /// Reports the result of attempt `id`; the tokens it installs belong to record `version`.
@@ -1119,9 +1106,6 @@ fn stored_tokens(version: u64, refresh: &str, tokens: &NewTokens) -> StoredToken
         expires_at: tokens.expires_in().and_then(|d| SystemTime::now().checked_add(d)),
     }
 }
-
-/// Pause between attempts to write a refreshed record to a store that is away.
-const SAVE_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// How long before the coordinator's refresh timeout a wait for another process's lease ends.
 const LEASE_WAIT_MARGIN: Duration = Duration::from_millis(100);
