@@ -72,6 +72,8 @@ pub(crate) struct Flash {
     pub(crate) saved: Vec<String>,
     /// When set, every save fails with [`FlashError`] and keeps nothing.
     pub(crate) failing: bool,
+    /// How many times the stored token was erased.
+    pub(crate) cleared: u32,
 }
 
 /// The failure of a [`Flash`] save.
@@ -86,6 +88,12 @@ impl TokenStore for Flash {
             return Err(FlashError);
         }
         self.saved.push(refresh_token.to_string());
+        Ok(())
+    }
+
+    fn clear(&mut self) -> Result<(), FlashError> {
+        self.saved.clear();
+        self.cleared += 1;
         Ok(())
     }
 }

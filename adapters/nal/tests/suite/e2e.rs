@@ -185,6 +185,10 @@ fn refused_refresh_rejects_every_request_and_needs_login() {
             error: Error::Refresh(AnswerError::Status(400))
         }
     )));
+    // The dead refresh token is erased from flash: a rebooted device finds none and knows it
+    // must log in, without a network call.
+    assert_eq!(client.store().cleared, 1);
+    assert!(client.store().saved.is_empty());
 }
 
 #[test]
