@@ -9,6 +9,7 @@
 //!   transient faults, watching the process's memory; a benchmark binary, run it `--release`.
 //! - `reauth fleet`: K processes x T threads sharing one credential through a `FileStore`,
 //!   against the mock issuer, next to a naive baseline; `--chaos` kills or stops the lease holder.
+//! - `reauth issuer`: the mock issuer on its own, for users' tests: URLs and a login printed.
 //! - `reauth get URL --token-url ... --store FILE`: one authenticated GET against a real OAuth2
 //!   server, tokens kept in a file.
 //!
@@ -21,6 +22,7 @@ mod firmware;
 mod flags;
 mod fleet;
 mod get;
+mod issuer;
 mod netns;
 mod qemu;
 mod report;
@@ -63,6 +65,8 @@ subcommands! {
     FleetWorker(fleet::WorkerArgs) => fleet::run_worker,
     /// Authenticated GET against a real OAuth2 server, tokens kept in a file
     Get(get::Args) => get::run,
+    /// The mock issuer on its own (127.0.0.1), for your own tests; prints its URLs and a login
+    Issuer(issuer::Args) => issuer::run,
     /// The demo's workload for a minute with 100 ms tokens and random faults, watching memory
     Soak(soak::Args) => soak::run,
 }

@@ -109,3 +109,51 @@ fn get_seeds_the_store_then_resumes_from_it() {
     assert!(!saved.contains(&tokens.refresh_token), "the consumed token was replaced");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn standalone_issuer_serves_a_users_own_client_with_the_login_it_prints() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut issuer = reauth()
+        .args(["issuer", "--seconds", "20", "--token-lifetime", "1000", "--revoke-on-reuse"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(issuer.stdout.take().unwrap()).lines();
+    let mut field = |prefix: &str| -> String {
+        let line = lines.next().unwrap().unwrap();
+        line.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{prefix}: {line}"))
+            .trim()
+            .to_owned()
+    };
+    let base = field("reauth issuer: listening on");
+    let token_url = field("token endpoint");
+    let _classic = field("classic refresh");
+    let _api = field("protected API");
+    let login = field("login");
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let refresh = login.split("\"refresh_token\":\"").nth(1).unwrap().split('"').next().unwrap();
+    // A user's program (here `reauth get`) starts from the printed login and keeps working
+    // across expiries: each run refreshes with the token the last one saved.
+    let dir = temp_dir("standalone-issuer");
+    let store = dir.join("tokens.json");
+    let url = format!("{base}/api/mine");
+    let args = ["get", &url, "--token-url", &token_url, "--store", store.to_str().unwrap()];
+    let seeded = reauth()
+        .args(args)
+        .args(["--refresh-token-env", "SEED"])
+        .env("SEED", refresh)
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    std::thread::sleep(core::time::Duration::from_millis(1_100));
+    let again = reauth().args(args).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stdout).contains(r#""path":"/api/mine""#));
+    issuer.kill().unwrap();
+    issuer.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -349,7 +349,17 @@ impl MockIssuer {
     ///
     /// Fails if the socket cannot be bound or the accept thread cannot be spawned.
     pub fn start_on(ip: IpAddr, config: IssuerConfig) -> io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
+        Self::start_at(SocketAddr::new(ip, 0), config)
+    }
+
+    /// Binds `addr` (port 0: a random one) and starts serving on a background thread: for
+    /// `reauth issuer --port`, where another program needs a port it knows in advance.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket cannot be bound or the accept thread cannot be spawned.
+    pub fn start_at(addr: SocketAddr, config: IssuerConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(State::new(config, addr.port())));
         let accept_thread = {
