@@ -212,6 +212,104 @@ pub fn write_refresh_body(
     Ok(encode_form(&fields, out))
 }
 
+/// How a confidential or public client authenticates to the token endpoint (RFC 6749 §2.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: `Authorization: Basic` with the form-encoded id and secret (see
+    /// [`write_basic_authorization`]). The method every server must support (§2.3.1), and the
+    /// default when a secret is given.
+    #[default]
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body. RFC 6749 calls it
+    /// NOT RECOMMENDED; some servers refuse it (`invalid_client`).
+    Post,
+    /// `none`: a public client; `client_id` in the body, no secret.
+    None,
+}
+
+/// Writes the value of the `Authorization` header for `client_secret_basic` (RFC 6749 §2.3.1)
+/// into `out`: `Basic ` and the base64 of the form-encoded client id, `:`, and the form-encoded
+/// secret (the RFC form-encodes both before base64, so a `:` in an id survives). Returns the
+/// number of bytes written. The value holds the secret: callers SHOULD wipe `out` afterwards.
+///
+/// # Errors
+/// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
+///
+/// # Examples
+///
+/// ```
+/// // The example of RFC 6749 §2.3.1.
+/// let mut out = [0u8; 64];
+/// let n = reauth_core::oauth::write_basic_authorization(&mut out, "s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw")?;
+/// assert_eq!(&out[..n], b"Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3");
+/// # Ok::<(), reauth_core::oauth::BufferTooSmall>(())
+/// ```
+pub fn write_basic_authorization(
+    out: &mut [u8],
+    client_id: &str,
+    client_secret: &str,
+) -> Result<usize, BufferTooSmall> {
+    let needed = encode_basic(client_id, client_secret, &mut []);
+    let Some(out) = out.get_mut(..needed) else {
+        return Err(BufferTooSmall { needed });
+    };
+    Ok(encode_basic(client_id, client_secret, out))
+}
+
+/// Writes `Basic base64(form(id) ":" form(secret))` into `out` as far as it has room, and
+/// returns the full length.
+fn encode_basic(client_id: &str, client_secret: &str, out: &mut [u8]) -> usize {
+    const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut len = 0;
+    let mut put = |b: u8| {
+        if let Some(slot) = out.get_mut(len) {
+            *slot = b;
+        }
+        len += 1;
+    };
+    b"Basic ".iter().for_each(|&b| put(b));
+    // Three input bytes at a time become four base64 digits.
+    let (mut group, mut held) = (0u32, 0u8);
+    let mut feed = |b: u8| {
+        group = group << 8 | u32::from(b);
+        held += 1;
+        if held == 3 {
+            for shift in [18, 12, 6, 0] {
+                put(BASE64[(group >> shift & 63) as usize]);
+            }
+            (group, held) = (0, 0);
+        }
+    };
+    form_encode(client_id, &mut feed);
+    feed(b':');
+    form_encode(client_secret, &mut feed);
+    // The last one or two bytes, padded with `=`.
+    if held > 0 {
+        let group = group << (8 * (3 - u32::from(held)));
+        let digits = usize::from(held) + 1;
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            put(if i < digits { BASE64[(group >> shift & 63) as usize] } else { b'=' });
+        }
+    }
+    len
+}
+
+/// Feeds the `application/x-www-form-urlencoded` form of `text` to `put`, byte by byte.
+fn form_encode(text: &str, put: &mut impl FnMut(u8)) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in text.bytes() {
+        match b {
+            _ if is_unreserved(b) => put(b),
+            b' ' => put(b'+'),
+            _ => {
+                put(b'%');
+                put(HEX[usize::from(b >> 4)]);
+                put(HEX[usize::from(b & 15)]);
+            }
+        }
+    }
+}
+
 /// Form-encodes `fields` into `out` as far as it has room, and returns the full length.
 fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -368,6 +466,33 @@ impl core::error::Error for BufferTooSmall {}
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn basic_authorization_form_encodes_then_base64_encodes() {
+        let basic = |id: &str, secret: &str| {
+            let mut out = [0u8; 128];
+            let n = write_basic_authorization(&mut out, id, secret).unwrap();
+            std::string::String::from_utf8(out[..n].to_vec()).unwrap()
+        };
+        // RFC 6749 §2.3.1's example; the others computed with Python's quote_plus and base64.
+        assert_eq!(
+            basic("s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw"),
+            "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3"
+        );
+        assert_eq!(
+            basic("my app:1", "s3cr et/+=&%\u{e9}"),
+            "Basic bXkrYXBwJTNBMTpzM2NyK2V0JTJGJTJCJTNEJTI2JTI1JUMzJUE5"
+        );
+        assert_eq!(basic("a", ""), "Basic YTo=");
+        assert_eq!(basic("ab", ""), "Basic YWI6");
+        assert_eq!(basic("abc", ""), "Basic YWJjOg==");
+        let mut small = [0u8; 10];
+        assert_eq!(
+            write_basic_authorization(&mut small, "abc", ""),
+            Err(BufferTooSmall { needed: 14 })
+        );
+        assert_eq!(small, [0; 10], "left untouched");
+    }
+
     use super::*;
     use crate::Generation;
 

@@ -62,6 +62,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+pub use reauth_core::oauth::ClientAuth;
+
 use self::http::Shared;
 use self::state::State;
 
@@ -119,6 +121,14 @@ pub struct IssuerConfig {
     /// user part of HTTP Basic credentials) and answers 401 `invalid_client` otherwise. When
     /// `None` (the default) `client_id` and `client_secret` are accepted and ignored.
     pub client_id: Option<String>,
+    /// When set, `POST /oauth/token` requires this client secret, presented the way
+    /// [`client_auth`](Self::client_auth) says and no other (as Authlib does): the other method
+    /// is answered 401 `invalid_client`, "The client cannot authenticate with methods: [...]".
+    /// Default `None`: secrets are ignored.
+    pub client_secret: Option<String>,
+    /// How a client with a secret must authenticate (default `client_secret_basic`, the method
+    /// every server must support).
+    pub client_auth: ClientAuth,
 }
 
 impl Default for IssuerConfig {
@@ -134,6 +144,8 @@ impl Default for IssuerConfig {
             reuse_grace: Duration::ZERO,
             chunked_api: false,
             client_id: None,
+            client_secret: None,
+            client_auth: ClientAuth::Basic,
         }
     }
 }

@@ -6,6 +6,7 @@ use core::hash::BuildHasher;
 use core::time::Duration;
 use std::collections::hash_map::RandomState;
 
+use reauth_core::oauth::ClientAuth;
 use reauth_core::{Config, Coordinator};
 use ureq::Agent;
 use ureq::config::RedirectAuthHeaders;
@@ -26,6 +27,7 @@ pub struct ClientBuilder {
     token_url: Option<String>,
     client_id: Option<String>,
     client_secret: Option<Zeroizing<String>>,
+    client_auth: ClientAuth,
     scope: Option<String>,
     exchange: Option<Box<dyn RefreshExchange>>,
     expiry: Expiry,
@@ -54,6 +56,7 @@ impl ClientBuilder {
             token_url: None,
             client_id: None,
             client_secret: None,
+            client_auth: ClientAuth::Basic,
             scope: None,
             exchange: None,
             expiry: Expiry::default(),
@@ -86,10 +89,23 @@ impl ClientBuilder {
         self
     }
 
-    /// `client_secret` sent with every refresh, in the form body (RFC 6749 §2.3.1).
+    /// The client secret of a confidential client. It authenticates every refresh the way
+    /// [`client_auth`](Self::client_auth) says: by default HTTP Basic (`client_secret_basic`,
+    /// RFC 6749 §2.3.1, which every server must support).
     #[must_use]
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         self.client_secret = Some(Zeroizing::new(secret.into()));
+        self
+    }
+
+    /// How the client authenticates to the token endpoint (default
+    /// [`ClientAuth::Basic`](reauth_core::oauth::ClientAuth::Basic) when a secret is given;
+    /// without a secret the client is public and sends only `client_id` in the body).
+    /// [`ClientAuth::Post`](reauth_core::oauth::ClientAuth::Post) puts id and secret in the
+    /// form body instead, for servers registered that way.
+    #[must_use]
+    pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
         self
     }
 
@@ -251,6 +267,10 @@ impl ClientBuilder {
                     agent: token_agent,
                     token_url,
                     client_id: self.client_id,
+                    auth: match self.client_secret {
+                        None => ClientAuth::None,
+                        Some(_) => self.client_auth,
+                    },
                     client_secret: self.client_secret,
                     scope: self.scope,
                 })

@@ -8,8 +8,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use reauth_core::oauth::{
-    self, ErrorCode, RefreshParams, TokenResponseError, classify_failure, parse_error_response,
-    parse_retry_after, parse_token_response,
+    self, ClientAuth, ErrorCode, RefreshParams, TokenResponseError, classify_failure,
+    parse_error_response, parse_retry_after, parse_token_response,
 };
 use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
 use zeroize::Zeroizing;
@@ -178,14 +178,26 @@ pub(crate) struct OAuthExchange {
     pub(crate) token_url: String,
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<Zeroizing<String>>,
+    /// How the client authenticates; [`ClientAuth::None`] when there is no secret.
+    pub(crate) auth: ClientAuth,
     pub(crate) scope: Option<String>,
 }
 
 impl RefreshExchange for OAuthExchange {
     fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError> {
+        let secret = self.client_secret.as_deref().map(String::as_str);
+        // With Basic the credentials travel in the header only: one authentication method per
+        // request (§2.3).
+        let basic = match (self.auth, secret) {
+            (ClientAuth::Basic, Some(secret)) => {
+                let id = self.client_id.as_deref().unwrap_or_default();
+                Some(basic_authorization(id, secret)?)
+            }
+            _ => None,
+        };
         let params = RefreshParams {
-            client_id: self.client_id.as_deref(),
-            client_secret: self.client_secret.as_deref().map(String::as_str),
+            client_id: if basic.is_some() { None } else { self.client_id.as_deref() },
+            client_secret: if self.auth == ClientAuth::Post { secret } else { None },
             scope: self.scope.as_deref(),
         };
         // The core's encoder writes into a caller buffer: size it with a first, empty call,
@@ -197,13 +209,16 @@ impl RefreshExchange for OAuthExchange {
         let mut form = Zeroizing::new(vec![0u8; needed]);
         let len = oauth::write_refresh_body(&mut form, refresh_token, &params)
             .map_err(|e| RefreshError::Other(e.to_string()))?;
-        let mut response = self
+        let mut request = self
             .agent
             .post(&self.token_url)
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json")
-            .send(&form[..len])
-            .map_err(|e| RefreshError::Transport(Arc::new(e)))?;
+            .header("Accept", "application/json");
+        if let Some(basic) = &basic {
+            request = request.header("Authorization", basic.as_str());
+        }
+        let mut response =
+            request.send(&form[..len]).map_err(|e| RefreshError::Transport(Arc::new(e)))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -231,6 +246,21 @@ impl RefreshExchange for OAuthExchange {
             RefreshFailure::Lost => RefreshError::Unavailable { status, retry_after: None },
         })
     }
+}
+
+/// The `Authorization` value for `client_secret_basic`, in a string wiped on drop.
+fn basic_authorization(id: &str, secret: &str) -> Result<Zeroizing<String>, RefreshError> {
+    let needed = match oauth::write_basic_authorization(&mut [], id, secret) {
+        Ok(n) => n,
+        Err(too_small) => too_small.needed,
+    };
+    let mut value = Zeroizing::new(vec![0u8; needed]);
+    let len = oauth::write_basic_authorization(&mut value, id, secret)
+        .map_err(|e| RefreshError::Other(e.to_string()))?;
+    // Base64 and "Basic " are ASCII.
+    let text =
+        core::str::from_utf8(&value[..len]).map_err(|e| RefreshError::Other(e.to_string()))?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 /// True for a transport error that happened before any byte of the request left: the refresh

@@ -5,6 +5,8 @@
 use core::time::Duration;
 use std::time::Instant;
 
+use reauth_core::oauth::ClientAuth;
+
 use super::codec::{base64_decode, form_field, json_string, json_string_field, parse_form};
 use super::http::{Request, Response, Shared};
 use super::state::{AccessCheck, GrantOutcome, State};
@@ -180,12 +182,40 @@ fn grant(
 /// error answer.
 fn oauth_refresh_token(state: &State, request: &Request) -> Result<String, Response> {
     let form = parse_form(&request.body);
+    let basic = basic_credentials(request);
+    let unknown = || {
+        oauth_error(401, "invalid_client", "unknown client")
+            .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#)
+    };
     if let Some(expected) = &state.config.client_id {
         let from_form = form_field(&form, "client_id").ok().flatten().map(str::to_owned);
-        let presented = from_form.or_else(|| basic_user(request));
+        let presented = from_form.or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
         if presented.as_deref() != Some(expected.as_str()) {
-            return Err(oauth_error(401, "invalid_client", "unknown client")
-                .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#));
+            return Err(unknown());
+        }
+    }
+    if let Some(secret) = &state.config.client_secret {
+        // Like Authlib: the registered method only, the other one refused with its name.
+        let body_secret = form_field(&form, "client_secret").ok().flatten();
+        let authenticated = match state.config.client_auth {
+            ClientAuth::Basic => {
+                body_secret.is_none() && basic.as_ref().is_some_and(|(_, s)| s == secret)
+            }
+            ClientAuth::Post => basic.is_none() && body_secret == Some(secret.as_str()),
+            ClientAuth::None => true,
+        };
+        if !authenticated {
+            let method = match state.config.client_auth {
+                ClientAuth::Basic => "client_secret_basic",
+                ClientAuth::Post => "client_secret_post",
+                ClientAuth::None => "none",
+            };
+            return Err(oauth_error(
+                401,
+                "invalid_client",
+                &format!("The client cannot authenticate with methods: ['{method}']"),
+            )
+            .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#));
         }
     }
     let field = |name| {
@@ -199,16 +229,18 @@ fn oauth_refresh_token(state: &State, request: &Request) -> Result<String, Respo
     field("refresh_token").map(str::to_owned)
 }
 
-/// The user part of `Authorization: Basic` credentials.
-fn basic_user(request: &Request) -> Option<String> {
+/// The user and password of `Authorization: Basic` credentials, each form-decoded (RFC 6749
+/// §2.3.1 form-encodes both before base64).
+fn basic_credentials(request: &Request) -> Option<(String, String)> {
     let value = core::str::from_utf8(request.header("authorization")?).ok()?.trim();
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
     let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
-    let user = decoded.split_once(':').map_or(decoded.as_str(), |(user, _)| user);
-    Some(super::codec::percent_decode(user.as_bytes()))
+    let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+    let decode = |text: &str| super::codec::percent_decode(text.replace('+', " ").as_bytes());
+    Some((decode(user), decode(password)))
 }
 
 /// The 200 answer carrying new tokens.
