@@ -177,6 +177,16 @@ fn qemu(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
 /// Builds `firmware/qemu` in release mode; the path of its image.
 fn build_firmware() -> Result<PathBuf, Box<dyn core::error::Error>> {
     let dir = Path::new(FIRMWARE_DIR);
+    if !dir.is_dir() {
+        // A `reauth` installed from its package: the firmware is not part of it.
+        return Err(format!(
+            "{} not found: --stack qemu builds the firmware of a copy of the reauth repository; \
+             run it from one (cargo run -p reauth-cli -- firmware --stack qemu), or pass an \
+             image with --elf",
+            dir.display()
+        )
+        .into());
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("reauth firmware: building {}", dir.display());
     let status = Command::new(cargo)

@@ -35,7 +35,9 @@ use crate::firmware::Drive;
 use crate::netns;
 
 /// The firmware's source-port picker, shared so that both smoltcp runs pick ports alike.
-#[path = "../../firmware/qemu/src/ports.rs"]
+/// `fresh_ports.rs` is a symbolic link to `firmware/qemu/src/ports.rs`: `cargo package` copies
+/// the file it points to, so the published crate builds without the firmware's tree.
+#[path = "fresh_ports.rs"]
 mod ports;
 
 use self::ports::FreshPorts;

@@ -1,0 +1,1 @@
+../../firmware/qemu/src/ports.rs
