@@ -5,7 +5,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use reauth_core::oauth::ClientAuth;
 use reauth_ureq::{Client, FileStore, StoredTokens, TokenStore};
 use zeroize::Zeroizing;
 
@@ -27,6 +28,10 @@ pub(crate) struct Args {
     /// argument, where other users could read it).
     #[arg(long, value_name = "VAR")]
     client_secret_env: Option<String>,
+    /// How the secret authenticates the client: HTTP Basic (`client_secret_basic`, what every
+    /// server must accept) or in the form body (`client_secret_post`).
+    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
+    client_auth: AuthMethod,
     /// `scope` asked for with each refresh.
     #[arg(long)]
     scope: Option<String>,
@@ -37,6 +42,15 @@ pub(crate) struct Args {
     /// Use the proxy named by HTTPS_PROXY/HTTP_PROXY/ALL_PROXY (and NO_PROXY).
     #[arg(long)]
     env_proxy: bool,
+}
+
+/// `--client-auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AuthMethod {
+    /// `client_secret_basic`.
+    Basic,
+    /// `client_secret_post`.
+    Post,
 }
 
 /// Runs the GET: body to stdout, errors to stderr.
@@ -80,7 +94,10 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         let secret = Zeroizing::new(
             std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
         );
-        builder = builder.client_secret(secret.as_str());
+        builder = builder.client_secret(secret.as_str()).client_auth(match args.client_auth {
+            AuthMethod::Basic => ClientAuth::Basic,
+            AuthMethod::Post => ClientAuth::Post,
+        });
     }
     if let Some(scope) = &args.scope {
         builder = builder.scope(scope);
@@ -98,7 +115,18 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         );
         return Ok(ExitCode::from(2));
     }
-    let mut response = client.get(&args.url)?;
+    let mut response = match client.get(&args.url) {
+        Ok(response) => response,
+        Err(reauth_ureq::Error::NeedsLogin) => {
+            // Say why: the server's refusal, with its own description.
+            match client.last_refresh_error() {
+                Some(reason) => eprintln!("reauth get: log in again: {reason}"),
+                None => eprintln!("reauth get: no usable credentials: log in again"),
+            }
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let status = response.status();
     let mut stdout = io::stdout().lock();
     io::copy(&mut response.body_mut().as_reader(), &mut stdout)?;

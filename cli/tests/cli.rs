@@ -157,3 +157,49 @@ fn standalone_issuer_serves_a_users_own_client_with_the_login_it_prints() {
     issuer.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn get_authenticates_with_http_basic_and_shows_the_servers_reason_for_a_refusal() {
+    use reauth_core::oauth::ClientAuth;
+    let issuer = MockIssuer::start(IssuerConfig {
+        client_id: Some("cli".to_owned()),
+        client_secret: Some("s3cret".to_owned()),
+        client_auth: ClientAuth::Basic,
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("get-basic");
+    let store = dir.join("tokens.json");
+    let url = issuer.api_url("basic");
+    let token_url = issuer.token_url();
+    let base = ["get", &url, "--token-url", &token_url, "--store", store.to_str().unwrap()];
+    let seed = issuer.login();
+    let run = |extra: &[&str]| {
+        reauth()
+            .args(base)
+            .args(["--client-id", "cli", "--client-secret-env", "SECRET"])
+            .args(extra)
+            .env("SECRET", "s3cret")
+            .env("SEED", &seed.refresh_token)
+            .output()
+            .unwrap()
+    };
+    // The server's default method (Basic), as reauth's default: the refresh works.
+    let ok = run(&["--refresh-token-env", "SEED"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // The secret in the body instead: refused, and the user is told why and what to check.
+    issuer.expire_all_now();
+    let refused = run(&["--client-auth", "post"]);
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("invalid_client: The client cannot authenticate with methods"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set up wrong"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    // A refusal of the client keeps the stored token: with the right settings it works again.
+    let fixed = run(&[]);
+    assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -60,6 +60,29 @@ pub enum ErrorCode {
     Other,
 }
 
+impl ErrorCode {
+    /// The code as the server wrote it (`"invalid_grant"`); `"other"` for [`ErrorCode::Other`].
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::Other => "other",
+        }
+    }
+
+    /// True for the codes that say the client is set up wrong (`invalid_client`,
+    /// `unauthorized_client`, `unsupported_grant_type`), not that the user must log in again.
+    #[must_use]
+    pub const fn is_configuration_error(self) -> bool {
+        matches!(self, Self::InvalidClient | Self::UnauthorizedClient | Self::UnsupportedGrantType)
+    }
+}
+
 /// The client's own parameters of a refresh request. `Debug` hides the secret.
 #[derive(Clone, Copy, Default)]
 pub struct RefreshParams<'a> {

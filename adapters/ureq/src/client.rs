@@ -732,13 +732,14 @@ impl Client {
             (result, ..) => result,
         };
         let result = match result {
-            Err(RefreshError::Refused { status, code }) => {
-                match lease::after_refusal(store, base) {
+            Err(RefreshError::Refused { status, code, description }) => {
+                let token_dead = code.is_none_or(|c| !c.is_configuration_error());
+                match lease::after_refusal(store, base, token_dead) {
                     Some(newer) => {
                         lease::release(store, &lease);
                         return self.adopt(id, &newer, gate);
                     }
-                    None => Err(RefreshError::Refused { status, code }),
+                    None => Err(RefreshError::Refused { status, code, description }),
                 }
             }
             other => other,

@@ -64,6 +64,10 @@ pub enum RefreshError {
         status: Option<u16>,
         /// The OAuth 2.0 error code, when the body had one.
         code: Option<ErrorCode>,
+        /// The server's `error_description`, when it sent one: at most 200 characters, every
+        /// character outside the set RFC 6749 allows there (printable ASCII but `"` and `\`)
+        /// replaced by `?`, so that it cannot forge lines in a log or a terminal.
+        description: Option<String>,
     },
     /// The endpoint answered a status worth retrying (408, 429, 5xx, an unexpected 3xx).
     Unavailable {
@@ -162,7 +166,7 @@ impl RefreshError {
     /// A refusal without details, for custom exchanges: the user must log in again.
     #[must_use]
     pub const fn refused(status: Option<u16>) -> Self {
-        Self::Refused { status, code: None }
+        Self::Refused { status, code: None, description: None }
     }
 }
 
@@ -235,9 +239,11 @@ impl RefreshExchange for OAuthExchange {
             return Ok(NewTokens { set, expires_in });
         }
         Err(match classify_failure(status, &body, retry_after) {
-            RefreshFailure::Refused => {
-                RefreshError::Refused { status: Some(status), code: parse_error_response(&body) }
-            }
+            RefreshFailure::Refused => RefreshError::Refused {
+                status: Some(status),
+                code: parse_error_response(&body),
+                description: error_description(&body),
+            },
             RefreshFailure::Transient { retry_after } => RefreshError::Unavailable {
                 status,
                 retry_after: retry_after.map(|d| Duration::from_millis(d.millis())),
@@ -246,6 +252,21 @@ impl RefreshExchange for OAuthExchange {
             RefreshFailure::Lost => RefreshError::Unavailable { status, retry_after: None },
         })
     }
+}
+
+/// The server's `error_description`, bounded and sanitised (see [`RefreshError::Refused`]).
+fn error_description(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error_description: Option<String>,
+    }
+    let text = serde_json::from_slice::<ErrorBody>(body).ok()?.error_description?;
+    let clean: String = text
+        .chars()
+        .take(200)
+        .map(|c| if matches!(c, ' '..='~') && c != '"' && c != '\\' { c } else { '?' })
+        .collect();
+    (!clean.is_empty()).then_some(clean)
 }
 
 /// The `Authorization` value for `client_secret_basic`, in a string wiped on drop.
@@ -316,14 +337,23 @@ impl fmt::Debug for NewTokens {
 impl fmt::Display for RefreshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Refused { status, code } => {
+            Self::Refused { status, code, description } => {
                 f.write_str("the token endpoint refused the refresh")?;
                 if let Some(status) = status {
                     write!(f, " (HTTP {status}")?;
                     if let Some(code) = code {
-                        write!(f, ", {code:?}")?;
+                        write!(f, ", {}", code.as_str())?;
+                    }
+                    if let Some(description) = description {
+                        write!(f, ": {description}")?;
                     }
                     f.write_str(")")?;
+                }
+                if code.is_some_and(ErrorCode::is_configuration_error) {
+                    f.write_str(
+                        "; the client is set up wrong: check its id, its secret and how it \
+                         authenticates (client_auth)",
+                    )?;
                 }
                 Ok(())
             }

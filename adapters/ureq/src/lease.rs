@@ -84,12 +84,19 @@ pub(crate) fn plan(
 }
 
 /// After a refusal of the token we presented: a record someone else wrote meanwhile (our
-/// refusal was a reuse of a token they had rotated) is adopted; otherwise the dead record is
-/// removed, unless a newer one replaced it, so that a restarted program knows it must log in.
-pub(crate) fn after_refusal(store: &dyn TokenStore, held: u64) -> Option<StoredTokens> {
+/// refusal was a reuse of a token they had rotated) is adopted; otherwise, if the refusal was
+/// about the token (`token_dead`: `invalid_grant`, or a refusal without a code), the dead record
+/// is removed, unless a newer one replaced it, so that a restarted program knows it must log
+/// in. A refusal of the client (`invalid_client` and the like) leaves the record: the token may
+/// be fine once the client's settings are.
+pub(crate) fn after_refusal(
+    store: &dyn TokenStore,
+    held: u64,
+    token_dead: bool,
+) -> Option<StoredTokens> {
     match store.load() {
         Ok(Some(record)) if record.version != held && usable(&record).is_some() => Some(record),
-        Ok(Some(record)) if record.version == held => {
+        Ok(Some(record)) if record.version == held && token_dead => {
             let _ = store.clear(Some(held));
             None
         }

@@ -59,10 +59,17 @@ fn the_wrong_method_is_refused_as_invalid_client_and_says_so() {
     assert!(
         matches!(
             reason,
-            RefreshError::Refused { status: Some(401), code: Some(ErrorCode::InvalidClient) }
+            RefreshError::Refused { status: Some(401), code: Some(ErrorCode::InvalidClient), .. }
         ),
         "{reason:?}"
     );
+    // The server's reason travels with it, and the message says what to fix.
+    let shown = reason.to_string();
+    assert!(
+        shown.contains("invalid_client: The client cannot authenticate with methods"),
+        "{shown}"
+    );
+    assert!(shown.contains("the client is set up wrong"), "{shown}");
     // And a wrong secret in the right place.
     let issuer = self::issuer(ClientAuth::Basic);
     let wrong = self::client(&issuer, |b| b.client_secret("wrong"));

@@ -242,7 +242,11 @@ fn invalid_client_logs_out_and_rejects_every_waiting_thread_at_once() {
     assert!(
         matches!(
             client.last_refresh_error(),
-            Some(RefreshError::Refused { status: Some(401), code: Some(ErrorCode::InvalidClient) })
+            Some(RefreshError::Refused {
+                status: Some(401),
+                code: Some(ErrorCode::InvalidClient),
+                ..
+            })
         ),
         "{:?}",
         client.last_refresh_error()
