@@ -335,7 +335,6 @@ fn form_encode(text: &str, put: &mut impl FnMut(u8)) {
 
 /// Form-encodes `fields` into `out` as far as it has room, and returns the full length.
 fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut len = 0;
     let mut put = |b: u8| {
         if let Some(slot) = out.get_mut(len) {
@@ -349,17 +348,7 @@ fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
         }
         key.bytes().for_each(&mut put);
         put(b'=');
-        for b in value.bytes() {
-            match b {
-                _ if is_unreserved(b) => put(b),
-                b' ' => put(b'+'),
-                _ => {
-                    put(b'%');
-                    put(HEX[usize::from(b >> 4)]);
-                    put(HEX[usize::from(b & 15)]);
-                }
-            }
-        }
+        form_encode(value, &mut put);
     }
     len
 }

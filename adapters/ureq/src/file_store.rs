@@ -7,9 +7,9 @@ use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::record;
 use crate::store::{Lease, StoreError, StoredTokens, TokenStore, random_hex, unix_ms};
 
 /// Keeps the tokens in one JSON file, written atomically with mode 0600, and coordinates the
@@ -139,24 +139,9 @@ impl FileStore {
         file.take(MAX_FILE_BYTES)
             .read_to_end(&mut bytes)
             .map_err(|e| io_error("read the token file", &self.path, e))?;
-        // serde_json's messages may quote the offending value, which could be a token: keep only
-        // the position.
-        let corrupt = |line, column| StoreError::Corrupt { path: self.path.clone(), line, column };
-        let parsed: FileIn =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.line(), e.column()))?;
-        let FileIn { version, record_version, refresh_token, access_token, expires_at_unix_ms } =
-            parsed;
-        let refresh_token = Zeroizing::new(refresh_token);
-        let access_token = access_token.map(Zeroizing::new);
-        let record_version = match (version, record_version) {
-            // Format 1 had no record version: it counts as version 0's successor.
-            (1, None) => 1,
-            (2, Some(v)) if v > 0 => v,
-            _ => return Err(corrupt(1, 1)),
-        };
-        let expires_at = expires_at_unix_ms
-            .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
-        Ok(Some(StoredTokens { version: record_version, refresh_token, access_token, expires_at }))
+        let corrupt =
+            |(line, column)| StoreError::Corrupt { path: self.path.clone(), line, column };
+        record::decode(&bytes).map(Some).map_err(corrupt)
     }
 
     /// Removes the temporary files that a `save` interrupted by a crash left beside the token
@@ -234,27 +219,6 @@ impl FileStore {
     }
 }
 
-/// The file format, version 2 (version 1 had no `record_version`).
-#[derive(Serialize)]
-struct FileOut<'a> {
-    version: u32,
-    record_version: u64,
-    refresh_token: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at_unix_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct FileIn {
-    version: u32,
-    record_version: Option<u64>,
-    refresh_token: String,
-    access_token: Option<String>,
-    expires_at_unix_ms: Option<u64>,
-}
-
 impl TokenStore for FileStore {
     fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
         self.remove_stale_temps();
@@ -262,22 +226,13 @@ impl TokenStore for FileStore {
     }
 
     fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
-        let out = FileOut {
-            version: 2,
-            record_version: tokens.version,
-            refresh_token: &tokens.refresh_token,
-            access_token: tokens.access_token.as_deref().map(String::as_str),
-            expires_at_unix_ms: tokens.expires_at.map(unix_ms),
-        };
-        let bytes = Zeroizing::new(
-            serde_json::to_vec_pretty(&out).map_err(|e| StoreError::Other(e.to_string()))?,
-        );
+        let bytes = record::encode(tokens)?;
         let _lock = self.lock()?;
         let current = self.current_version()?;
         if current.checked_add(1) != Some(tokens.version) {
             return Err(StoreError::Conflict { current });
         }
-        let temp = self.write_temp(&bytes)?;
+        let temp = self.write_temp(bytes.as_bytes())?;
         if let Err(e) = fs::rename(&temp, &self.path) {
             let _ = fs::remove_file(&temp);
             return Err(io_error("rename the temporary file", &self.path, e));

@@ -45,6 +45,7 @@ mod exchange;
 mod expiry;
 mod file_store;
 mod lease;
+mod record;
 mod redirect;
 #[cfg(feature = "redis")]
 mod redis_store;

@@ -5,13 +5,13 @@ use core::fmt;
 use core::time::Duration;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use redis::{Connection, ConnectionLike, ErrorKind, PubSub, RedisError, Script, ServerErrorKind};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::store::{Lease, StoreError, StoredTokens, TokenStore, unix_ms};
+use crate::record::{decode, encode};
+use crate::store::{Lease, StoreError, StoredTokens, TokenStore};
 
 /// Keeps the tokens in a Redis server shared by every process and machine that uses one
 /// credential, and coordinates their refreshes (see [the store module](crate::TokenStore)).
@@ -504,57 +504,8 @@ fn next_message(subscription: &mut PubSub<'_>, nap: Duration) -> Result<bool, Re
     }
 }
 
-/// The record as JSON: [`FileStore`](crate::FileStore)'s format 2.
-#[derive(Serialize)]
-struct RecordOut<'a> {
-    version: u32,
-    record_version: u64,
-    refresh_token: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at_unix_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct RecordIn {
-    version: u32,
-    record_version: u64,
-    refresh_token: String,
-    access_token: Option<String>,
-    expires_at_unix_ms: Option<u64>,
-}
-
 /// How the JSON of every record starts, up to its version number.
 const VERSION_HEAD: &str = r#"{"version":2,"record_version":"#;
-
-fn encode(tokens: &StoredTokens) -> Result<Zeroizing<String>, StoreError> {
-    let out = RecordOut {
-        version: 2,
-        record_version: tokens.version,
-        refresh_token: &tokens.refresh_token,
-        access_token: tokens.access_token.as_deref().map(String::as_str),
-        expires_at_unix_ms: tokens.expires_at.map(unix_ms),
-    };
-    // Serializing strings and integers cannot fail; the message would not quote a token anyway.
-    serde_json::to_string(&out).map(Zeroizing::new).map_err(|e| StoreError::Other(e.to_string()))
-}
-
-/// The record in `raw`, or the line and column of the first problem (serde_json's messages may
-/// quote the offending value, which could be a token: only the position is kept).
-fn decode(raw: &[u8]) -> Result<StoredTokens, (usize, usize)> {
-    let parsed: RecordIn = serde_json::from_slice(raw).map_err(|e| (e.line(), e.column()))?;
-    let RecordIn { version, record_version, refresh_token, access_token, expires_at_unix_ms } =
-        parsed;
-    let refresh_token = Zeroizing::new(refresh_token);
-    let access_token = access_token.map(Zeroizing::new);
-    if version != 2 || record_version == 0 {
-        return Err((1, 1));
-    }
-    let expires_at = expires_at_unix_ms
-        .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
-    Ok(StoredTokens { version: record_version, refresh_token, access_token, expires_at })
-}
 
 /// Wraps a Redis error as [`StoreError::Unavailable`]. Redis errors hold no token: the values
 /// that hold tokens are only ever read as bytes, a conversion that cannot fail.
@@ -576,6 +527,7 @@ impl fmt::Debug for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     fn record(version: u64) -> StoredTokens {
         StoredTokens {
