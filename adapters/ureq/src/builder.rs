@@ -256,12 +256,16 @@ impl ClientBuilder {
         let exchange: Box<dyn RefreshExchange> = match (self.exchange, self.token_url) {
             (Some(exchange), _) => exchange,
             (None, Some(token_url)) => {
+                // No pooled connections to the token endpoint: refreshes are minutes apart, and a
+                // pooled connection the server has closed meanwhile (Node's default keep-alive
+                // is 5 s) fails after the refresh token was written to it, which reads as a
+                // lost answer. A fresh connection per refresh costs one handshake per expiry.
                 let token_agent = agent(
                     Timeouts::Global(Some(refresh_timeout)),
                     self.connect_timeout,
                     self.env_proxy,
                     self.user_agent.as_deref(),
-                    None,
+                    Some(0),
                 );
                 Box::new(OAuthExchange {
                     agent: token_agent,

@@ -605,3 +605,22 @@ fn exhausted_episode_cools_down_instead_of_hammering_the_token_endpoint() {
     assert_eq!(issuer.counters().refresh_calls, 2, "no call during the cool-down");
     assert!(!client.needs_login(), "503s never log out");
 }
+
+#[test]
+fn every_refresh_opens_its_own_connection_so_a_server_closed_idle_one_is_never_reused() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    // No other client: the only connections the issuer sees are the refresh calls'.
+    let client = logged_in(&issuer, builder(&issuer));
+    let token_only = |n| {
+        issuer.expire_all_now();
+        let before = issuer.counters().connections_accepted;
+        // The API call itself is pooled; the refresh gets one connection of its own.
+        assert_eq!(client.get(&issuer.api_url(n)).unwrap().status(), 200);
+        issuer.counters().connections_accepted - before
+    };
+    let first = token_only("a");
+    for round in ["b", "c", "d"] {
+        assert_eq!(token_only(round), first, "round {round}: one new connection per refresh");
+    }
+    assert_eq!(issuer.counters().refresh_calls, 4);
+}
