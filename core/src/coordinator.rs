@@ -188,6 +188,14 @@ pub enum Verdict {
     Accepted,
     /// The server refused the access token: a 401, or an API's own expiry signal.
     Expired,
+    /// A 403. For a request sent with an older token than the current one it is a refusal of
+    /// that old token (servers that revoke the previous access token when they rotate answer it
+    /// so, without a challenge): the request is replayed with the current token, as a stale
+    /// 401 is. For the current token while a refresh is on the wire (the server may have
+    /// rotated already) the request waits for the new token and goes again once, using up its
+    /// replay budget. Otherwise it is the application's answer (it may mean
+    /// `insufficient_scope`): no refresh, no replay.
+    Forbidden,
 }
 
 /// What to do with a response, from [`Coordinator::handle_response`].
@@ -401,8 +409,29 @@ impl<const N: usize> Coordinator<N> {
         let now = self.advance(now);
         let id = ticket.id;
         let reject = |reason| Outcome::Rejected(Rejected { id, reason });
-        if verdict == Verdict::Accepted {
-            return Outcome::Done;
+        match verdict {
+            Verdict::Accepted => return Outcome::Done,
+            Verdict::Forbidden if ticket.generation < self.generation && self.usable(now) => {
+                return Outcome::Replay(self.ticket(id, ticket.replays));
+            }
+            // While a refresh is on the wire the server may already have rotated, and revoked
+            // the token this request carried: the token is taken for dead until the refresh
+            // lands (so requests wait for the new one instead of meeting the same 403), and the
+            // request goes again once (it uses up its replay budget, so a real 403 still
+            // reaches the caller).
+            Verdict::Forbidden
+                if ticket.replays < self.config.replay_limit
+                    && self.refresh_in_flight().is_some() =>
+            {
+                self.expire_access();
+                let parked = self.park(now, id, ticket.replays.saturating_add(1));
+                return match parked {
+                    Ok(()) => Outcome::Parked,
+                    Err(rejected) => Outcome::Rejected(rejected),
+                };
+            }
+            Verdict::Forbidden => return Outcome::Done,
+            Verdict::Expired => {}
         }
         if self.needs_login() {
             return reject(Rejection::NeedsLogin);

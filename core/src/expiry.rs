@@ -38,12 +38,16 @@ impl ExpiryRule<'_> {
     /// Judges a response. `body` is the (possibly partial) body read so far, when
     /// [`needs_body`](Self::needs_body); a body that is not JSON never means expired.
     #[must_use]
+    ///
+    /// A 403 that the statuses do not list is [`Verdict::Forbidden`]: the coordinator replays it
+    /// only when it answered an older token than the current one.
     pub fn verdict(&self, status: u16, body: Option<&[u8]>) -> Verdict {
         if self.statuses.contains(&status) {
             return Verdict::Expired;
         }
         match (self.body_code, body) {
             (Some(rule), Some(body)) if rule.matches(body) => Verdict::Expired,
+            _ if status == 403 => Verdict::Forbidden,
             _ => Verdict::Accepted,
         }
     }
@@ -102,7 +106,11 @@ mod tests {
     #[test]
     fn status_rule() {
         assert_eq!(ExpiryRule::STATUS_401.verdict(401, None), Verdict::Expired);
-        assert_eq!(ExpiryRule::STATUS_401.verdict(403, None), Verdict::Accepted);
+        // A 403 is the coordinator's to judge against the token's generation.
+        assert_eq!(ExpiryRule::STATUS_401.verdict(403, None), Verdict::Forbidden);
+        assert_eq!(ExpiryRule::STATUS_401.verdict(404, None), Verdict::Accepted);
+        let both = ExpiryRule { statuses: &[401, 403], body_code: None };
+        assert_eq!(both.verdict(403, None), Verdict::Expired);
         assert_eq!(
             ExpiryRule::STATUS_401.verdict(200, Some(br#"{"code":409}"#)),
             Verdict::Accepted

@@ -343,7 +343,11 @@ fn decode_step(w: &mut World, chunk: &[u8]) {
         2 | 3 => {
             if let Some(i) = pick(w.tickets.len()) {
                 let ticket = w.tickets.swap_remove(i);
-                let verdict = if b % 2 == 0 { Verdict::Expired } else { Verdict::Accepted };
+                let verdict = match b % 3 {
+                    0 => Verdict::Expired,
+                    1 => Verdict::Accepted,
+                    _ => Verdict::Forbidden,
+                };
                 if let reauth_core::Outcome::Replay(t) = w.core.response(now, ticket, verdict) {
                     w.tickets.push(t);
                 }

@@ -114,6 +114,10 @@ pub struct IssuerConfig {
     /// presentation counts in [`Counters::grace_reuses`], not in
     /// [`reuse_attempts`](Counters::reuse_attempts). Default zero: every reuse is a reuse.
     pub reuse_grace: Duration,
+    /// A successful refresh revokes the access token issued before it in the same session
+    /// (some servers do this on rotation): requests still carrying it are answered with a bare
+    /// `403` and no `WWW-Authenticate`. Default false.
+    pub revoke_access_on_refresh: bool,
     /// Answer every `/api` response with `Transfer-Encoding: chunked` instead of
     /// `Content-Length`, to exercise a client's chunked decoder. Default false.
     pub chunked_api: bool,
@@ -142,6 +146,7 @@ impl Default for IssuerConfig {
             rotation: true,
             revoke_on_reuse: false,
             reuse_grace: Duration::ZERO,
+            revoke_access_on_refresh: false,
             chunked_api: false,
             client_id: None,
             client_secret: None,

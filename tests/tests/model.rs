@@ -39,7 +39,7 @@ fn config() -> Config {
 enum Input {
     Request,
     RequestDuplicate(usize),
-    Respond { pick: usize, expired: bool },
+    Respond { pick: usize, verdict: Verdict },
     RefreshOk { pick: usize, lifetime: Option<u64> },
     RefreshFail { pick: usize, kind: FailKind, retry_after: Option<u64> },
     Adopt(Option<u64>),
@@ -349,10 +349,27 @@ impl Model {
         parked.map(|()| Admission::Parked)
     }
 
-    fn respond(&mut self, ticket: Ticket, expired: bool) -> Outcome {
+    fn respond(&mut self, ticket: Ticket, verdict: Verdict) -> Outcome {
         let id = ticket.id.0;
-        if !expired {
-            return Outcome::Done;
+        match verdict {
+            Verdict::Accepted => return Outcome::Done,
+            Verdict::Forbidden if ticket.generation.0 < self.generation && self.usable() => {
+                return Outcome::Replay(self.ticket(id, ticket.replays));
+            }
+            Verdict::Forbidden
+                if ticket.replays < 1
+                    && matches!(self.episode, Some(Episode { attempt: Some(_), .. })) =>
+            {
+                self.token = Token::Expired;
+                let parked = self.park(id, ticket.replays + 1);
+                self.kick();
+                return match parked {
+                    Ok(()) => Outcome::Parked,
+                    Err(r) => Outcome::Rejected(r),
+                };
+            }
+            Verdict::Forbidden => return Outcome::Done,
+            Verdict::Expired => {}
         }
         let reject = |reason| Outcome::Rejected(Rejected { id: RequestId(id), reason });
         if self.logged_out {
@@ -477,8 +494,12 @@ impl ReferenceStateMachine for Reference {
         prop_oneof![
             8 => Just(Input::Request),
             1 => any::<usize>().prop_map(Input::RequestDuplicate),
-            8 => (any::<usize>(), any::<bool>())
-                .prop_map(|(pick, expired)| Input::Respond { pick, expired }),
+            8 => (any::<usize>(), prop_oneof![
+                    4 => Just(Verdict::Accepted),
+                    3 => Just(Verdict::Expired),
+                    1 => Just(Verdict::Forbidden)
+                ])
+                .prop_map(|(pick, verdict)| Input::Respond { pick, verdict }),
             4 => (any::<usize>(), lifetime.clone())
                 .prop_map(|(pick, lifetime)| Input::RefreshOk { pick, lifetime }),
             5 => (any::<usize>(), kind, prop::option::of(0u64..1_000))
@@ -515,13 +536,13 @@ impl ReferenceStateMachine for Reference {
                 }
                 Answer::Admit(result)
             }
-            Input::Respond { pick, expired } => match Model::pick(&m.wire, pick) {
+            Input::Respond { pick, verdict } => match Model::pick(&m.wire, pick) {
                 None => Answer::Nothing,
                 Some(ticket) => {
                     m.subject = Subject::Ticket(ticket);
                     m.wire.retain(|t| t.id != ticket.id);
                     m.tick(now);
-                    let outcome = m.respond(ticket, expired);
+                    let outcome = m.respond(ticket, verdict);
                     if let Outcome::Replay(t) = outcome {
                         m.wire.push(t);
                     }
@@ -625,8 +646,7 @@ impl StateMachineTest for Coordinator {
             (Input::Request | Input::RequestDuplicate(_), Subject::Request(id)) => {
                 Answer::Admit(sut.request(now, id))
             }
-            (Input::Respond { expired, .. }, Subject::Ticket(ticket)) => {
-                let verdict = if expired { Verdict::Expired } else { Verdict::Accepted };
+            (Input::Respond { verdict, .. }, Subject::Ticket(ticket)) => {
                 Answer::Respond(sut.response(now, ticket, verdict))
             }
             (Input::RefreshOk { lifetime, .. }, Subject::Refresh(id)) => Answer::Refresh(
@@ -759,6 +779,11 @@ fn random_sequences_reach_every_outcome() {
             if matches!(input, Input::Adopt(_)) {
                 seen.insert("adopted".to_owned());
             }
+            if matches!(input, Input::Respond { verdict: Verdict::Forbidden, .. })
+                && matches!(model.answer, Answer::Respond(Outcome::Replay(_)))
+            {
+                seen.insert("stale 403 replayed".to_owned());
+            }
             if model.episode.is_some_and(|e| e.attempt.is_some_and(|a| a.base < model.generation)) {
                 seen.insert("attempt superseded by a late success".to_owned());
             }
@@ -771,6 +796,7 @@ fn random_sequences_reach_every_outcome() {
         "request rejected QueueFull",
         "request rejected DuplicateRequest",
         "stale 401 replayed",
+        "stale 403 replayed",
         "response rejected Unauthorized",
         "response rejected NeedsLogin",
         "response rejected QueueFull",

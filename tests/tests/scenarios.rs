@@ -455,3 +455,29 @@ fn adoption_leaves_failed_and_ends_a_cool_down() {
     assert!(!core.coordinator().needs_login());
     assert!(matches!(core.request(at(30), RequestId(2)), Ok(Admission::Send(_))));
 }
+
+#[test]
+fn a_403_while_a_refresh_is_on_the_wire_waits_for_the_new_token_and_a_stale_403_is_replayed() {
+    let mut core = Checked::<8>::new(config());
+    core.login(at(0), Some(Duration::from_secs(100)));
+    let Ok(Admission::Send(old)) = core.request(at(1), RequestId(1)) else { panic!() };
+    // The early window: the next request starts the refresh and still goes out.
+    let Ok(Admission::Send(early)) = core.request(at(70_000), RequestId(2)) else { panic!() };
+    let [Action::Refresh(refresh)] = core.take_actions()[..] else { panic!() };
+    // The server rotated and revoked the old access token before our refresh landed.
+    assert_eq!(core.response(at(70_010), early, Verdict::Forbidden), Outcome::Parked);
+    core.refresh_success(at(70_020), refresh, Some(Duration::from_secs(100))).unwrap();
+    assert_eq!(
+        core.take_actions(),
+        [Action::Send(Ticket { id: RequestId(2), generation: Generation(2), replays: 1 })]
+    );
+    // A 403 for the old token after the refresh: replayed at once, for free.
+    assert_eq!(
+        core.response(at(70_030), old, Verdict::Forbidden),
+        Outcome::Replay(Ticket { id: RequestId(1), generation: Generation(2), replays: 0 })
+    );
+    // A 403 for the current token with nothing in flight is the application's answer.
+    let Ok(Admission::Send(current)) = core.request(at(70_040), RequestId(3)) else { panic!() };
+    assert_eq!(core.response(at(70_050), current, Verdict::Forbidden), Outcome::Done);
+    assert_eq!(core.stats.refreshes, 1);
+}

@@ -117,12 +117,12 @@ impl Expiry {
             statuses: &self.statuses,
             body_code: self.body_code.as_ref().map(|(field, values)| BodyCode { field, values }),
         };
-        if rule.verdict(view.status.as_u16(), view.body) == Verdict::Expired {
-            return Verdict::Expired;
-        }
+        let verdict = rule.verdict(view.status.as_u16(), view.body);
         match &self.predicate {
+            _ if verdict == Verdict::Expired => Verdict::Expired,
             Some(predicate) if predicate(view) => Verdict::Expired,
-            _ => Verdict::Accepted,
+            // Accepted, or Forbidden (a 403: replayed only if it answered an older token).
+            _ => verdict,
         }
     }
 }

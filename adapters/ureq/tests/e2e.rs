@@ -624,3 +624,48 @@ fn every_refresh_opens_its_own_connection_so_a_server_closed_idle_one_is_never_r
     }
     assert_eq!(issuer.counters().refresh_calls, 4);
 }
+
+#[test]
+fn a_server_that_revokes_the_old_access_token_on_rotation_costs_no_request_a_403() {
+    // Requests keep going out with the old token during an early refresh; once the refresh
+    // lands, the server answers them with a bare 403. Each is replayed with the new token.
+    let issuer = MockIssuer::start(IssuerConfig {
+        token_lifetime: Duration::from_millis(1_000),
+        revoke_access_on_refresh: true,
+        latency_jitter: Duration::from_millis(3),
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let client = logged_in(&issuer, builder(&issuer));
+    let deadline = Instant::now() + Duration::from_millis(2_500);
+    let c = client.clone();
+    let url = issuer.api_url("revoked");
+    let statuses = storm(16, move |_| {
+        let mut other = Vec::new();
+        for _ in 0..100_000 {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match c.get(&url) {
+                Ok(r) if r.status() == 200 => {}
+                Ok(r) => other.push(r.status().as_u16()),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        other
+    });
+    let not_ok: Vec<u16> = statuses.into_iter().flatten().collect();
+    assert!(
+        not_ok.is_empty(),
+        "{} requests answered {:?}; {:?}; {:?}",
+        not_ok.len(),
+        &not_ok[..not_ok.len().min(5)],
+        client.stats(),
+        issuer.counters()
+    );
+    let counters = issuer.counters();
+    assert!(counters.refresh_successes >= 2, "{counters:?}");
+    assert_eq!(counters.reuse_attempts, 0);
+    // The server did answer 403s: the client replayed them.
+    assert!(client.stats().stale_replays > 0, "{:?}", client.stats());
+}

@@ -349,6 +349,14 @@ fn api_response(state: &mut State, request: &Request) -> Response {
             return Response::json(401, r#"{"error":"unauthorized"}"#)
                 .header("WWW-Authenticate", r#"Bearer realm="reauth-mock""#);
         }
+        AccessCheck::Revoked(generation) => {
+            // What servers that revoke the previous access token on rotation answer: a bare
+            // 403, no challenge.
+            return Response::json(
+                403,
+                format!(r#"{{"error":"forbidden","generation":{generation}}}"#),
+            );
+        }
         AccessCheck::Expired(_) | AccessCheck::Unknown => {
             let message =
                 if check == AccessCheck::Unknown { "invalid token" } else { "token expired" };

@@ -42,6 +42,8 @@ struct AccessRecord {
     expiry_reported: bool,
     /// Refresh calls that presented the refresh token issued together with this token.
     refresh_calls: u64,
+    /// Revoked by a refresh of its session ([`IssuerConfig::revoke_access_on_refresh`]).
+    revoked: bool,
 }
 
 /// What the issuer knows about one refresh token.
@@ -85,6 +87,8 @@ pub(super) enum GrantOutcome {
 pub(super) enum AccessCheck {
     /// Known and unexpired; carries its generation.
     Valid(u32),
+    /// Known, unexpired, but revoked by a later refresh of its session; carries its generation.
+    Revoked(u32),
     /// Known but expired; carries its generation.
     Expired(u32),
     /// Not a token this issuer issued.
@@ -164,6 +168,11 @@ impl State {
                 let lifetime = self.config.token_lifetime;
                 let tokens = self.issue_at(session, keep, lifetime, pad_to, now);
                 self.counters.refresh_successes += 1;
+                if self.config.revoke_access_on_refresh
+                    && let Some(old) = self.access.get_mut(&paired)
+                {
+                    old.revoked = true;
+                }
                 GrantOutcome::Issued(tokens)
             }
         }
@@ -178,6 +187,9 @@ impl State {
             return AccessCheck::Unknown;
         };
         if now < record.expires_at {
+            if record.revoked {
+                return AccessCheck::Revoked(record.generation);
+            }
             return AccessCheck::Valid(record.generation);
         }
         if !record.expiry_reported {
@@ -191,7 +203,9 @@ impl State {
     pub(super) fn count_api(&mut self, check: AccessCheck) {
         let (generation, ok) = match check {
             AccessCheck::Valid(generation) => (generation, true),
-            AccessCheck::Expired(generation) => (generation, false),
+            AccessCheck::Expired(generation) | AccessCheck::Revoked(generation) => {
+                (generation, false)
+            }
             AccessCheck::Unknown | AccessCheck::Missing => (0, false),
         };
         let (total, by_generation) = if ok {
@@ -337,7 +351,13 @@ impl State {
         let expires_at = now.checked_add(lifetime).unwrap_or(now + Duration::from_secs(1 << 32));
         self.access.insert(
             access_token.clone(),
-            AccessRecord { generation, expires_at, expiry_reported: false, refresh_calls: 0 },
+            AccessRecord {
+                generation,
+                expires_at,
+                expiry_reported: false,
+                refresh_calls: 0,
+                revoked: false,
+            },
         );
         self.refresh.insert(
             refresh_token.clone(),
