@@ -149,6 +149,14 @@ pub fn parse_error_response(body: &[u8]) -> Option<ErrorCode> {
         (b"unsupported_grant_type", ErrorCode::UnsupportedGrantType),
         (b"invalid_scope", ErrorCode::InvalidScope),
     ];
+    let code = raw_error_code(body)?;
+    Some(CODES.iter().find(|(name, _)| same(name, code)).map_or(ErrorCode::Other, |&(_, c)| c))
+}
+
+/// The `error` member of an error response as written (still escaped); `None` if the body is
+/// not a JSON object with exactly one string `error`. Shared with [`device`](crate::device),
+/// whose codes RFC 6749 does not list.
+pub(crate) fn raw_error_code(body: &[u8]) -> Option<&[u8]> {
     let mut error = None;
     let mut members = Members::new(body);
     while let Some((key, value)) = members.next().ok()? {
@@ -156,10 +164,10 @@ pub fn parse_error_response(body: &[u8]) -> Option<ErrorCode> {
             return None;
         }
     }
-    let Some(Value::Str(code)) = error else {
-        return None;
-    };
-    Some(CODES.iter().find(|(name, _)| same(name, code)).map_or(ErrorCode::Other, |&(_, c)| c))
+    match error {
+        Some(Value::Str(code)) => Some(code),
+        _ => None,
+    }
 }
 
 /// Classifies a token endpoint answer that is not a success.
@@ -311,7 +319,7 @@ fn form_encode(text: &str, put: &mut impl FnMut(u8)) {
 }
 
 /// Form-encodes `fields` into `out` as far as it has room, and returns the full length.
-fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
+pub(crate) fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut len = 0;
     let mut put = |b: u8| {
@@ -388,7 +396,7 @@ impl TokenResponse<'_> {
 /// the decoded length.
 ///
 /// Not generic over the capacity, so that the firmware carries one copy for both tokens.
-fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), TokenError> {
+pub(crate) fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), TokenError> {
     let mut len = 0;
     for unit in Unescape::new(raw) {
         let unit = unit.map_err(|_| TokenError::InvalidEscape)?;
