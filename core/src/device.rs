@@ -389,9 +389,10 @@ impl DevicePoller {
     /// Feeds the token endpoint's answer to a poll: its HTTP status and body. The next poll is
     /// scheduled one interval from `now` (the time the answer arrived).
     ///
-    /// A non-final outcome at or after [`expires_at`](Self::expires_at) becomes
-    /// [`PollOutcome::Expired`]. After a final outcome every input gives `Expired` again, except
-    /// that nothing changes.
+    /// The RFC 8628 codes are recognised with any 4xx status (RFC 8628 says 400; a `slow_down`
+    /// with 429 is taken as one too). A non-final outcome at or after
+    /// [`expires_at`](Self::expires_at) becomes [`PollOutcome::Expired`]. After a final outcome,
+    /// inputs change nothing and give `Expired`.
     pub fn handle_answer<'a>(
         &mut self,
         now: Instant,
@@ -413,7 +414,9 @@ impl DevicePoller {
     }
 
     /// Reports a poll that got no answer (connection refused or reset, timeout): retried after
-    /// the interval, or [`PollOutcome::Expired`] if the device code has expired.
+    /// the interval, or [`PollOutcome::Expired`] if the device code has expired. (RFC 8628
+    /// §3.5 suggests an exponential backoff after a connection timeout; the interval is kept
+    /// here, which the server's `slow_down` can still stretch.)
     pub fn handle_transport_error(&mut self, now: Instant) -> PollOutcome<'static> {
         if self.finished {
             return PollOutcome::Expired;
@@ -453,7 +456,7 @@ impl DevicePoller {
 fn classify(status: u16, body: &[u8]) -> PollOutcome<'static> {
     const CODES: [&[u8]; 4] =
         [b"authorization_pending", b"slow_down", b"access_denied", b"expired_token"];
-    if matches!(status, 400 | 401)
+    if (400..500).contains(&status)
         && let Some(code) = oauth::raw_error_code(body)
         && let Some(i) = CODES.iter().position(|name| same(name, code))
     {
@@ -742,6 +745,8 @@ mod tests {
         assert_eq!(p.poll_at(), Some(ms(30_000)));
         assert!(matches!(p.handle_answer(ms(30_000), 400, PENDING), PollOutcome::Pending));
         assert_eq!(p.poll_at(), Some(ms(45_000)));
+        assert!(matches!(p.handle_answer(ms(45_000), 429, SLOW), PollOutcome::SlowDown));
+        assert_eq!(p.poll_at(), Some(ms(65_000)));
     }
 
     #[test]
