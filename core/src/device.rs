@@ -349,15 +349,11 @@ impl DevicePoller {
     /// As [`new`](Self::new), from the interval and lifetime alone (e.g. after a restart that
     /// kept only those and the device code).
     #[must_use]
-    pub fn with_timing(now: Instant, interval: Duration, expires_in: Duration) -> Self {
-        let expires_at = now + expires_in;
-        Self {
-            poll_at: (now + interval).min(expires_at),
-            expires_at,
-            interval,
-            now,
-            finished: false,
-        }
+    pub const fn with_timing(now: Instant, interval: Duration, expires_in: Duration) -> Self {
+        let expires_at = now.saturating_add(expires_in);
+        let first = now.saturating_add(interval);
+        let poll_at = if first.millis() < expires_at.millis() { first } else { expires_at };
+        Self { poll_at, expires_at, interval, now, finished: false }
     }
 
     /// When the next token poll is due, or `None` once a final outcome was returned. Never
