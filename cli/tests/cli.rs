@@ -66,6 +66,16 @@ fn firmware_counts_requests_and_rides_out_faults() {
 }
 
 #[test]
+fn firmware_logs_in_through_the_device_flow_then_runs_the_workload() {
+    let stdout = run_clean(
+        &["firmware", "--device-login", "--requests", "200", "--token-lifetime", "300"],
+        &["with the code", "device login: approved after 1 poll(s)"],
+    );
+    assert!(stdout.contains("succeeded                                 200"), "{stdout}");
+    assert!(stdout.contains("ok: no failed request, no reuse, no token refreshed twice"));
+}
+
+#[test]
 fn short_soak_reports_memory_and_no_lost_request() {
     let stdout = run_clean(
         &["soak", "--duration", "1.5", "--sample-every", "0.5", "--min-fault-gap", "200"],
