@@ -42,7 +42,7 @@
 
 use core::fmt;
 
-use crate::json::{self, JsonError, Members, Unescape, Value, same};
+use crate::json::{JsonError, Members, Unescape, Value, same};
 use crate::oauth::{
     self, BufferTooSmall, ErrorCode, RefreshParams, TokenResponse, TokenResponseError,
 };
@@ -233,6 +233,7 @@ pub fn parse_authorization_response(
         b"interval",
     ];
     let json_error = AuthorizationResponseError::Json;
+    let wrong_type = json_error(JsonError::WrongType);
     let mut found: [Option<Value<'_>>; 6] = [None; 6];
     let mut members = Members::new(body);
     while let Some((key, value)) = members.next().map_err(json_error)? {
@@ -255,12 +256,12 @@ pub fn parse_authorization_response(
         Some(Value::Str(text)) => Some(text),
         Some(_) => return Err(json_error(JsonError::WrongType)),
     };
-    let expires_in = match seconds(expires_in)? {
+    let expires_in = match oauth::seconds(expires_in).map_err(|()| wrong_type)? {
         None => return Err(json_error(JsonError::MissingField)),
         Some(None) => return Err(AuthorizationResponseError::InvalidExpiresIn),
         Some(Some(span)) => span,
     };
-    let interval = match seconds(interval)? {
+    let interval = match oauth::seconds(interval).map_err(|()| wrong_type)? {
         None => DEFAULT_INTERVAL,
         Some(None) => return Err(AuthorizationResponseError::InvalidInterval),
         Some(Some(span)) => span,
@@ -467,20 +468,6 @@ fn classify(status: u16, body: &[u8]) -> PollOutcome<'static> {
         crate::RefreshFailure::Refused => PollOutcome::Refused(oauth::parse_error_response(body)),
         _ => PollOutcome::Retry,
     }
-}
-
-/// `expires_in` or `interval`: `None` if absent or `null`, `Some(None)` if not a non-negative
-/// integer (a number, or a string holding one, as some servers send).
-fn seconds(
-    value: Option<Value<'_>>,
-) -> Result<Option<Option<Duration>>, AuthorizationResponseError> {
-    Ok(match value {
-        None | Some(Value::Null) => None,
-        Some(Value::Num(text) | Value::Str(text)) => {
-            Some(json::unsigned(text.trim_ascii()).map(Duration::from_secs))
-        }
-        Some(_) => return Err(AuthorizationResponseError::Json(JsonError::WrongType)),
-    })
 }
 
 /// Form-encodes `fields` into `out` if it fits.
