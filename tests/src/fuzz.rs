@@ -7,7 +7,7 @@
 //! - [`token_response`]: the OAuth2 token and error response parsers (reauth-core);
 //! - [`coordinator`]: the state machine, with every spec invariant (reauth-core);
 //! - [`http_response`]: reauth-nal's HTTP/1.1 response reader, fed in pieces;
-//! - [`device`]: the device authorization response parser and the device poller (reauth-core).
+//! - [`device()`]: the device authorization response parser and the device poller (reauth-core).
 
 use reauth_core::device::{self, DevicePoller};
 use reauth_core::expiry::{BodyCode, ExpiryRule};

@@ -156,7 +156,7 @@ fn device_corpus_replays_clean() {
 
 #[test]
 fn device_survives_random_and_mutated_inputs() {
-    for data in random_inputs(0xDE71_CE, 3_000, 64) {
+    for data in random_inputs(0x00DE_71CE, 3_000, 64) {
         fuzz::device(&data);
     }
     let seed: &[u8] = br#"{"device_code":"d\u0041","user_code":"WDJB-MJHT","verification_uri":"https://e.com/d","verification_uri_complete":null,"expires_in":"600","interval":5}"#;
