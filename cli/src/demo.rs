@@ -75,7 +75,15 @@ pub(crate) fn start_issuer_on(
 ) -> std::io::Result<MockIssuer> {
     MockIssuer::start_on(
         ip,
-        IssuerConfig { token_lifetime, latency_jitter: latency, seed, ..IssuerConfig::default() },
+        IssuerConfig {
+            token_lifetime,
+            latency_jitter: latency,
+            seed,
+            // For `reauth firmware --device-login`: a first poll one second after the code is
+            // shown rather than RFC 8628's default five.
+            device_interval: Duration::from_secs(1),
+            ..IssuerConfig::default()
+        },
     )
 }
 

@@ -8,6 +8,10 @@
 //! - `qemu`: the firmware image of `firmware/qemu` on QEMU's emulated Cortex-M4 board, smoltcp
 //!   on its emulated NIC ([`crate::qemu`]).
 //!
+//! `--device-login` starts without credentials and logs in first through the device
+//! authorization grant (reauth-nal's `DeviceLogin`), printing the user code as a device would on
+//! its display while the mock issuer approves it.
+//!
 //! The loop follows `adapters/nal/examples/host_demo.rs`: keep every free slot busy, poll until
 //! there is no event, nap briefly when nothing moved (std-embedded-nal never blocks, and a
 //! microcontroller would sleep until the stack has news). It also keeps the submit time of every
@@ -30,12 +34,14 @@ use std::thread;
 use std::time::Instant as StdInstant;
 
 use clap::Parser;
+use reauth_core::oauth::RefreshParams;
 use reauth_core::{Config, Duration, Instant, Rejection, RequestId};
 use reauth_nal::embedded_nal::{TcpClientStack, nb};
 use reauth_nal::{
-    Client, ClientConfig, Endpoint, Error, Event, NoStore, OAuth2, Request, SubmitError, Timeouts,
+    Client, ClientConfig, DeviceEvent, DeviceLogin, Endpoint, Error, Event, NoStore, OAuth2,
+    Request, SubmitError, Timeouts,
 };
-use reauth_testkit::issuer::Counters;
+use reauth_testkit::issuer::{Counters, MockIssuer};
 use std_embedded_nal::Stack;
 use zeroize::Zeroize;
 
@@ -131,10 +137,80 @@ pub(crate) struct Args {
     /// With `--stack qemu`: the firmware image to run, instead of building `firmware/qemu`.
     #[arg(long)]
     pub(crate) elf: Option<std::path::PathBuf>,
+    /// Log in through the device authorization grant (RFC 8628) before the workload: show the
+    /// user code as a device would on its display, have the mock issuer approve it (the user on
+    /// a phone), poll until approved. Not with `--stack qemu` (the firmware image logs in on
+    /// its own).
+    #[arg(long)]
+    pub(crate) device_login: bool,
+}
+
+/// The first login through the device authorization grant, in the firmware's own poll loop:
+/// reauth-nal's [`DeviceLogin`] on a socket of its own, the user code printed as a device
+/// would show it, the mock issuer approving it as the user would, the approved token response
+/// installed with [`Client::login_from_token_response`].
+fn device_login<S: Drive>(
+    issuer: &MockIssuer,
+    client: &mut FirmwareClient<'_, S>,
+    net: &mut Watched<S>,
+    server: Endpoint<'_>,
+    timeouts: &Timeouts,
+    now: impl Fn() -> Instant,
+) -> Result<(), Box<dyn core::error::Error>> {
+    let params = RefreshParams { client_id: Some("reauth-firmware"), ..RefreshParams::default() };
+    let mut device: DeviceLogin<'_, Watched<S>, 1024, 2048> =
+        DeviceLogin::new(server, "/oauth/device_authorization", "/oauth/token", params);
+    device.start().map_err(|e| format!("device login: {e:?}"))?;
+    let started = StdInstant::now();
+    let deadline = started + StdDuration::from_secs(60);
+    while StdInstant::now() < deadline {
+        let mut progressed = net.stack.drive();
+        match device.poll(net, now(), timeouts) {
+            Some(DeviceEvent::Show) => {
+                progressed = true;
+                println!("+--------------------------------+");
+                println!("| Sign in at                     |");
+                println!("|  {:<29} |", device.verification_uri());
+                println!("| with the code                  |");
+                println!("|  {:<29} |", device.user_code());
+                println!("+--------------------------------+");
+                // The user, on their phone.
+                if !issuer.approve(device.user_code()) {
+                    return Err("the mock issuer does not know the user code shown".into());
+                }
+            }
+            Some(DeviceEvent::Approved) => {
+                let body = device.token_response().unwrap_or_default();
+                let installed = client.login_from_token_response(now(), body);
+                device.finish(net);
+                installed.map_err(|e| format!("device login: {e}"))?;
+                let polls = issuer.counters().device_polls;
+                println!(
+                    "device login: approved after {polls} poll(s) in {:.1} s; running the workload",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Some(DeviceEvent::Failed(failure)) => {
+                return Err(format!("device login failed: {failure:?}").into());
+            }
+            Some(_) => progressed = true,
+            None => {}
+        }
+        if !progressed {
+            net.stack.nap();
+        }
+    }
+    device.finish(net);
+    Err("device login: no answer within 60 s".into())
 }
 
 /// Runs the firmware loop and prints the summary.
 pub(crate) fn run(args: Args) -> ExitCode {
+    if args.device_login && args.stack == StackKind::Qemu {
+        eprintln!("reauth firmware: --device-login runs on the host stacks, not in the QEMU image");
+        return ExitCode::from(2);
+    }
     if args.stack != StackKind::Std && netns::current().is_none() {
         // Every address of the run lives in a namespace of its own, made here, unless it cannot
         // be made (not root): then only `qemu` runs, whose guest reaches nothing but loopback.
@@ -229,10 +305,14 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
         let lifetime = millis_of(tokens.expires_in);
         client.login(now(), &tokens.access_token, &tokens.refresh_token, Some(lifetime)).is_ok()
     };
-    if !login(&mut client) {
+    if args.device_login {
+        device_login(&issuer, &mut client, &mut net, endpoint, &timeouts, now)?;
+    } else if !login(&mut client) {
         return Err("the mock issuer's tokens do not fit the client".into());
     }
     issuer.reset_counters();
+    // The workload's time starts now (the client's clock, `now`, keeps running from before).
+    let start = StdInstant::now();
 
     let duration = if args.requests.is_some() {
         StdDuration::from_secs(600)

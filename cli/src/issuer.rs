@@ -1,9 +1,11 @@
 //! `reauth issuer`: the mock issuer on its own, for your own tests. It serves the token endpoint
 //! (`POST /oauth/token`, the refresh grant with rotation), a classic endpoint (`POST
-//! /auth/refresh`), and a protected API (`GET /api/...`) that answers an expired token with 401
-//! (or HTTP 200 `{"code":409}`), on 127.0.0.1 until it is stopped. It prints its URLs and, as a
-//! token response on one line of JSON, the tokens of a login that a client under test can
-//! start from; `--logins N` prints more (one per session). Faults can be served from the start.
+//! /auth/refresh`), a protected API (`GET /api/...`) that answers an expired token with 401 (or
+//! HTTP 200 `{"code":409}`), and the device authorization grant (`POST
+//! /oauth/device_authorization`, approved by the issuer itself at the Nth poll), on 127.0.0.1
+//! until it is stopped. It prints its URLs and, as a token response on one line of JSON, the
+//! tokens of a login that a client under test can start from; `--logins N` prints more (one per
+//! session). Faults can be served from the start.
 //!
 //! These are a test server's throwaway tokens, printed on purpose; the same server is the
 //! library's `reauth_testkit::issuer::MockIssuer`, for Rust tests that start it themselves.
@@ -14,7 +16,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use reauth_testkit::issuer::{ExpiryStyle, Fault, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{DeviceAnswer, ExpiryStyle, Fault, IssuerConfig, MockIssuer};
 
 /// Options of `reauth issuer`.
 #[derive(Debug, Parser)]
@@ -46,6 +48,13 @@ pub(crate) struct Args {
     /// Logins to print at start, each a session of its own.
     #[arg(long, default_value_t = 1)]
     logins: u32,
+    /// Polling interval the device authorization endpoint advertises, in seconds.
+    #[arg(long, default_value_t = 5)]
+    device_interval: u64,
+    /// Approve each device authorization at its Nth poll (there is no user to ask; 0: deny at
+    /// the first poll instead).
+    #[arg(long, default_value_t = 2)]
+    device_approve_after: u32,
     /// Serve this many seconds, then stop (0: until killed).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
@@ -88,6 +97,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
             Expiry::Status401 => ExpiryStyle::Status401,
             Expiry::Body409 => ExpiryStyle::Classic409,
         },
+        device_interval: Duration::from_secs(args.device_interval),
+        device_answer: match args.device_approve_after {
+            0 => DeviceAnswer::DenyAfter(1),
+            n => DeviceAnswer::ApproveAfter(n),
+        },
         ..IssuerConfig::default()
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -116,6 +130,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     println!("reauth issuer: listening on {}", issuer.base_url());
     println!("  token endpoint   {}", issuer.token_url());
     println!("  classic refresh  {}", issuer.classic_refresh_url());
+    println!("  device login     {}", issuer.device_authorization_url());
     println!("  protected API    {}", issuer.api_url("anything"));
     for _ in 0..args.logins {
         let login = issuer.login();

@@ -1,10 +1,10 @@
 //! Runs the `reauth` binary: the verdicts of `demo`, `firmware` and `soak` in short runs, and
-//! `get` against the loopback mock issuer.
+//! `login --device` and `get` against the loopback mock issuer.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use reauth_testkit::issuer::{IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{DeviceAnswer, IssuerConfig, MockIssuer};
 
 fn reauth() -> Command {
     Command::new(env!("CARGO_BIN_EXE_reauth"))
@@ -63,6 +63,16 @@ fn firmware_counts_requests_and_rides_out_faults() {
         &["fault                                     503"],
     );
     assert!(stdout.contains("succeeded                                 300"), "{stdout}");
+}
+
+#[test]
+fn firmware_logs_in_through_the_device_flow_then_runs_the_workload() {
+    let stdout = run_clean(
+        &["firmware", "--device-login", "--requests", "200", "--token-lifetime", "300"],
+        &["with the code", "device login: approved after 1 poll(s)"],
+    );
+    assert!(stdout.contains("succeeded                                 200"), "{stdout}");
+    assert!(stdout.contains("ok: no failed request, no reuse, no token refreshed twice"));
 }
 
 #[test]
@@ -132,6 +142,7 @@ fn standalone_issuer_serves_a_users_own_client_with_the_login_it_prints() {
     let base = field("reauth issuer: listening on");
     let token_url = field("token endpoint");
     let _classic = field("classic refresh");
+    let _device = field("device login");
     let _api = field("protected API");
     let login = field("login");
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
@@ -201,5 +212,114 @@ fn get_authenticates_with_http_basic_and_shows_the_servers_reason_for_a_refusal(
     // A refusal of the client keeps the stored token: with the right settings it works again.
     let fixed = run(&[]);
     assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn device_login_fills_the_store_that_get_uses() {
+    let issuer = MockIssuer::start(IssuerConfig {
+        device_interval: core::time::Duration::ZERO,
+        device_answer: DeviceAnswer::ApproveAfter(2),
+        client_id: Some("cli".into()),
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("device-login");
+    let store = dir.join("tokens.json");
+    let store = store.to_str().unwrap();
+    let (token_url, device_url) = (issuer.token_url(), issuer.device_authorization_url());
+    let login = [
+        "login",
+        "--device",
+        "--token-url",
+        &token_url,
+        "--device-url",
+        &device_url,
+        "--store",
+        store,
+        "--client-id",
+        "cli",
+    ];
+    let output = reauth().args(login).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("and enter the code"), "{stdout}");
+    assert!(stdout.contains("reauth login: approved; tokens saved to"), "{stdout}");
+    let c = issuer.counters();
+    assert_eq!((c.device_authorizations, c.device_polls, c.device_approvals), (1, 2, 1));
+
+    let url = issuer.api_url("after-login");
+    let get = ["get", &url, "--token-url", &token_url, "--store", store, "--client-id", "cli"];
+    let output = reauth().args(get).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(r#""path":"/api/after-login""#));
+    // And across an expiry: the session refreshes from the store.
+    issuer.expire_all_now();
+    let output = reauth().args(get).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(issuer.counters().reuse_attempts, 0);
+
+    // A denied login leaves a failure, and no --device is a usage error.
+    let denying = MockIssuer::start(IssuerConfig {
+        device_interval: core::time::Duration::ZERO,
+        device_answer: DeviceAnswer::DenyAfter(1),
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let (token_url, device_url) = (denying.token_url(), denying.device_authorization_url());
+    let other = dir.join("denied.json");
+    let denied = reauth()
+        .args(["login", "--device", "--token-url", &token_url, "--device-url", &device_url])
+        .args(["--store", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("denied"));
+    assert!(!other.exists());
+    let usage = reauth()
+        .args(["login", "--token-url", &token_url, "--device-url", &device_url, "--store", store])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn device_login_against_the_standalone_issuer() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut issuer = reauth()
+        .args(["issuer", "--seconds", "20", "--device-interval", "1", "--device-approve-after"])
+        .arg("1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(issuer.stdout.take().unwrap()).lines();
+    let mut urls = std::collections::HashMap::new();
+    for _ in 0..5 {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.split_whitespace().last() {
+            urls.insert(line.trim().split("  ").next().unwrap().to_owned(), url.to_owned());
+        }
+    }
+    let token_url = &urls["token endpoint"];
+    let device_url = &urls["device login"];
+    let api = urls["protected API"].replace("anything", "mine");
+    let dir = temp_dir("device-standalone");
+    let store = dir.join("tokens.json");
+    let store = store.to_str().unwrap();
+    let login = reauth()
+        .args(["login", "--device", "--token-url", token_url, "--device-url", device_url])
+        .args(["--store", store])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    let get = reauth().args(["get", &api, "--token-url", token_url, "--store", store]).output();
+    let get = get.unwrap();
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    assert!(String::from_utf8_lossy(&get.stdout).contains(r#""path":"/api/mine""#));
+    issuer.kill().unwrap();
+    issuer.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

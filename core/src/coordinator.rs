@@ -33,6 +33,10 @@ use crate::time::{Duration, Instant};
 ///   [`handle_timeout`](Self::handle_timeout).
 /// - **Outputs**: [`poll_action`](Self::poll_action) and [`poll_timeout`](Self::poll_timeout).
 ///
+/// The way out of `Failed` is a login: tokens from any flow, or from the device authorization
+/// grant that [`device::DevicePoller`](crate::device::DevicePoller) drives, installed with
+/// [`handle_login`](Self::handle_login).
+///
 /// # Driving it
 ///
 /// After any input, the caller MUST:

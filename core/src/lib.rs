@@ -8,6 +8,7 @@ extern crate std;
 
 mod config;
 mod coordinator;
+pub mod device;
 mod error;
 pub mod expiry;
 mod json;

@@ -88,6 +88,11 @@ impl<const N: usize> Token<N> {
         self.bytes.len()
     }
 
+    /// The buffer, for parsers that decode straight into it.
+    pub(crate) fn view_mut(&mut self) -> &mut StringView {
+        self.bytes.as_mut_view()
+    }
+
     /// Wipes the token.
     pub fn clear(&mut self) {
         self.bytes.as_mut_view().zeroize();

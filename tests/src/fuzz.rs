@@ -6,19 +6,94 @@
 //!
 //! - [`token_response`]: the OAuth2 token and error response parsers (reauth-core);
 //! - [`coordinator`]: the state machine, with every spec invariant (reauth-core);
-//! - [`http_response`]: reauth-nal's HTTP/1.1 response reader, fed in pieces.
+//! - [`http_response`]: reauth-nal's HTTP/1.1 response reader, fed in pieces;
+//! - [`device()`]: the device authorization response parser and the device poller (reauth-core).
 
+use reauth_core::device::{self, DevicePoller};
 use reauth_core::expiry::{BodyCode, ExpiryRule};
 use reauth_core::oauth::{classify_failure, parse_error_response, parse_retry_after};
 use reauth_core::{
-    Backoff, Config, Duration, Generation, Instant, RefreshFailure, RefreshId, RequestId, TokenSet,
-    Verdict, oauth,
+    Backoff, Config, Duration, Generation, Instant, RefreshFailure, RefreshId, RequestId, Token,
+    TokenSet, Verdict, oauth,
 };
 
 use reauth_nal::HttpError;
 use reauth_nal::fuzzing::{ReadError, Reader};
 
 use crate::sim::Checked;
+
+/// Any bytes into the device authorization response parser, its field decoders, and the
+/// device poller (RFC 8628).
+///
+/// The input is parsed as a device authorization response; its first 16 bytes are also a script
+/// of polls (time step, status, which body: the input itself or a known answer), answered to a
+/// poller. Checks: no panic; decoded fields are visible ASCII and fit their buffer, a failed
+/// device code leaves its buffer empty; the interval never shrinks; a non-final outcome
+/// schedules the next poll no earlier than the answer (or the expiry, if sooner) and never after
+/// the expiry; a final one ends polling, and nothing changes after it.
+pub fn device(data: &[u8]) {
+    if let Ok(auth) = device::parse_authorization_response(data) {
+        let mut buf = [0u8; 24];
+        let visible = |text: &str| text.bytes().all(|b| (0x20..=0x7E).contains(&b));
+        if let Ok(text) = auth.user_code(&mut buf) {
+            assert!(visible(text) && !text.is_empty() && text.len() <= 24, "{text:?}");
+        }
+        if let Ok(text) = auth.verification_uri(&mut buf) {
+            assert!(visible(text) && !text.is_empty() && text.len() <= 24, "{text:?}");
+        }
+        if let Some(Ok(text)) = auth.verification_uri_complete(&mut buf) {
+            assert!(visible(text) && !text.is_empty() && text.len() <= 24, "{text:?}");
+        }
+        let mut code = Token::<24>::new();
+        match auth.device_code_into(&mut code) {
+            Ok(()) => assert!(visible(code.expose()) && !code.is_empty()),
+            Err(_) => assert!(code.is_empty()),
+        }
+        let poller = DevicePoller::new(Instant::from_millis(7), &auth);
+        assert_eq!(poller.expires_at(), Instant::from_millis(7) + auth.expires_in());
+    }
+    let bodies: [&[u8]; 6] = [
+        data,
+        br#"{"error":"authorization_pending"}"#,
+        br#"{"error":"slow_down"}"#,
+        br#"{"error":"access_denied"}"#,
+        br#"{"error":"expired_token"}"#,
+        br#"{"access_token":"a","token_type":"Bearer","refresh_token":"r"}"#,
+    ];
+    const STATUSES: [u16; 8] = [200, 400, 401, 429, 500, 503, 0, u16::MAX];
+    let start = Instant::from_millis(10_000);
+    let mut poller =
+        DevicePoller::with_timing(start, Duration::from_secs(5), Duration::from_secs(60));
+    let mut now = start;
+    for step in data.get(..16).unwrap_or(data).chunks_exact(2) {
+        let [time, pick] = [step[0], step[1]];
+        now = match time {
+            255 => now - Duration::from_secs(3),
+            t => now + Duration::from_millis(u64::from(t) * 250),
+        };
+        let before = poller;
+        let status = STATUSES[usize::from(pick & 7)];
+        let body = bodies[usize::from(pick >> 3) % bodies.len()];
+        let outcome = if pick >> 6 == 3 {
+            format!("{:?}", poller.handle_transport_error(now))
+        } else {
+            format!("{:?}", poller.handle_answer(now, status, body))
+        };
+        if before.is_finished() {
+            assert_eq!(poller, before, "{outcome}");
+            continue;
+        }
+        assert!(poller.interval() >= before.interval(), "{outcome}");
+        match poller.poll_at() {
+            Some(at) => {
+                assert!(!poller.is_finished());
+                assert!(at <= poller.expires_at(), "{outcome}");
+                assert!(at >= now.min(poller.expires_at()), "{outcome}");
+            }
+            None => assert!(poller.is_finished(), "{outcome}"),
+        }
+    }
+}
 
 /// Any bytes into the token response, error response, `Retry-After` and body-code parsers.
 ///

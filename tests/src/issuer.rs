@@ -5,6 +5,12 @@
 //!
 //! - `POST /oauth/token`: the OAuth2 `refresh_token` grant (form-encoded), with refresh-token
 //!   rotation (each refresh token works once; reuse answers 400 `invalid_grant` and is counted).
+//! - `POST /oauth/device_authorization` and the `urn:ietf:params:oauth:grant-type:device_code`
+//!   grant on `/oauth/token`: the device authorization grant (RFC 8628). Polls are answered
+//!   `authorization_pending` until the user code is approved ([`MockIssuer::approve`], or
+//!   [`IssuerConfig::device_answer`]), `slow_down` when they come sooner than the interval,
+//!   `access_denied` after [`MockIssuer::deny`], `expired_token` after
+//!   [`IssuerConfig::device_code_lifetime`]; an approved code gets a new session's tokens once.
 //! - `POST /auth/refresh`: a "classic" JSON refresh endpoint (`{"refreshToken":"..."}` in,
 //!   `{"token":"...","refreshToken":"...","ttl":N}` out) with the same rotation rules.
 //! - `GET|POST|PUT|DELETE /api/...`: protected resources; an expired or unknown bearer token
@@ -49,6 +55,7 @@
 //! ```
 
 mod codec;
+mod device;
 mod http;
 mod route;
 mod state;
@@ -133,6 +140,33 @@ pub struct IssuerConfig {
     /// How a client with a secret must authenticate (default `client_secret_basic`, the method
     /// every server must support).
     pub client_auth: ClientAuth,
+    /// The polling interval advertised by `/oauth/device_authorization` (whole seconds, rounded
+    /// up). Default 5 s, RFC 8628's default.
+    pub device_interval: Duration,
+    /// The shortest gap between two polls of one device code that is not answered `slow_down`;
+    /// `None` (the default) enforces [`device_interval`](Self::device_interval). Set it above
+    /// the advertised interval to provoke `slow_down` from a client that obeys the interval.
+    pub device_enforced_interval: Option<Duration>,
+    /// How long a device code stays valid (`expires_in`, whole seconds rounded up); polls after
+    /// it are answered `expired_token`. Default 600 s.
+    pub device_code_lifetime: Duration,
+    /// Who answers a device authorization: the test ([`DeviceAnswer::Manual`], the default,
+    /// through [`MockIssuer::approve`] and [`MockIssuer::deny`]) or the issuer itself after a
+    /// number of polls.
+    pub device_answer: DeviceAnswer,
+}
+
+/// Who decides on a device authorization of the mock issuer (RFC 8628's user on a phone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DeviceAnswer {
+    /// The test calls [`MockIssuer::approve`] or [`MockIssuer::deny`].
+    #[default]
+    Manual,
+    /// Approved at the `n`th poll of the device code, which gets the tokens (`ApproveAfter(1)`:
+    /// the first poll).
+    ApproveAfter(u32),
+    /// Denied at the `n`th poll, which gets `access_denied`.
+    DenyAfter(u32),
 }
 
 impl Default for IssuerConfig {
@@ -151,6 +185,10 @@ impl Default for IssuerConfig {
             client_id: None,
             client_secret: None,
             client_auth: ClientAuth::Basic,
+            device_interval: Duration::from_secs(5),
+            device_enforced_interval: None,
+            device_code_lifetime: Duration::from_secs(600),
+            device_answer: DeviceAnswer::Manual,
         }
     }
 }
@@ -333,6 +371,22 @@ pub struct Counters {
     pub foreign_authorization_seen: u64,
     /// Requests answered 4xx because they were not valid HTTP or exceeded a size limit.
     pub malformed_requests: u64,
+    /// Device authorizations handed out by `/oauth/device_authorization`.
+    pub device_authorizations: u64,
+    /// Polls of the device-code grant (also counted in [`refresh_calls`](Self::refresh_calls);
+    /// faulted ones are not counted here).
+    pub device_polls: u64,
+    /// Polls answered `authorization_pending`.
+    pub device_pending: u64,
+    /// Polls answered `slow_down`.
+    pub device_slow_downs: u64,
+    /// Polls answered `access_denied`.
+    pub device_denials: u64,
+    /// Polls answered `expired_token`.
+    pub device_expired: u64,
+    /// Polls answered with tokens (also counted in
+    /// [`refresh_successes`](Self::refresh_successes)).
+    pub device_approvals: u64,
 }
 
 /// A running mock issuer. See the [module docs](self) for the endpoints.
@@ -405,6 +459,31 @@ impl MockIssuer {
     #[must_use]
     pub fn token_url(&self) -> String {
         format!("{}/oauth/token", self.base_url())
+    }
+
+    /// The device authorization endpoint (RFC 8628),
+    /// `http://127.0.0.1:PORT/oauth/device_authorization`.
+    #[must_use]
+    pub fn device_authorization_url(&self) -> String {
+        format!("{}/oauth/device_authorization", self.base_url())
+    }
+
+    /// Approves the pending device authorization of `user_code`, as the user would on their
+    /// phone: its next poll gets tokens. False if no authorization with that user code waits.
+    pub fn approve(&self, user_code: &str) -> bool {
+        self.shared.lock().decide_device(user_code, true)
+    }
+
+    /// Denies the pending device authorization of `user_code`: its next poll gets
+    /// `access_denied`. False if no authorization with that user code waits.
+    pub fn deny(&self, user_code: &str) -> bool {
+        self.shared.lock().decide_device(user_code, false)
+    }
+
+    /// The user codes of the device authorizations that wait for a decision, in no order.
+    #[must_use]
+    pub fn pending_user_codes(&self) -> Vec<String> {
+        self.shared.lock().pending_user_codes()
     }
 
     /// The classic JSON refresh endpoint, `http://127.0.0.1:PORT/auth/refresh`.

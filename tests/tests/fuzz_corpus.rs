@@ -148,3 +148,26 @@ fn http_response_seed_variants_replay_clean() {
         }
     }
 }
+
+#[test]
+fn device_corpus_replays_clean() {
+    replay("device", fuzz::device, 8);
+}
+
+#[test]
+fn device_survives_random_and_mutated_inputs() {
+    for data in random_inputs(0x00DE_71CE, 3_000, 64) {
+        fuzz::device(&data);
+    }
+    let seed: &[u8] = br#"{"device_code":"d\u0041","user_code":"WDJB-MJHT","verification_uri":"https://e.com/d","verification_uri_complete":null,"expires_in":"600","interval":5}"#;
+    for noise in random_inputs(0xC0DE, 3_000, 8) {
+        let mut data = seed.to_vec();
+        for pair in noise.chunks(2) {
+            if let [at, byte] = *pair {
+                let i = usize::from(at) % data.len();
+                data[i] = byte;
+            }
+        }
+        fuzz::device(&data);
+    }
+}

@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Instant;
 
-use reauth_testkit::issuer::{ExpiryStyle, Fault, IssuedTokens, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{
+    DeviceAnswer, ExpiryStyle, Fault, IssuedTokens, IssuerConfig, MockIssuer,
+};
 
 /// Read timeout of every test socket: a hung server fails a test instead of hanging it.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -837,4 +839,150 @@ fn dropping_the_issuer_closes_the_port_and_connections_promptly() {
     assert!(idle.is_closed());
     assert!(hanging.is_closed());
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+}
+
+fn post_form(issuer: &MockIssuer, path: &str, body: &str) -> Response {
+    Conn::open(issuer.addr()).request(
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded"), ("Connection", "close")],
+        body.as_bytes(),
+    )
+}
+
+/// Starts a device authorization; gives the device code and the user code.
+fn authorize_device(issuer: &MockIssuer) -> (String, String) {
+    let response = post_form(issuer, "/oauth/device_authorization", "client_id=demo&scope=api");
+    assert_eq!(response.status, 200, "{}", response.text());
+    (response.json_str("device_code"), response.json_str("user_code"))
+}
+
+fn poll_device(issuer: &MockIssuer, device_code: &str) -> Response {
+    let body = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code\
+         &device_code={device_code}&client_id=demo"
+    );
+    post_form(issuer, "/oauth/token", &body)
+}
+
+/// Config for device tests: no interval enforced, so that a test can poll at once.
+fn device_config() -> IssuerConfig {
+    IssuerConfig { device_interval: Duration::ZERO, ..IssuerConfig::default() }
+}
+
+#[test]
+fn device_authorization_answers_the_rfc_8628_fields() {
+    let issuer = start(IssuerConfig::default());
+    let response = post_form(&issuer, "/oauth/device_authorization", "client_id=demo");
+    assert_eq!(response.status, 200);
+    let body = response.text();
+    let user_code = response.json_str("user_code");
+    assert_eq!(user_code.len(), 9, "{body}");
+    assert_eq!(&user_code[4..5], "-");
+    let uri = response.json_str("verification_uri");
+    assert_eq!(uri, format!("http://127.0.0.1/device"));
+    assert_eq!(
+        response.json_str("verification_uri_complete"),
+        format!("{uri}?user_code={user_code}")
+    );
+    assert!(body.contains(r#""expires_in":600"#) && body.contains(r#""interval":5"#), "{body}");
+    assert!(response.json_str("device_code").starts_with("dc."));
+    assert_eq!(issuer.pending_user_codes(), [user_code]);
+    assert_eq!(issuer.counters().device_authorizations, 1);
+    let wrong = Conn::open(issuer.addr()).request("GET", "/oauth/device_authorization", &[], b"");
+    assert_eq!(wrong.status, 405);
+}
+
+#[test]
+fn device_code_is_pending_until_approved_then_redeemed_once() {
+    let issuer = start(device_config());
+    let (device_code, user_code) = authorize_device(&issuer);
+    let pending = poll_device(&issuer, &device_code);
+    assert_eq!((pending.status, pending.json_str("error")), (400, "authorization_pending".into()));
+    assert!(issuer.approve(&user_code));
+    assert!(!issuer.approve(&user_code), "only a pending code can be decided");
+    let approved = poll_device(&issuer, &device_code);
+    assert_eq!(approved.status, 200, "{}", approved.text());
+    let access = approved.json_str("access_token");
+    assert_eq!(api_get(&issuer, "/api/x", &access).status, 200);
+    // The new session's refresh token works.
+    assert_eq!(refresh(&issuer, &approved.json_str("refresh_token")).status, 200);
+    let again = poll_device(&issuer, &device_code);
+    assert_eq!((again.status, again.json_str("error")), (400, "invalid_grant".into()));
+    let unknown = poll_device(&issuer, "dc.nope");
+    assert_eq!(unknown.json_str("error"), "invalid_grant");
+    let c = issuer.counters();
+    assert_eq!((c.device_polls, c.device_pending, c.device_approvals), (4, 1, 1));
+    assert!(issuer.pending_user_codes().is_empty());
+}
+
+#[test]
+fn denied_device_code_answers_access_denied() {
+    let issuer = start(device_config());
+    let (device_code, user_code) = authorize_device(&issuer);
+    assert!(issuer.deny(&user_code));
+    assert!(!issuer.approve(&user_code));
+    let denied = poll_device(&issuer, &device_code);
+    assert_eq!((denied.status, denied.json_str("error")), (400, "access_denied".into()));
+    assert_eq!(issuer.counters().device_denials, 1);
+    assert!(!issuer.approve("NOPE-NOPE"));
+}
+
+#[test]
+fn device_answers_itself_after_n_polls() {
+    let issuer =
+        start(IssuerConfig { device_answer: DeviceAnswer::ApproveAfter(3), ..device_config() });
+    let (device_code, _) = authorize_device(&issuer);
+    let statuses: Vec<u16> = (0..3).map(|_| poll_device(&issuer, &device_code).status).collect();
+    assert_eq!(statuses, [400, 400, 200]);
+    let issuer =
+        start(IssuerConfig { device_answer: DeviceAnswer::DenyAfter(2), ..device_config() });
+    let (device_code, _) = authorize_device(&issuer);
+    assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "authorization_pending");
+    assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "access_denied");
+}
+
+#[test]
+fn polling_faster_than_the_interval_is_slow_down() {
+    let issuer = start(IssuerConfig {
+        device_enforced_interval: Some(Duration::from_millis(300)),
+        ..device_config()
+    });
+    let (device_code, _) = authorize_device(&issuer);
+    assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "authorization_pending");
+    assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "slow_down");
+    thread::sleep(Duration::from_millis(350));
+    assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "authorization_pending");
+    assert_eq!(issuer.counters().device_slow_downs, 1);
+}
+
+#[test]
+fn device_code_expires() {
+    let issuer =
+        start(IssuerConfig { device_code_lifetime: Duration::from_millis(200), ..device_config() });
+    let response = post_form(&issuer, "/oauth/device_authorization", "client_id=demo");
+    assert!(response.text().contains(r#""expires_in":1"#), "rounded up: {}", response.text());
+    let device_code = response.json_str("device_code");
+    let user_code = response.json_str("user_code");
+    thread::sleep(Duration::from_millis(250));
+    assert!(issuer.approve(&user_code));
+    let expired = poll_device(&issuer, &device_code);
+    assert_eq!((expired.status, expired.json_str("error")), (400, "expired_token".into()));
+    assert_eq!(issuer.counters().device_expired, 1);
+}
+
+#[test]
+fn device_endpoints_check_the_client() {
+    let issuer = start(IssuerConfig { client_id: Some("demo".into()), ..device_config() });
+    let refused = post_form(&issuer, "/oauth/device_authorization", "client_id=other");
+    assert_eq!((refused.status, refused.json_str("error")), (401, "invalid_client".into()));
+    let (device_code, _) = authorize_device(&issuer);
+    let body = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code={device_code}"
+    );
+    assert_eq!(post_form(&issuer, "/oauth/token", &body).status, 401);
+    // Faults of the token endpoint apply to polls too.
+    issuer.inject(Fault::ServiceUnavailable { times: 1 });
+    assert_eq!(poll_device(&issuer, &device_code).status, 503);
+    assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "authorization_pending");
 }

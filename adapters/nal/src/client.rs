@@ -4,6 +4,7 @@
 use core::fmt;
 use core::mem;
 
+use reauth_core::oauth::parse_token_response;
 use reauth_core::{
     Action, Admission, Coordinator, Duration, Generation, Instant, Outcome, RefreshFailure,
     RefreshId, Rejection, RequestId, TokenError, TokenSet,
@@ -273,6 +274,32 @@ impl<
         self.tokens.install(generation, access, Some(refresh)).map_err(LoginError::Token)?;
         let saved = self.store.save(refresh, generation);
         let generation = self.coordinator.handle_login(now, lifetime);
+        self.drain_actions();
+        saved.map_err(LoginError::Persist).map(|()| generation)
+    }
+
+    /// Installs the tokens of a login from a token response body (RFC 6749 §5.1), such as the
+    /// answer a [`DeviceLogin`](crate::DeviceLogin) got approved: decoded straight into the
+    /// client's buffers, then as [`login`](Self::login). Returns the new generation.
+    ///
+    /// # Errors
+    /// [`LoginError::TokenResponse`] if the body is not a usable token response,
+    /// [`LoginError::Token`] if a token does not fit or the response has no refresh token
+    /// ([`TokenError::Empty`]); nothing changes then. [`LoginError::Persist`] as for `login`.
+    pub fn login_from_token_response(
+        &mut self,
+        now: Instant,
+        body: &[u8],
+    ) -> Result<Generation, LoginError<S::Error>> {
+        let now = self.clock(now);
+        let response = parse_token_response(body).map_err(LoginError::TokenResponse)?;
+        if !response.has_refresh_token() {
+            return Err(LoginError::Token(TokenError::Empty));
+        }
+        let generation = self.coordinator.generation().next();
+        response.apply(&mut self.tokens, generation).map_err(LoginError::Token)?;
+        let saved = self.store.save(self.tokens.refresh().unwrap_or_default(), generation);
+        let generation = self.coordinator.handle_login(now, response.expires_in());
         self.drain_actions();
         saved.map_err(LoginError::Persist).map(|()| generation)
     }

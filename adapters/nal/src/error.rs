@@ -140,6 +140,10 @@ pub enum LoginError<SE> {
     Token(TokenError),
     /// The tokens are installed and in use, but the refresh token could not be persisted.
     Persist(SE),
+    /// The body given to
+    /// [`Client::login_from_token_response`](crate::Client::login_from_token_response) is not a
+    /// usable token response; nothing was installed.
+    TokenResponse(TokenResponseError),
 }
 
 impl<E: TcpError> Error<E> {
@@ -285,6 +289,7 @@ impl<SE: fmt::Debug> fmt::Display for LoginError<SE> {
             // The store's error is shown with Debug: it is the firmware's own type, and it never
             // holds the token (the store gets the token by reference and returns only its error).
             Self::Persist(e) => write!(f, "tokens installed but not persisted: {e:?}"),
+            Self::TokenResponse(e) => write!(f, "tokens not installed: {e}"),
         }
     }
 }
@@ -293,6 +298,7 @@ impl<SE: fmt::Debug> core::error::Error for LoginError<SE> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Token(e) => Some(e),
+            Self::TokenResponse(e) => Some(e),
             Self::Persist(_) => None,
         }
     }

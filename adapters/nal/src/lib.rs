@@ -77,6 +77,7 @@ extern crate std;
 
 mod client;
 mod config;
+mod device;
 mod error;
 mod exchange;
 #[doc(hidden)]
@@ -97,6 +98,7 @@ mod tests;
 
 pub use client::{Client, Event};
 pub use config::{ClientConfig, Endpoint, Timeouts};
+pub use device::{DEVICE_CODE_CAPACITY, DeviceEvent, DeviceFailure, DeviceLogin};
 pub use error::{AnswerError, Error, HttpError, LoginError, Stage, SubmitError, TimeoutKind};
 pub use http::{Request, Response};
 pub use refresh::{OAuth2, RefreshExchange, Refreshed, Unusable};

@@ -128,6 +128,14 @@ impl NewTokens {
         self.set.refresh().is_some()
     }
 
+    /// Wraps tokens a parser decoded itself (the device grant's token response).
+    pub(crate) const fn from_set(
+        set: Box<TokenSet<ACCESS_CAPACITY, REFRESH_CAPACITY>>,
+        expires_in: Option<Duration>,
+    ) -> Self {
+        Self { set, expires_in }
+    }
+
     pub(crate) fn access(&self) -> &str {
         self.set.access().unwrap_or_default()
     }
@@ -270,7 +278,10 @@ fn error_description(body: &[u8]) -> Option<String> {
 }
 
 /// The `Authorization` value for `client_secret_basic`, in a string wiped on drop.
-fn basic_authorization(id: &str, secret: &str) -> Result<Zeroizing<String>, RefreshError> {
+pub(crate) fn basic_authorization(
+    id: &str,
+    secret: &str,
+) -> Result<Zeroizing<String>, RefreshError> {
     let needed = match oauth::write_basic_authorization(&mut [], id, secret) {
         Ok(n) => n,
         Err(too_small) => too_small.needed,
@@ -312,7 +323,10 @@ fn never_sent(e: &ureq::Error) -> bool {
 }
 
 /// Reads a token endpoint's body into a wiped buffer, refusing more than `limit` bytes.
-fn read_limited(body: &mut ureq::Body, limit: usize) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
+pub(crate) fn read_limited(
+    body: &mut ureq::Body,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
     let mut out = Zeroizing::new(Vec::new());
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     body.as_reader()

@@ -40,6 +40,7 @@
 
 mod builder;
 mod client;
+mod device;
 mod error;
 mod exchange;
 mod expiry;
@@ -54,6 +55,7 @@ mod store;
 
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
+pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
 pub use error::Error;
 pub use exchange::{NewTokens, RefreshError, RefreshExchange};
 pub use expiry::{Expiry, ResponseView};

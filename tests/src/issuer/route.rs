@@ -8,6 +8,7 @@ use std::time::Instant;
 use reauth_core::oauth::ClientAuth;
 
 use super::codec::{base64_decode, form_field, json_string, json_string_field, parse_form};
+use super::device::PollAnswer;
 use super::http::{Request, Response, Shared};
 use super::state::{AccessCheck, GrantOutcome, State};
 use super::{ExpiryStyle, Fault, IssuedTokens};
@@ -67,6 +68,7 @@ pub(super) fn handle(shared: &Shared, request: &Request) -> Reply {
     let path = request.path();
     match path {
         "/oauth/token" => token_endpoint(&mut state, request, Endpoint::OAuth),
+        "/oauth/device_authorization" => device_authorization(&mut state, request),
         "/auth/refresh" => token_endpoint(&mut state, request, Endpoint::Classic),
         "/echo-auth" => echo_auth(&mut state, request),
         _ if path == "/api" || path.starts_with("/api/") => api(&mut state, request),
@@ -155,6 +157,12 @@ fn grant(
     now: Instant,
     pad_to: usize,
 ) -> Response {
+    if endpoint == Endpoint::OAuth
+        && form_field(&parse_form(&request.body), "grant_type").ok()
+            == Some(Some(reauth_core::device::GRANT_TYPE))
+    {
+        return device_grant(state, request, now);
+    }
     let presented = match endpoint {
         Endpoint::OAuth => match oauth_refresh_token(state, request) {
             Ok(token) => token,
@@ -178,17 +186,84 @@ fn grant(
     }
 }
 
+/// `POST /oauth/device_authorization` (RFC 8628 §3.1, §3.2): the client is checked as on the
+/// token endpoint; `scope` is accepted and ignored.
+fn device_authorization(state: &mut State, request: &Request) -> Reply {
+    if request.method != "POST" {
+        return Reply::now(method_not_allowed("POST"));
+    }
+    let form = parse_form(&request.body);
+    if let Err(response) = check_client(state, request, &form) {
+        return Reply::now(response);
+    }
+    let delay = state.next_delay();
+    let auth = state.authorize_device(Instant::now());
+    let host = request.header("host").and_then(|h| core::str::from_utf8(h).ok());
+    let uri = format!("http://{}/device", host.unwrap_or("127.0.0.1"));
+    let seconds = |span: Duration| span.as_secs() + u64::from(span.subsec_nanos() > 0);
+    let body = format!(
+        concat!(
+            r#"{{"device_code":{},"user_code":{},"verification_uri":{},"#,
+            r#""verification_uri_complete":{},"expires_in":{},"interval":{}}}"#
+        ),
+        json_string(&auth.device_code),
+        json_string(&auth.user_code),
+        json_string(&uri),
+        json_string(&format!("{uri}?user_code={}", auth.user_code)),
+        seconds(auth.expires_in),
+        seconds(auth.interval),
+    );
+    let response = Response::json(200, body).header("Cache-Control", "no-store");
+    Reply { delay, action: Action::Send(response) }
+}
+
+/// The device-code grant on `/oauth/token` (RFC 8628 §3.4, §3.5).
+fn device_grant(state: &mut State, request: &Request, now: Instant) -> Response {
+    let form = parse_form(&request.body);
+    if let Err(response) = check_client(state, request, &form) {
+        return response;
+    }
+    let device_code = match form_field(&form, "device_code") {
+        Ok(Some(code)) => code.to_owned(),
+        Ok(None) => return oauth_error(400, "invalid_request", "missing device_code"),
+        Err(()) => return oauth_error(400, "invalid_request", "repeated parameter"),
+    };
+    match state.poll_device(&device_code, now) {
+        PollAnswer::Issued(tokens) => success(&tokens, Endpoint::OAuth),
+        PollAnswer::Error(code) => oauth_error(400, code, "device authorization grant"),
+    }
+}
+
 /// Checks client and grant type of an OAuth form and extracts the refresh token, or gives the
 /// error answer.
 fn oauth_refresh_token(state: &State, request: &Request) -> Result<String, Response> {
     let form = parse_form(&request.body);
+    check_client(state, request, &form)?;
+    let field = |name| {
+        form_field(&form, name)
+            .map_err(|()| oauth_error(400, "invalid_request", "repeated parameter"))?
+            .ok_or_else(|| oauth_error(400, "invalid_request", "missing parameter"))
+    };
+    if field("grant_type")? != "refresh_token" {
+        return Err(oauth_error(400, "unsupported_grant_type", "only refresh_token is supported"));
+    }
+    field("refresh_token").map(str::to_owned)
+}
+
+/// Checks the client id and secret of a token or device authorization request against the
+/// configuration, or gives the `invalid_client` answer.
+fn check_client(
+    state: &State,
+    request: &Request,
+    form: &[(String, String)],
+) -> Result<(), Response> {
     let basic = basic_credentials(request);
     let unknown = || {
         oauth_error(401, "invalid_client", "unknown client")
             .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#)
     };
     if let Some(expected) = &state.config.client_id {
-        let from_form = form_field(&form, "client_id").ok().flatten().map(str::to_owned);
+        let from_form = form_field(form, "client_id").ok().flatten().map(str::to_owned);
         let presented = from_form.or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
         if presented.as_deref() != Some(expected.as_str()) {
             return Err(unknown());
@@ -196,7 +271,7 @@ fn oauth_refresh_token(state: &State, request: &Request) -> Result<String, Respo
     }
     if let Some(secret) = &state.config.client_secret {
         // Like Authlib: the registered method only, the other one refused with its name.
-        let body_secret = form_field(&form, "client_secret").ok().flatten();
+        let body_secret = form_field(form, "client_secret").ok().flatten();
         let authenticated = match state.config.client_auth {
             ClientAuth::Basic => {
                 body_secret.is_none() && basic.as_ref().is_some_and(|(_, s)| s == secret)
@@ -218,15 +293,7 @@ fn oauth_refresh_token(state: &State, request: &Request) -> Result<String, Respo
             .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#));
         }
     }
-    let field = |name| {
-        form_field(&form, name)
-            .map_err(|()| oauth_error(400, "invalid_request", "repeated parameter"))?
-            .ok_or_else(|| oauth_error(400, "invalid_request", "missing parameter"))
-    };
-    if field("grant_type")? != "refresh_token" {
-        return Err(oauth_error(400, "unsupported_grant_type", "only refresh_token is supported"));
-    }
-    field("refresh_token").map(str::to_owned)
+    Ok(())
 }
 
 /// The user and password of `Authorization: Basic` credentials, each form-decoded (RFC 6749

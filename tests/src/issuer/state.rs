@@ -7,6 +7,7 @@ use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use super::device::Devices;
 use super::{Counters, Fault, IssuedTokens, IssuerConfig};
 
 /// Mutable issuer state, behind [`super::http::Shared`]'s mutex.
@@ -30,6 +31,8 @@ pub(super) struct State {
     faults: VecDeque<Fault>,
     /// Counters, except the two derived from per-token records.
     counters: Counters,
+    /// Device authorizations (RFC 8628), see [`super::device`].
+    pub(super) devices: Devices,
 }
 
 /// What the issuer knows about one access token.
@@ -111,6 +114,7 @@ impl State {
             refresh: HashMap::new(),
             faults: VecDeque::new(),
             counters: Counters::default(),
+            devices: Devices::default(),
         }
     }
 
@@ -313,6 +317,11 @@ impl State {
     /// Whether `bytes` contain an access token this issuer issued.
     pub(super) fn contains_access_token(&self, bytes: &[u8]) -> bool {
         token_candidates(bytes, b"at.").any(|t| self.access.contains_key(t))
+    }
+
+    /// A random number for device and user codes.
+    pub(super) const fn device_rng_next(&mut self) -> u64 {
+        self.token_rng.next()
     }
 
     /// Issues a new access token (and a new refresh token unless `keep` names the one to reuse).

@@ -1,0 +1,412 @@
+//! The first login of a device or a terminal: the OAuth 2.0 device authorization grant
+//! (RFC 8628) over ureq, driven by [`reauth_core::device::DevicePoller`] on the wall clock.
+//!
+//! [`DeviceLogin`] asks the device authorization endpoint for a user code, hands it to the
+//! caller to show ([`DevicePrompt`]), polls the token endpoint at the interval (slower after each
+//! `slow_down`) until the user approves, refuses, or the code expires, and returns the new tokens;
+//! [`Client::login_with_device`] also installs them and saves them to the client's store.
+//!
+//! The device code is a secret: it lives in a wiped buffer and is sent to the token endpoint
+//! only. The user code and the verification URI are meant to be shown and appear in `Debug`.
+
+use core::fmt;
+use core::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
+
+use reauth_core::device::{
+    self, AuthorizationResponseError, DecodeError, DevicePoller, PollOutcome,
+};
+use reauth_core::oauth::{self, ClientAuth, ErrorCode, RefreshParams, TokenResponseError};
+use reauth_core::{Generation, Token, TokenError, TokenSet};
+use ureq::Agent;
+use ureq::config::RedirectAuthHeaders;
+use zeroize::Zeroizing;
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::exchange::{NewTokens, RefreshError, basic_authorization, read_limited};
+
+/// Largest device code accepted, in bytes (RFC 8628 sets no limit; real ones are under 100).
+pub const DEVICE_CODE_CAPACITY: usize = 512;
+
+/// Largest user code or verification URI accepted, in bytes.
+const TEXT_CAPACITY: usize = 2048;
+
+/// Largest answer accepted from either endpoint.
+const RESPONSE_LIMIT: usize = 64 * 1024;
+
+/// A device authorization grant against one authorization server. Build it with
+/// [`new`](Self::new) and the setters, then [`run`](Self::run) it, or hand it to
+/// [`Client::login_with_device`].
+///
+/// `Debug` hides the client secret.
+pub struct DeviceLogin {
+    /// The device authorization endpoint (RFC 8628 §3.1).
+    device_url: String,
+    /// The token endpoint, polled with the device code.
+    token_url: String,
+    /// `client_id`; RFC 8628 requires it of public clients.
+    client_id: Option<String>,
+    /// The client secret, wiped on drop; `None` for a public client.
+    client_secret: Option<Zeroizing<String>>,
+    /// How the secret travels (Basic by default).
+    client_auth: ClientAuth,
+    /// `scope` of the authorization request.
+    scope: Option<String>,
+    /// Deadline of each HTTP call (default 30 s).
+    call_timeout: Duration,
+}
+
+/// What to show the user: where to go and which code to enter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicePrompt {
+    /// The code the user types in, e.g. `WDJB-MJHT`.
+    pub user_code: String,
+    /// Where the user goes to type it.
+    pub verification_uri: String,
+    /// A URI that already carries the code (for a QR code or a link), if the server sent one.
+    pub verification_uri_complete: Option<String>,
+    /// How long the code is valid.
+    pub expires_in: Duration,
+}
+
+/// Why a device login did not produce tokens. Never holds a token or the device code.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The user refused (`access_denied`).
+    Denied,
+    /// The code expired before the user approved (`expired_token`, or its `expires_in` passed).
+    Expired,
+    /// An endpoint refused the client or the request (`invalid_client`, `invalid_request`,
+    /// `unauthorized_client`, a 400 or 401 that is not JSON, ...).
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth 2.0 error code, when the body had one.
+        code: Option<ErrorCode>,
+    },
+    /// The device authorization endpoint answered a status worth retrying later (429, 5xx).
+    Unavailable {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The device authorization request failed on the wire. (Failed polls are retried until
+    /// the code expires.)
+    Transport(Arc<ureq::Error>),
+    /// The device authorization response is not what RFC 8628 §3.2 describes.
+    InvalidAuthorization(AuthorizationResponseError),
+    /// The user code or a verification URI is unusable (too long, not visible ASCII).
+    InvalidField(DecodeError),
+    /// The device code is unusable (longer than [`DEVICE_CODE_CAPACITY`], not visible ASCII).
+    InvalidDeviceCode(TokenError),
+    /// The token endpoint approved with an unusable token response.
+    InvalidToken(TokenResponseError),
+    /// The token response has no refresh token, so the client could not stay logged in.
+    NoRefreshToken,
+    /// An answer was larger than 64 KiB.
+    ResponseTooLarge,
+    /// The login is configured in a way that cannot work.
+    Config(&'static str),
+    /// The tokens were obtained but could not be installed, or the store could not save them
+    /// (then they are installed in memory all the same).
+    Login(Error),
+}
+
+impl DeviceLogin {
+    /// A device login with the device authorization endpoint `device_url` and the token
+    /// endpoint `token_url`, no client id, no secret, no scope, 30 s per HTTP call.
+    #[must_use]
+    pub fn new(device_url: impl Into<String>, token_url: impl Into<String>) -> Self {
+        Self {
+            device_url: device_url.into(),
+            token_url: token_url.into(),
+            client_id: None,
+            client_secret: None,
+            client_auth: ClientAuth::Basic,
+            scope: None,
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets `client_id`.
+    #[must_use]
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// Sets the client secret of a confidential client (sent as
+    /// [`client_auth`](Self::client_auth) says, HTTP Basic by default).
+    #[must_use]
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self
+    }
+
+    /// How the secret travels: [`ClientAuth::Basic`] (the default) or [`ClientAuth::Post`].
+    #[must_use]
+    pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Sets the `scope` asked for.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Deadline of each HTTP call (default 30 s). The whole login lasts until the user answers
+    /// or the code expires.
+    #[must_use]
+    pub const fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Runs the grant: asks for a code, calls `show` once with what the user must see, then
+    /// polls (sleeping this thread between polls) until the user answers or the code expires.
+    ///
+    /// # Errors
+    /// [`DeviceError`]: [`Denied`](DeviceError::Denied), [`Expired`](DeviceError::Expired), a
+    /// refusal or failure of the device authorization request, or an unusable answer. Failed
+    /// polls (network, 5xx) are retried at the interval until the code expires.
+    pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
+        let agent = self.agent();
+        let basic = self.basic()?;
+        let params = self.params(basic.is_some());
+
+        let mut form = Zeroizing::new(vec![0u8; 512]);
+        let len = write(&mut form, |out| device::write_authorization_body(out, &params));
+        let mut request = agent
+            .post(&self.device_url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json");
+        if let Some(basic) = &basic {
+            request = request.header("Authorization", basic.as_str());
+        }
+        let mut response =
+            request.send(&form[..len]).map_err(|e| DeviceError::Transport(Arc::new(e)))?;
+        let start = Instant::now();
+        let status = response.status().as_u16();
+        let body = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
+        if !(200..300).contains(&status) {
+            return Err(match oauth::classify_failure(status, &body, None) {
+                reauth_core::RefreshFailure::Refused => {
+                    DeviceError::Refused { status, code: oauth::parse_error_response(&body) }
+                }
+                _ => DeviceError::Unavailable { status },
+            });
+        }
+        let auth = device::parse_authorization_response(&body)
+            .map_err(DeviceError::InvalidAuthorization)?;
+        let mut code = Box::new(Token::<DEVICE_CODE_CAPACITY>::new());
+        auth.device_code_into(&mut code).map_err(DeviceError::InvalidDeviceCode)?;
+        let mut text = vec![0u8; TEXT_CAPACITY];
+        let mut decode = |field: Result<&str, DecodeError>| field.map(str::to_owned);
+        let prompt = DevicePrompt {
+            user_code: decode(auth.user_code(&mut text)).map_err(DeviceError::InvalidField)?,
+            verification_uri: decode(auth.verification_uri(&mut text))
+                .map_err(DeviceError::InvalidField)?,
+            verification_uri_complete: auth
+                .verification_uri_complete(&mut text)
+                .map(&mut decode)
+                .transpose()
+                .map_err(DeviceError::InvalidField)?,
+            expires_in: auth.expires_in().into(),
+        };
+        let mut poller = DevicePoller::new(reauth_core::Instant::ZERO, &auth);
+        show(&prompt);
+
+        let now = || reauth_core::Instant::from_millis(millis(start.elapsed()));
+        let mut poll = Zeroizing::new(vec![0u8; 1024]);
+        let len = write(&mut poll, |out| device::write_poll_body(out, code.expose(), &params));
+        while let Some(at) = poller.poll_at() {
+            let wait = at.saturating_duration_since(now());
+            std::thread::sleep(wait.into());
+            let mut request = agent
+                .post(&self.token_url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Accept", "application/json");
+            if let Some(basic) = &basic {
+                request = request.header("Authorization", basic.as_str());
+            }
+            let answer = request.send(&poll[..len]).map_err(drop).and_then(|mut response| {
+                let status = response.status().as_u16();
+                let body = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(drop)?;
+                Ok((status, body))
+            });
+            let Ok((status, body)) = answer else {
+                if let PollOutcome::Expired = poller.handle_transport_error(now()) {
+                    return Err(DeviceError::Expired);
+                }
+                continue;
+            };
+            match poller.handle_answer(now(), status, &body) {
+                PollOutcome::Approved(response) => {
+                    let mut set = Box::new(TokenSet::new());
+                    response
+                        .apply(&mut set, Generation::NONE)
+                        .map_err(|e| DeviceError::InvalidToken(TokenResponseError::Token(e)))?;
+                    let expires_in = response.expires_in().map(Duration::from);
+                    return Ok(NewTokens::from_set(set, expires_in));
+                }
+                PollOutcome::Denied => return Err(DeviceError::Denied),
+                PollOutcome::Refused(code) => return Err(DeviceError::Refused { status, code }),
+                PollOutcome::InvalidResponse(e) => return Err(DeviceError::InvalidToken(e)),
+                PollOutcome::Pending | PollOutcome::SlowDown | PollOutcome::Retry => {}
+                _ => return Err(DeviceError::Expired),
+            }
+        }
+        Err(DeviceError::Expired)
+    }
+
+    /// An agent that hands statuses back, follows no redirect and bounds each call.
+    fn agent(&self) -> Agent {
+        Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .redirect_auth_headers(RedirectAuthHeaders::Never)
+            .timeout_global(Some(self.call_timeout))
+            .proxy(None)
+            .build()
+            .into()
+    }
+
+    /// The `Authorization: Basic` value, when the secret travels that way.
+    fn basic(&self) -> Result<Option<Zeroizing<String>>, DeviceError> {
+        match (&self.client_secret, self.client_auth) {
+            (Some(secret), ClientAuth::Basic) => {
+                let id = self.client_id.as_deref().unwrap_or_default();
+                basic_authorization(id, secret)
+                    .map(Some)
+                    .map_err(|_| DeviceError::Config("the client credentials cannot be encoded"))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The form parameters both requests carry; with Basic the credentials are in the header.
+    fn params(&self, basic: bool) -> RefreshParams<'_> {
+        let secret = self.client_secret.as_deref().map(String::as_str);
+        RefreshParams {
+            client_id: if basic { None } else { self.client_id.as_deref() },
+            client_secret: if self.client_auth == ClientAuth::Post { secret } else { None },
+            scope: self.scope.as_deref(),
+        }
+    }
+}
+
+impl Client {
+    /// Logs in through the device authorization grant: runs `login` (calling `show` with the
+    /// user code to display), then installs the tokens and saves them to the store, as
+    /// [`login`](Self::login) does. Requests that wait meanwhile are released once it succeeds.
+    ///
+    /// # Errors
+    /// [`DeviceError`] as [`DeviceLogin::run`] gives it; [`DeviceError::NoRefreshToken`] if the
+    /// server sent no refresh token; [`DeviceError::Login`] if the tokens could not be
+    /// installed or saved.
+    pub fn login_with_device(
+        &self,
+        login: &DeviceLogin,
+        show: impl FnOnce(&DevicePrompt),
+    ) -> Result<(), DeviceError> {
+        let tokens = login.run(show)?;
+        let refresh = tokens.refresh().ok_or(DeviceError::NoRefreshToken)?;
+        self.login(tokens.access(), refresh, tokens.expires_in()).map_err(DeviceError::Login)
+    }
+}
+
+/// Writes a form with `encode` into `out`, growing it once if it is too small.
+fn write(
+    out: &mut Zeroizing<Vec<u8>>,
+    encode: impl Fn(&mut [u8]) -> Result<usize, oauth::BufferTooSmall>,
+) -> usize {
+    match encode(out) {
+        Ok(len) => len,
+        Err(too_small) => {
+            **out = vec![0u8; too_small.needed];
+            // Sized by the first call; a second failure cannot happen and would send nothing.
+            encode(out).unwrap_or(0)
+        }
+    }
+}
+
+/// Milliseconds of a wall-clock span, saturating.
+fn millis(span: Duration) -> u64 {
+    u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The error of reading an answer's body.
+fn read_error(e: RefreshError) -> DeviceError {
+    match e {
+        RefreshError::Transport(e) => DeviceError::Transport(e),
+        _ => DeviceError::ResponseTooLarge,
+    }
+}
+
+impl fmt::Debug for DeviceLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceLogin")
+            .field("device_url", &self.device_url)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("client_auth", &self.client_auth)
+            .field("scope", &self.scope)
+            .field("call_timeout", &self.call_timeout)
+            .finish()
+    }
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Denied => f.write_str("the user denied the device login"),
+            Self::Expired => f.write_str("the device code expired before the user approved it"),
+            Self::Refused { status, code: Some(code) } => {
+                write!(
+                    f,
+                    "the authorization server refused the device login (HTTP {status}, {code:?})"
+                )
+            }
+            Self::Refused { status, code: None } => {
+                write!(f, "the authorization server refused the device login (HTTP {status})")
+            }
+            Self::Unavailable { status } => {
+                write!(f, "the device authorization endpoint is unavailable (HTTP {status})")
+            }
+            Self::Transport(e) => write!(f, "the device authorization request failed: {e}"),
+            Self::InvalidAuthorization(e) => write!(f, "{e}"),
+            Self::InvalidField(e) => write!(f, "unusable device authorization response: {e}"),
+            Self::InvalidDeviceCode(e) => write!(f, "unusable device code: {e}"),
+            Self::InvalidToken(e) => write!(f, "unusable token response: {e}"),
+            Self::NoRefreshToken => f.write_str("the token response has no refresh token"),
+            Self::ResponseTooLarge => {
+                write!(
+                    f,
+                    "an answer of the authorization server is larger than {RESPONSE_LIMIT} bytes"
+                )
+            }
+            Self::Config(what) => write!(f, "device login misconfigured: {what}"),
+            Self::Login(e) => write!(f, "the device login's tokens were not installed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for DeviceError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Transport(e) => Some(&**e),
+            Self::InvalidAuthorization(e) => Some(e),
+            Self::InvalidField(e) => Some(e),
+            Self::InvalidDeviceCode(e) => Some(e),
+            Self::InvalidToken(e) => Some(e),
+            Self::Login(e) => Some(e),
+            _ => None,
+        }
+    }
+}
