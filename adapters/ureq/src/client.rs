@@ -387,6 +387,20 @@ impl Client {
         self.report_store(saved.map(drop))
     }
 
+    /// Installs the tokens of a token response body (RFC 6749 §5.1) as [`login`](Self::login)
+    /// does, for a login flow the application ran itself (an authorization code exchange): the
+    /// body is decoded straight into the client's buffers, escapes and all.
+    ///
+    /// # Errors
+    /// [`Error::TokenResponse`] for a body that is not a usable token response,
+    /// [`Error::Token`] with [`TokenError::Empty`](reauth_core::TokenError::Empty) if it has no
+    /// `refresh_token`; nothing is changed then. [`Error::Store`] as for `login`.
+    pub fn login_from_token_response(&self, body: &[u8]) -> Result<(), Error> {
+        let tokens = NewTokens::from_token_response(body).map_err(Error::TokenResponse)?;
+        let refresh = tokens.refresh().ok_or(Error::Token(reauth_core::TokenError::Empty))?;
+        self.login(tokens.access(), refresh, tokens.expires_in())
+    }
+
     /// Forgets the tokens (in memory and in the store). Waiting requests are rejected with
     /// [`Error::NeedsLogin`]; a refresh in flight is abandoned.
     ///

@@ -18,7 +18,7 @@ use reauth_core::device::{
     self, AuthorizationResponseError, DecodeError, DevicePoller, PollOutcome,
 };
 use reauth_core::oauth::{self, ClientAuth, ErrorCode, RefreshParams, TokenResponseError};
-use reauth_core::{Generation, Token, TokenError, TokenSet};
+use reauth_core::{Token, TokenError};
 use ureq::Agent;
 use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
@@ -247,12 +247,8 @@ impl DeviceLogin {
             };
             match poller.handle_answer(now(), status, &body) {
                 PollOutcome::Approved(response) => {
-                    let mut set = Box::new(TokenSet::new());
-                    response
-                        .apply(&mut set, Generation::NONE)
-                        .map_err(|e| DeviceError::InvalidToken(TokenResponseError::Token(e)))?;
-                    let expires_in = response.expires_in().map(Duration::from);
-                    return Ok(NewTokens::from_set(set, expires_in));
+                    return NewTokens::from_response(&response)
+                        .map_err(|e| DeviceError::InvalidToken(TokenResponseError::Token(e)));
                 }
                 PollOutcome::Denied => return Err(DeviceError::Denied),
                 PollOutcome::Refused(code) => return Err(DeviceError::Refused { status, code }),

@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use reauth_core::oauth::TokenResponseError;
 use reauth_core::{Rejection, TokenError};
 
 use crate::exchange::RefreshError;
@@ -42,6 +43,10 @@ pub enum Error {
     /// A token given to [`Client::login`](crate::Client::login) or loaded from the store is
     /// unusable (empty, too long for its buffer, or not visible ASCII).
     Token(TokenError),
+    /// The body given to
+    /// [`Client::login_from_token_response`](crate::Client::login_from_token_response) is not a
+    /// usable token response (malformed JSON, no `access_token`, not Bearer, a token too long).
+    TokenResponse(TokenResponseError),
     /// The server redirected more often than
     /// [`ClientBuilder::max_redirects`](crate::ClientBuilder::max_redirects) allows.
     TooManyRedirects,
@@ -93,6 +98,7 @@ impl fmt::Display for Error {
             Self::Transport(e) => write!(f, "HTTP transport error: {e}"),
             Self::Store(e) => write!(f, "token store error: {e}"),
             Self::Token(e) => write!(f, "unusable token: {e}"),
+            Self::TokenResponse(e) => write!(f, "unusable token response: {e}"),
             Self::TooManyRedirects => f.write_str("too many redirects"),
             Self::InvalidRedirect => f.write_str("a redirect has an unusable Location"),
             Self::InvalidRequest(what) => write!(f, "invalid request: {what}"),
@@ -109,6 +115,7 @@ impl core::error::Error for Error {
             Self::Transport(e) => Some(e),
             Self::Store(e) => Some(e),
             Self::Token(e) => Some(e),
+            Self::TokenResponse(e) => Some(e),
             _ => None,
         }
     }

@@ -8,8 +8,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use reauth_core::oauth::{
-    self, ClientAuth, ErrorCode, RefreshParams, TokenResponseError, classify_failure,
-    parse_error_response, parse_retry_after, parse_token_response,
+    self, ClientAuth, ErrorCode, RefreshParams, TokenResponse, TokenResponseError,
+    classify_failure, parse_error_response, parse_retry_after, parse_token_response,
 };
 use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
 use zeroize::Zeroizing;
@@ -128,12 +128,24 @@ impl NewTokens {
         self.set.refresh().is_some()
     }
 
-    /// Wraps tokens a parser decoded itself (the device grant's token response).
-    pub(crate) const fn from_set(
-        set: Box<TokenSet<ACCESS_CAPACITY, REFRESH_CAPACITY>>,
-        expires_in: Option<Duration>,
-    ) -> Self {
-        Self { set, expires_in }
+    /// Checks and wraps the tokens of a token response body (RFC 6749 §5.1), e.g. the answer
+    /// of a login flow the application ran itself. `refresh_token` may be absent (then
+    /// [`rotates_refresh_token`](Self::rotates_refresh_token) is false).
+    ///
+    /// # Errors
+    /// [`TokenResponseError`] for a body that is not a usable token response, or a token that
+    /// does not fit its buffer.
+    pub fn from_token_response(body: &[u8]) -> Result<Self, TokenResponseError> {
+        let parsed = parse_token_response(body)?;
+        Self::from_response(&parsed).map_err(TokenResponseError::Token)
+    }
+
+    /// Decodes a parsed token response straight into a new, boxed token set.
+    pub(crate) fn from_response(response: &TokenResponse<'_>) -> Result<Self, TokenError> {
+        let mut set = Box::new(TokenSet::new());
+        response.apply(&mut set, Generation::NONE)?;
+        let expires_in = response.expires_in().map(|d| Duration::from_millis(d.millis()));
+        Ok(Self { set, expires_in })
     }
 
     pub(crate) fn access(&self) -> &str {
@@ -238,13 +250,7 @@ impl RefreshExchange for OAuthExchange {
             .and_then(|v| parse_retry_after(v.as_bytes()));
         let body = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
         if (200..300).contains(&status) {
-            let parsed = parse_token_response(&body).map_err(RefreshError::InvalidResponse)?;
-            let mut set = Box::new(TokenSet::new());
-            parsed
-                .apply(&mut set, Generation::NONE)
-                .map_err(|e| RefreshError::InvalidResponse(TokenResponseError::Token(e)))?;
-            let expires_in = parsed.expires_in().map(|d| Duration::from_millis(d.millis()));
-            return Ok(NewTokens { set, expires_in });
+            return NewTokens::from_token_response(&body).map_err(RefreshError::InvalidResponse);
         }
         Err(match classify_failure(status, &body, retry_after) {
             RefreshFailure::Refused => RefreshError::Refused {

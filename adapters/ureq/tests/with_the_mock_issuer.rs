@@ -47,3 +47,25 @@ fn my_app_survives_token_expiry_and_a_flaky_token_endpoint() {
     assert!(seen.refresh_successes >= 4, "one refresh per expiry: {seen:?}");
     assert_eq!(seen.refresh_token_seen_on_api, 0, "the refresh token only goes to /oauth/token");
 }
+
+#[test]
+fn a_login_flow_of_your_own_installs_its_token_response_body() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    let client = Client::builder().token_url(issuer.token_url()).build().unwrap();
+    let login = issuer.login();
+    // What your authorization-code exchange got back, escapes included.
+    let body = format!(
+        r#"{{"access_token":"{}","token_type":"bearer","expires_in":"3600","refresh_token":"{}","id_token":{{"x":1}}}}"#,
+        login.access_token.replace('.', "\\u002e"),
+        login.refresh_token
+    );
+    client.login_from_token_response(body.as_bytes()).unwrap();
+    assert!(fetch_profile(&client, &issuer.base_url()).unwrap().contains("/api/profile"));
+    // Unusable bodies are typed errors and change nothing.
+    assert!(matches!(
+        client.login_from_token_response(br#"{"access_token":"a","token_type":"Bearer"}"#),
+        Err(Error::Token(reauth_core::TokenError::Empty))
+    ));
+    assert!(matches!(client.login_from_token_response(b"{"), Err(Error::TokenResponse(_))));
+    assert!(fetch_profile(&client, &issuer.base_url()).is_ok(), "still logged in");
+}
