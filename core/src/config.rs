@@ -27,8 +27,11 @@ pub struct Config {
     /// How long before the server's expiry the token is treated as expired, to absorb clock skew
     /// and the request's own travel time (default 10 s). Clamped to a quarter of the lifetime.
     pub expiry_margin: Duration,
-    /// How long one refresh call may take before it counts as a transient failure (default 30 s).
-    /// A success that arrives later is still installed.
+    /// How long one refresh call may take before it counts as failed and unanswered (default
+    /// 30 s). A success that arrives later is still installed. The caller's refresh call MUST
+    /// end by then (a transport timeout of at most this much): after it the coordinator may
+    /// start the next attempt, and two calls presenting the same rotating refresh token at once
+    /// is a reuse.
     pub refresh_timeout: Duration,
     /// How long a parked request waits for a refresh before it is rejected with
     /// [`Rejection::Timeout`](crate::Rejection::Timeout) (default 30 s).

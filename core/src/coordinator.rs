@@ -476,6 +476,23 @@ impl<const N: usize> Coordinator<N> {
     /// A success is applied even if the attempt had timed out or a later attempt is in flight:
     /// the server has rotated the refresh token, so throwing the result away would lose it.
     ///
+    /// The order that keeps the coordinator, the token buffers and the persisted refresh token
+    /// in agreement (reauth-nal's `refresh_answered` follows it):
+    /// 1. [`is_live_refresh(id)`](Self::is_live_refresh): if not, drop the answer unread.
+    /// 2. Decode the answer into the token set as generation
+    ///    `self.generation().next()`, which is the generation this call will hand out:
+    ///    [`TokenResponse::apply`](crate::oauth::TokenResponse::apply) is all or nothing. If it
+    ///    fails (a token too long for its buffer), report
+    ///    [`handle_refresh_failure`](Self::handle_refresh_failure) with
+    ///    [`RefreshFailure::Lost`] instead: the server has rotated, the answer cannot be used.
+    /// 3. Persist the rotated refresh token, now readable from the token set.
+    /// 4. Call this, and only then carry out the actions it releases.
+    ///
+    /// The refresh call itself MUST end (succeed, fail, or be given up) by
+    /// [`Config::refresh_timeout`] after [`Action::Refresh`]: the coordinator then counts the
+    /// attempt as unanswered and may start the next one, and two calls presenting the same
+    /// rotating refresh token at once is a reuse.
+    ///
     /// # Errors
     /// [`RefreshResultError::Superseded`] if credentials were installed or removed since the
     /// attempt started (the caller MUST drop the tokens it brought);
