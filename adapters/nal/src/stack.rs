@@ -151,48 +151,6 @@ where
 #[derive(Debug, Default)]
 pub struct W5500<S>(pub S);
 
-impl<S: TcpClientStack> Transport for W5500<S> {
-    type Connection = S::TcpSocket;
-    type Error = S::Error;
-    const STREAM_END: StreamEnd = StreamEnd::LosesUnread;
-
-    fn open(&mut self) -> Result<Self::Connection, Self::Error> {
-        self.0.socket()
-    }
-
-    fn connect(
-        &mut self,
-        connection: &mut Self::Connection,
-        remote: SocketAddr,
-    ) -> nb::Result<(), Self::Error> {
-        self.0.connect(connection, remote)
-    }
-
-    fn send(
-        &mut self,
-        connection: &mut Self::Connection,
-        data: &[u8],
-    ) -> nb::Result<usize, Self::Error> {
-        self.0.send(connection, data)
-    }
-
-    fn receive(
-        &mut self,
-        connection: &mut Self::Connection,
-        buf: &mut [u8],
-    ) -> nb::Result<usize, Self::Error> {
-        match self.0.receive(connection, buf) {
-            Ok(0) if !buf.is_empty() => Err(nb::Error::WouldBlock),
-            other => other,
-        }
-    }
-
-    fn close(&mut self, connection: Self::Connection) {
-        // The exchange is finished or abandoned: a failure to close changes nothing for it.
-        let _ = self.0.close(connection);
-    }
-}
-
 /// The AT-command modem profile (esp-at-nal 0.5, quectel-bg77 0.4): the stack meets the
 /// receive contract except that it never reports the end of a stream, and its calls may block.
 /// Every call passes through; the client refuses bodies that only the close delimits
@@ -200,44 +158,60 @@ impl<S: TcpClientStack> Transport for W5500<S> {
 #[derive(Debug, Default)]
 pub struct AtModem<S>(pub S);
 
-impl<S: TcpClientStack> Transport for AtModem<S> {
-    type Connection = S::TcpSocket;
-    type Error = S::Error;
-    const STREAM_END: StreamEnd = StreamEnd::NeverReported;
+/// The [`Transport`] of a profile that wraps an embedded-nal stack: every call goes to the
+/// stack, but for the profile's own end-of-stream rule and its `receive` (given as a closure
+/// over the stack's result). One definition, so the profiles differ only where their stacks do.
+macro_rules! profile_transport {
+    ($profile:ident, $end:expr, $receive:expr) => {
+        impl<S: TcpClientStack> Transport for $profile<S> {
+            type Connection = S::TcpSocket;
+            type Error = S::Error;
+            const STREAM_END: StreamEnd = $end;
 
-    fn open(&mut self) -> Result<Self::Connection, Self::Error> {
-        self.0.socket()
-    }
+            fn open(&mut self) -> Result<Self::Connection, Self::Error> {
+                self.0.socket()
+            }
 
-    fn connect(
-        &mut self,
-        connection: &mut Self::Connection,
-        remote: SocketAddr,
-    ) -> nb::Result<(), Self::Error> {
-        self.0.connect(connection, remote)
-    }
+            fn connect(
+                &mut self,
+                connection: &mut Self::Connection,
+                remote: SocketAddr,
+            ) -> nb::Result<(), Self::Error> {
+                self.0.connect(connection, remote)
+            }
 
-    fn send(
-        &mut self,
-        connection: &mut Self::Connection,
-        data: &[u8],
-    ) -> nb::Result<usize, Self::Error> {
-        self.0.send(connection, data)
-    }
+            fn send(
+                &mut self,
+                connection: &mut Self::Connection,
+                data: &[u8],
+            ) -> nb::Result<usize, Self::Error> {
+                self.0.send(connection, data)
+            }
 
-    fn receive(
-        &mut self,
-        connection: &mut Self::Connection,
-        buf: &mut [u8],
-    ) -> nb::Result<usize, Self::Error> {
-        self.0.receive(connection, buf)
-    }
+            fn receive(
+                &mut self,
+                connection: &mut Self::Connection,
+                buf: &mut [u8],
+            ) -> nb::Result<usize, Self::Error> {
+                let filled = buf.len();
+                let received = self.0.receive(connection, buf);
+                $receive(received, filled)
+            }
 
-    fn close(&mut self, connection: Self::Connection) {
-        // The exchange is finished or abandoned: a failure to close changes nothing for it.
-        let _ = self.0.close(connection);
-    }
+            fn close(&mut self, connection: Self::Connection) {
+                // The exchange is finished or abandoned: a failure to close changes nothing
+                // for it.
+                let _ = self.0.close(connection);
+            }
+        }
+    };
 }
+
+profile_transport!(W5500, StreamEnd::LosesUnread, |received, room: usize| match received {
+    Ok(0) if room > 0 => Err(nb::Error::WouldBlock),
+    other => other,
+});
+profile_transport!(AtModem, StreamEnd::NeverReported, |received, _room: usize| received);
 
 #[cfg(all(test, feature = "smoltcp"))]
 mod tests {
