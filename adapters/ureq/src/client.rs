@@ -553,13 +553,7 @@ impl Client {
             Ok(Some(record)) if record.version != held => record,
             _ => return false,
         };
-        let tokens = match lease::usable(&record) {
-            Some((access, lifetime)) => {
-                NewTokens::new(access, Some(&record.refresh_token), lifetime)
-            }
-            None => return false,
-        };
-        let Ok(tokens) = tokens else { return false };
+        let Some(tokens) = lease::adoptable(&record) else { return false };
         let mut shared = self.lock();
         let (drained, adopted) = self.input(&mut shared, |shared, now| {
             if !shared.coordinator.needs_login() || shared.version != held {
@@ -772,12 +766,8 @@ impl Client {
     /// Installs a record another process wrote, as the result of attempt `id`.
     fn adopt(&self, id: RefreshId, record: &StoredTokens, gate: MutexGuard<'_, ()>) {
         self.inner.stats.bump(Stat::Adopted);
-        let tokens = lease::usable(record)
-            .ok_or(())
-            .and_then(|(access, lifetime)| {
-                NewTokens::new(access, Some(&record.refresh_token), lifetime).map_err(drop)
-            })
-            .map_err(|()| RefreshError::Other("the shared record holds unusable tokens".into()));
+        let tokens = lease::adoptable(record)
+            .ok_or_else(|| RefreshError::Other("the shared record holds unusable tokens".into()));
         self.report_refresh(id, tokens, record.version, gate);
     }
 

@@ -7,7 +7,7 @@ use core::time::Duration;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::exchange::RefreshError;
+use crate::exchange::{NewTokens, RefreshError};
 use crate::store::{Lease, StoreError, StoredTokens, TokenStore};
 
 /// How much longer a lease lives than the refresh call it covers: the call's own timeout ends
@@ -102,6 +102,13 @@ pub(crate) fn after_refusal(
         }
         _ => None,
     }
+}
+
+/// The tokens of a record another process wrote, checked against the client's buffers, if its
+/// access token can still be used (see [`usable`]).
+pub(crate) fn adoptable(record: &StoredTokens) -> Option<NewTokens> {
+    let (access, lifetime) = usable(record)?;
+    NewTokens::new(access, Some(&record.refresh_token), lifetime).ok()
 }
 
 /// Gives the lease back; a failure only means the lease lapses at its deadline.
