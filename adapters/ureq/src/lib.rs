@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod authorization_code;
 mod builder;
 mod client;
 mod device;
@@ -53,6 +54,10 @@ mod redis_store;
 mod stats;
 mod store;
 
+pub use authorization_code::{
+    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
+    challenge_s256,
+};
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
