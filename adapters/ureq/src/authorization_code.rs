@@ -13,9 +13,10 @@
 //! only the challenge (a hash of the verifier) and the `state`, and is meant to be shown.
 
 use core::fmt;
+use core::net::{Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -609,7 +610,7 @@ fn basic_authorization(
     secret: &str,
 ) -> Result<Zeroizing<String>, AuthorizationCodeError> {
     let needed = oauth::write_basic_authorization(&mut [], id, secret)
-        .map_or_else(|too_small| too_small.needed, |n| n);
+        .unwrap_or_else(|too_small| too_small.needed);
     let mut value = Zeroizing::new(vec![0u8; needed]);
     let len = oauth::write_basic_authorization(&mut value, id, secret)
         .map_err(|_| AuthorizationCodeError::Config("the client credentials cannot be encoded"))?;
