@@ -338,3 +338,56 @@ fn confidential_clients_authenticate_as_configured() {
         visit.unwrap().join().unwrap();
     }
 }
+
+#[test]
+fn no_code_or_token_in_prompts_pages_or_errors() {
+    use std::sync::{Arc, Mutex};
+
+    let issuer = issuer(IssuerConfig::default());
+    let seen = Arc::new(Mutex::new(String::new()));
+    let code = |location: &str| {
+        location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+    };
+
+    // A login that succeeds: the prompt, the page and the tokens' Debug.
+    let (mut visit, mut prompt) = (None, None);
+    let recorder = Arc::clone(&seen);
+    let tokens = login(&issuer)
+        .run(|p| {
+            prompt = Some(p.clone());
+            visit = Some(browser(p, move |location| {
+                *recorder.lock().unwrap() = location.clone();
+                location
+            }));
+        })
+        .unwrap();
+    let visit = visit.unwrap().join().unwrap();
+    let first_code = code(&seen.lock().unwrap());
+    let shown = format!("{prompt:?}{tokens:?}{}", visit.page);
+    for secret in [first_code.as_str(), "at.", "rt."] {
+        assert!(!shown.contains(secret), "{secret:?} in {shown}");
+    }
+
+    // A login whose redirect is forged, and one whose code was redeemed before: the error
+    // chain and the page name no code.
+    let recorder = Arc::clone(&seen);
+    let mut visit = None;
+    let error = login(&issuer)
+        .run(|p| {
+            visit = Some(browser(p, move |location| {
+                *recorder.lock().unwrap() = location.clone();
+                format!("{}state=forged", location.split_once("state=").unwrap().0)
+            }));
+        })
+        .unwrap_err();
+    let page = visit.unwrap().join().unwrap().page;
+    let forged_code = code(&seen.lock().unwrap());
+    let mut text = format!("{error:?}{error}{page}");
+    let mut source = core::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(&format!("{cause:?}{cause}"));
+        source = cause.source();
+    }
+    assert!(matches!(error, AuthorizationCodeError::StateMismatch));
+    assert!(!text.contains(&forged_code) && !text.contains(&first_code), "{text}");
+}
