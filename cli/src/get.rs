@@ -137,6 +137,11 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         Err(reauth_ureq::Error::NeedsLogin) => {
             // Say why: the server's refusal, with its own description.
             match client.last_refresh_error() {
+                // A client set up wrong (its secret, its auth method, its TLS roots) is not
+                // cured by a new login: say what is wrong instead.
+                Some(reason) if reason.is_configuration_error() => {
+                    eprintln!("reauth get: {reason}");
+                }
                 Some(reason) => eprintln!("reauth get: log in again: {reason}"),
                 None => eprintln!("reauth get: no usable credentials: log in again"),
             }

@@ -122,7 +122,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.parse::<core::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks that `uri` is `https`, or `http` to a loopback host, or `http` with the explicit
