@@ -53,6 +53,7 @@ mod redirect;
 mod redis_store;
 mod stats;
 mod store;
+mod tls;
 
 pub use authorization_code::{
     AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
@@ -69,6 +70,7 @@ pub use file_store::FileStore;
 pub use redis_store::RedisStore;
 pub use stats::Stats;
 pub use store::{Lease, MemoryStore, StoreError, StoredTokens, TokenStore};
+pub use tls::{TlsError, TlsProblem};
 
 /// The HTTP crate whose `Request` and `Response` the client speaks.
 pub use http;
