@@ -334,14 +334,12 @@ impl AuthorizationCodeLogin {
         query.append_pair("state", &attempt.state);
         query.append_pair("code_challenge", &challenge);
         query.append_pair("code_challenge_method", "S256");
-        let separator = match self.authorize_url.rsplit_once('?') {
-            None => '?',
-            Some((_, "")) => '\0',
-            Some(_) => '&',
-        };
+        // The endpoint may carry a query of its own (RFC 6749 §3.1 says to keep it).
         let mut url = self.authorize_url.clone();
-        if separator != '\0' {
-            url.push(separator);
+        if !url.contains('?') {
+            url.push('?');
+        } else if !url.ends_with(['?', '&']) {
+            url.push('&');
         }
         url.push_str(&query.finish());
         url
@@ -361,7 +359,9 @@ impl AuthorizationCodeLogin {
             }
             _ => None,
         };
-        let mut form = Zeroizing::new(String::new());
+        // Room for the whole form at once: a reallocation would leave a copy of the code and
+        // the verifier behind, unwiped.
+        let mut form = Zeroizing::new(String::with_capacity(4096 + code.len()));
         {
             let mut body = form_urlencoded::Serializer::new(&mut *form);
             body.append_pair("grant_type", "authorization_code");
@@ -478,7 +478,10 @@ fn wait_for_redirect(
                         pending.remove(0);
                     }
                     if stream.set_nonblocking(true).is_ok() {
-                        pending.push(Pending { stream, head: Zeroizing::new(Vec::new()) });
+                        // Sized for the largest head read, so that no copy of the code is left
+                        // behind by a reallocation.
+                        let head = Zeroizing::new(Vec::with_capacity(REQUEST_LIMIT + 1024));
+                        pending.push(Pending { stream, head });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
