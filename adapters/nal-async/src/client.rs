@@ -272,7 +272,8 @@ impl<
     /// # Errors
     /// [`Error::Rejected`] when the coordinator turns the request away, [`Error::Busy`] when `N`
     /// requests are open, [`Error::InvalidRequest`] and [`Error::RequestTooLarge`] for a
-    /// request that cannot be written, and the exchange's own errors (transport, timeouts,
+    /// request that cannot be written, [`Error::InsecureTransport`] for a plain transport
+    /// under [`ClientConfig::https`], and the exchange's own errors (transport, timeouts,
     /// HTTP, [`Error::ResponseTooLarge`]). A failed request is not retried (the server may
     /// have acted on it).
     pub async fn send<'b, T: Transport>(
@@ -281,6 +282,9 @@ impl<
         request: &Request<'_>,
         buf: &'b mut [u8],
     ) -> Result<Response<'b>, Error<T::Error>> {
+        if self.config.https && !T::ENCRYPTED {
+            return Err(Error::InsecureTransport);
+        }
         let scratch_len = net.scratch_len();
         if buf.len() < scratch_len {
             return Err(Error::RequestTooLarge { needed: scratch_len, capacity: buf.len() });

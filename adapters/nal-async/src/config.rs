@@ -22,6 +22,14 @@ pub struct ClientConfig<'a> {
     /// How long each step of an exchange may take. `keep_alive` is not used: every exchange has
     /// its own connection.
     pub timeouts: Timeouts,
+    /// Every exchange MUST go over an encrypted transport ([`Transport::ENCRYPTED`], e.g.
+    /// [`tls::Tls`](crate::tls::Tls) with the `tls` feature): [`Client::send`] with any other
+    /// fails with [`Error::InsecureTransport`] before a byte is sent. Default false.
+    ///
+    /// [`Transport::ENCRYPTED`]: crate::Transport::ENCRYPTED
+    /// [`Client::send`]: crate::Client::send
+    /// [`Error::InsecureTransport`]: crate::Error::InsecureTransport
+    pub https: bool,
 }
 
 impl<'a> ClientConfig<'a> {
@@ -36,6 +44,7 @@ impl<'a> ClientConfig<'a> {
             coordinator: reauth_core::Config::DEFAULT,
             expiry: ExpiryRule::STATUS_401,
             timeouts: Timeouts::DEFAULT,
+            https: false,
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum Error<E> {
     InvalidRequest,
     /// As many requests are open as the client has room for (`N`).
     Busy,
+    /// The client is configured for HTTPS ([`ClientConfig::https`](crate::ClientConfig::https))
+    /// and the transport does not encrypt: nothing was sent.
+    InsecureTransport,
 }
 
 /// Why [`Client::login`](crate::Client::login) did not complete. `SE` is the token store's
@@ -94,6 +97,9 @@ impl<E: embedded_io::Error> fmt::Display for Error<E> {
             }
             Self::InvalidRequest => f.write_str("request cannot be written as HTTP/1.1"),
             Self::Busy => f.write_str("every request place of the client is taken"),
+            Self::InsecureTransport => {
+                f.write_str("the client requires HTTPS and the transport does not encrypt")
+            }
         }
     }
 }

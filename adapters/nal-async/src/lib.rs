@@ -59,6 +59,8 @@ mod clock;
 mod config;
 mod error;
 mod exchange;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 
 pub use client::{Client, Stats};

@@ -24,6 +24,10 @@ pub trait Transport {
     where
         Self: 'c;
 
+    /// True if nothing sent over a connection can be read on the way (TLS). A client whose
+    /// [`ClientConfig::https`](crate::ClientConfig::https) is set refuses a transport without it.
+    const ENCRYPTED: bool = false;
+
     /// Bytes of the caller's buffer each connection takes for itself (0 for plain TCP).
     fn scratch_len(&self) -> usize {
         0
