@@ -2,14 +2,15 @@
 //! executor (its std platform) runs embassy-net on a TAP device (embassy-net-tuntap) inside a
 //! network namespace this command makes, and `--tasks` tasks share one client, each sending
 //! requests one after another against the in-process mock issuer, with the demo's expiry storms
-//! and faults. The summary table is `reauth firmware`'s.
+//! and faults, over HTTP or (`--https`) TLS 1.3 through embedded-tls with a pinned CA made for
+//! the run. The summary table is `reauth firmware`'s.
 //!
 //! Every byte between the client and the issuer crosses the TAP device as an Ethernet frame
 //! that embassy-net's smoltcp builds or parses; the issuer listens on the kernel's side of the
 //! device ([`KERNEL_IP`](crate::tap::KERNEL_IP)).
 
 use core::cell::{Cell, RefCell};
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddr};
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration as StdDuration;
 use std::collections::BTreeMap;
@@ -23,11 +24,15 @@ use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::{Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
 use reauth_core::{Config, Duration, Rejection};
+use reauth_nal_async::tls::{MAX_RECORD, Tls};
 use reauth_nal_async::{
     Client, ClientConfig, EmbassyClock, Endpoint, Error, NoStore, OAuth2, Request, Tcp, Timeouts,
 };
-use reauth_testkit::issuer::{Counters, MockIssuer};
+use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
+use reauth_testkit::tls::TestPki;
 
 use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, start_issuer_on};
 use crate::fault::{FaultMode, FaultSchedule, Storms};
@@ -39,8 +44,13 @@ use crate::report::{Latencies, Table, Verdict};
 /// at compile time, as on a device.
 const MAX_TASKS: usize = 32;
 
-/// Each task's buffer: the request, then the response (and the refresh when the task runs it).
+/// Each task's buffer: the request, then the response (and the refresh when the task runs it),
+/// after the TLS record buffers with `--https`.
 const BUFFER: usize = 4096;
+
+/// The TLS record buffers of one connection: a whole record to read, 4 KiB to write.
+const TLS_WRITE: usize = 4096;
+const TLS_SCRATCH: usize = MAX_RECORD + TLS_WRITE;
 
 /// The stack's TCP buffers per connection.
 const TCP_BUFFER: usize = 2048;
@@ -49,8 +59,14 @@ const TCP_BUFFER: usize = 2048;
 type AsyncClient =
     Client<'static, NoopRawMutex, NoStore, OAuth2<'static>, EmbassyClock, MAX_TASKS, 512, 256>;
 
-/// The transport the tasks share.
-type Net = Tcp<'static, TcpClient<'static, MAX_TASKS, TCP_BUFFER, TCP_BUFFER>, DnsSocket<'static>>;
+/// The stack's TCP client.
+type TcpStack = TcpClient<'static, MAX_TASKS, TCP_BUFFER, TCP_BUFFER>;
+
+/// The transport the tasks share over HTTP.
+type Net = Tcp<'static, TcpStack, DnsSocket<'static>>;
+
+/// The transport the tasks share over HTTPS.
+type TlsNet = Tls<'static, TcpStack, DnsSocket<'static>, ChaCha20Rng>;
 
 /// Options of `reauth firmware-async`.
 #[derive(Debug, Parser)]
@@ -69,6 +85,10 @@ pub(crate) struct Args {
     /// Stop once this many requests have an outcome, instead of after `--duration`.
     #[arg(long, conflicts_with = "duration")]
     pub(crate) requests: Option<u64>,
+    /// HTTPS: the issuer serves TLS 1.3 with a certificate of a CA made for the run, which the
+    /// client pins (embedded-tls); the client refuses to send a token in clear.
+    #[arg(long)]
+    pub(crate) https: bool,
 }
 
 /// Runs the workload in a network namespace of its own and prints the summary.
@@ -95,6 +115,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
 struct Shared {
     client: AsyncClient,
     net: Net,
+    /// With `--https`: the TLS transport over `net`'s stack; every exchange goes through it.
+    tls: Option<TlsNet>,
     issuer: MockIssuer,
     /// No new request once set.
     stop: Cell<bool>,
@@ -131,7 +153,19 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let token_lifetime = StdDuration::from_millis(args.run.token_lifetime);
     let latency = StdDuration::from_millis(args.run.latency);
     crate::tap::make_device()?;
-    let issuer = start_issuer_on(crate::tap::KERNEL_IP.into(), token_lifetime, latency, args.seed)?;
+    let kernel_ip = crate::tap::KERNEL_IP.to_string();
+    let pki = TestPki::generate_for(&[kernel_ip.as_str()])?;
+    let issuer = if args.https {
+        let config = IssuerConfig {
+            token_lifetime,
+            latency_jitter: latency,
+            seed: args.seed,
+            ..IssuerConfig::default()
+        };
+        MockIssuer::start_tls_at(SocketAddr::new(crate::tap::KERNEL_IP.into(), 0), config, &pki)?
+    } else {
+        start_issuer_on(crate::tap::KERNEL_IP.into(), token_lifetime, latency, args.seed)?
+    };
     let device = TunTapDevice::new(crate::tap::DEVICE)?;
     crate::tap::wait_for_carrier()?;
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
@@ -147,8 +181,10 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let dns = Box::leak(Box::new(DnsSocket::new(stack)));
 
     let addr = issuer.addr();
+    // The `Host` header carries the port; the TLS name (and the certificate's) is the address.
     let host: &'static str = Box::leak(addr.to_string().into_boxed_str());
-    let endpoint = Endpoint { name: host, port: addr.port(), addr: Some(addr.ip()), host };
+    let name: &'static str = Box::leak(addr.ip().to_string().into_boxed_str());
+    let endpoint = Endpoint { name, port: addr.port(), addr: Some(addr.ip()), host };
     let coordinator = Config {
         refresh_timeout: millis_of(REFRESH_TIMEOUT),
         wait_timeout: millis_of(WAIT_TIMEOUT),
@@ -165,8 +201,12 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         total: Duration::from_secs(10),
         keep_alive: Duration::ZERO,
     };
-    let client_config =
-        ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };
+    let client_config = ClientConfig {
+        coordinator,
+        timeouts,
+        https: args.https,
+        ..ClientConfig::new(endpoint, endpoint)
+    };
     let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
     let client = AsyncClient::new(client_config, exchange, NoStore, EmbassyClock);
     let tokens = issuer.login();
@@ -175,9 +215,15 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         .map_err(|e| format!("login: {e}"))?;
     issuer.reset_counters();
 
+    let tls = args.https.then(|| {
+        let ca: &'static [u8] = Box::leak(pki.ca_der().to_vec().into_boxed_slice());
+        let rng = ChaCha20Rng::seed_from_u64(args.seed ^ u64::from(std::process::id()));
+        Tls::new(Tcp::new(tcp, dns), ca, rng, MAX_RECORD, TLS_WRITE)
+    });
     let shared: &'static Shared = Box::leak(Box::new(Shared {
         client,
         net: Tcp::new(tcp, dns),
+        tls,
         issuer,
         stop: Cell::new(false),
         running: Cell::new(usize::from(args.tasks)),
@@ -228,13 +274,19 @@ async fn net_task(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
 /// One task of the firmware: a request, its outcome, the next, until told to stop.
 #[embassy_executor::task(pool_size = MAX_TASKS)]
 async fn worker(shared: &'static Shared) {
-    let mut buf = [0u8; BUFFER];
+    let mut buf = [0u8; TLS_SCRATCH + BUFFER];
+    let request = Request::get("/api/firmware");
     while !shared.stop.get() && shared.started.get() < shared.target {
         shared.started.set(shared.started.get() + 1);
         let sent = StdInstant::now();
-        let result =
-            shared.client.send(&shared.net, &Request::get("/api/firmware"), &mut buf).await;
-        shared.tally.borrow_mut().record(result.map(|r| r.status()), sent);
+        if let Some(tls) = &shared.tls {
+            let result = shared.client.send(tls, &request, &mut buf).await;
+            shared.tally.borrow_mut().record(result.map(|r| r.status()), sent);
+        } else {
+            let plain = &mut buf[..BUFFER];
+            let result = shared.client.send(&shared.net, &request, plain).await;
+            shared.tally.borrow_mut().record(result.map(|r| r.status()), sent);
+        }
         // Let the others run: an answer can come back without the task ever waiting.
         embassy_futures::yield_now().await;
     }
@@ -245,7 +297,7 @@ impl Tally {
     /// Accounts for one request sent at `sent`.
     fn record<E>(&mut self, result: Result<u16, Error<E>>, sent: StdInstant)
     where
-        Error<E>: core::fmt::Display,
+        Error<E>: core::fmt::Display + core::fmt::Debug,
     {
         let tally = self;
         match result {
@@ -265,7 +317,7 @@ impl Tally {
                     Error::ResponseTooLarge { .. } => "response too large",
                     _ => "other",
                 };
-                tally.fail(&error.to_string(), kind);
+                tally.fail(&format!("{error} [{error:?}]"), kind);
             }
         }
     }
@@ -328,7 +380,8 @@ impl Report {
         let mut table = Table::default();
         table.row("stack", "embassy-net on a TAP device", "");
         table.row("client", "reauth-nal-async", "");
-        table.row("transport", "HTTP", "");
+        let transport = if args.https { "HTTPS (embedded-tls, pinned CA)" } else { "HTTP" };
+        table.row("transport", transport, "");
         table.row("tasks", args.tasks, "");
         table.row("duration", format!("{secs:.2} s"), "");
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");

@@ -76,3 +76,12 @@ fn embassy_net_on_a_tap_device_over_http() {
         firmware_async(&["--duration", "8", "--tasks", "16"]);
     }
 }
+
+#[test]
+#[ignore = "needs root and /dev/net/tun; .ci/run runs it"]
+fn embassy_net_on_a_tap_device_over_https() {
+    if can_run("embassy_net_on_a_tap_device_over_https") {
+        let stdout = firmware_async(&["--duration", "8", "--tasks", "8", "--https"]);
+        assert!(stdout.contains("HTTPS (embedded-tls, pinned CA)"), "{stdout}");
+    }
+}

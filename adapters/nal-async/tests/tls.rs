@@ -105,3 +105,15 @@ fn a_client_that_requires_https_refuses_a_plain_transport() {
         assert_eq!(issuer.counters().requests_total, 0);
     });
 }
+
+#[test]
+fn a_server_named_by_its_ip_address_is_verified_through_its_common_name() {
+    let pki = TestPki::generate_for(&["127.0.0.1"]).unwrap();
+    let issuer = MockIssuer::start_tls(IssuerConfig::default(), &pki).unwrap();
+    let ca: &'static [u8] = Box::leak(pki.ca_der().to_vec().into_boxed_slice());
+    run(async {
+        let client = logged_in_as(&issuer, None, "127.0.0.1", true);
+        let result = get_over(&client, &tls(ca)).await;
+        assert!(matches!(result, Ok(200)), "{result:?}");
+    });
+}
