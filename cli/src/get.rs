@@ -16,8 +16,13 @@ pub(crate) struct Args {
     /// The URL to GET.
     url: String,
     /// The OAuth2 token endpoint used to refresh.
+    #[arg(long, required_unless_present = "issuer")]
+    token_url: Option<String>,
+    /// The authorization server's issuer URL: the token endpoint and the client
+    /// authentication method are taken from its metadata (RFC 8414, then OpenID discovery).
+    /// `--token-url` and `--client-auth` win over what it says.
     #[arg(long)]
-    token_url: String,
+    issuer: Option<String>,
     /// The file the tokens are kept in (created with mode 0600).
     #[arg(long)]
     store: PathBuf,
@@ -30,8 +35,9 @@ pub(crate) struct Args {
     client_secret_env: Option<String>,
     /// How the secret authenticates the client: HTTP Basic (`client_secret_basic`, what every
     /// server must accept) or in the form body (`client_secret_post`).
-    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
-    client_auth: AuthMethod,
+    /// Default: Basic, or what the issuer's metadata lists.
+    #[arg(long, value_enum)]
+    client_auth: Option<AuthMethod>,
     /// `scope` asked for with each refresh.
     #[arg(long)]
     scope: Option<String>,
@@ -95,12 +101,17 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         })?;
     }
     let mut builder = Client::builder()
-        .token_url(&args.token_url)
         .store(store)
         .env_proxy(args.env_proxy)
         .platform_verifier(args.platform_verifier)
         .allow_insecure_http(args.allow_insecure_http)
         .user_agent(concat!("reauth/", env!("CARGO_PKG_VERSION")));
+    if let Some(token_url) = &args.token_url {
+        builder = builder.token_url(token_url);
+    }
+    if let Some(issuer) = &args.issuer {
+        builder = builder.issuer(issuer);
+    }
     for path in &args.root_certificates {
         builder = builder.root_certificates_file(path);
     }
@@ -111,23 +122,30 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         let secret = Zeroizing::new(
             std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
         );
-        builder = builder.client_secret(secret.as_str()).client_auth(match args.client_auth {
-            AuthMethod::Basic => ClientAuth::Basic,
-            AuthMethod::Post => ClientAuth::Post,
-        });
+        builder = builder.client_secret(secret.as_str());
+        if let Some(method) = args.client_auth {
+            builder = builder.client_auth(match method {
+                AuthMethod::Basic => ClientAuth::Basic,
+                AuthMethod::Post => ClientAuth::Post,
+            });
+        }
     }
     if let Some(scope) = &args.scope {
         builder = builder.scope(scope);
     }
     let client = builder.build()?;
     if client.needs_login() {
+        let endpoint = match (&args.token_url, &args.issuer) {
+            (Some(token_url), _) => format!("--token-url {token_url}"),
+            (None, Some(issuer)) => format!("--issuer {issuer}"),
+            (None, None) => String::new(),
+        };
         eprintln!(
             "reauth get: {} holds no refresh token. Seed it once with a refresh token from your \
-             login flow, e.g.\n  REFRESH_TOKEN=... reauth get {} --token-url {} --store {} \
+             login flow, e.g.\n  REFRESH_TOKEN=... reauth get {} {endpoint} --store {} \
              --refresh-token-env REFRESH_TOKEN",
             args.store.display(),
             args.url,
-            args.token_url,
             args.store.display()
         );
         return Ok(ExitCode::from(2));

@@ -40,7 +40,9 @@
 
 mod builder;
 mod client;
+mod credentials;
 mod device;
+mod discovery;
 mod error;
 mod exchange;
 mod expiry;
@@ -57,6 +59,7 @@ mod tls;
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
+pub use discovery::{DiscoveryError, ServerMetadata};
 pub use error::Error;
 pub use exchange::{NewTokens, RefreshError, RefreshExchange};
 pub use expiry::{Expiry, ResponseView};
