@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use reauth_core::oauth::ClientAuth;
-use reauth_ureq::{Client, FileStore, StoredTokens, TokenStore};
+use reauth_ureq::{Client, ClientAssertionKey, FileStore, StoredTokens, TokenStore};
 use zeroize::Zeroizing;
 
 /// Options of `reauth get`.
@@ -38,6 +38,13 @@ pub(crate) struct Args {
     /// Default: Basic, or what the issuer's metadata lists.
     #[arg(long, value_enum)]
     client_auth: Option<AuthMethod>,
+    /// A PEM file with the client's private key (RSA for RS256, P-256 for ES256): the client
+    /// authenticates with `private_key_jwt` (RFC 7523), a signed assertion instead of a secret.
+    #[arg(long, value_name = "FILE", conflicts_with = "client_secret_env")]
+    private_key: Option<PathBuf>,
+    /// The `kid` to put in the assertion's header, for a server that holds several keys.
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    key_id: Option<String>,
     /// `scope` asked for with each refresh.
     #[arg(long)]
     scope: Option<String>,
@@ -129,6 +136,17 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
                 AuthMethod::Post => ClientAuth::Post,
             });
         }
+    }
+    if let Some(path) = &args.private_key {
+        let pem = Zeroizing::new(
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+        let mut key =
+            ClientAssertionKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(kid) = &args.key_id {
+            key = key.key_id(kid);
+        }
+        builder = builder.private_key_jwt(key);
     }
     if let Some(scope) = &args.scope {
         builder = builder.scope(scope);

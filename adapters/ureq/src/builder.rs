@@ -139,6 +139,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Authenticates with `private_key_jwt` (RFC 7523 §2.2, the method of OpenID Connect Core
+    /// §9): every refresh carries a client assertion signed with `key` (`iss` = `sub` = the
+    /// client id, `aud` = the token endpoint, a random `jti`, valid 60 s) instead of a secret.
+    /// Takes precedence over [`client_secret`](Self::client_secret).
+    #[cfg(feature = "private-key-jwt")]
+    #[must_use]
+    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
+        self.credentials.key = Some(std::sync::Arc::new(key));
+        self
+    }
+
     /// `scope` asked for with every refresh.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {

@@ -8,7 +8,13 @@ use core::fmt;
 use reauth_core::oauth::{self, BufferTooSmall, ClientAuth, RefreshParams};
 use zeroize::Zeroizing;
 
+#[cfg(feature = "private-key-jwt")]
+use crate::assertion::ASSERTION_TYPE;
 use crate::exchange::RefreshError;
+
+/// Without the feature there is never an assertion; the name keeps `form` in one piece.
+#[cfg(not(feature = "private-key-jwt"))]
+const ASSERTION_TYPE: &str = "";
 
 /// The client's identity and secret, and the `scope` it asks for. `Debug` hides the secret.
 #[derive(Clone, Default)]
@@ -22,6 +28,9 @@ pub(crate) struct Credentials {
     pub(crate) method: Option<ClientAuth>,
     /// `scope`.
     pub(crate) scope: Option<String>,
+    /// The key of `private_key_jwt`; when set, it authenticates instead of any secret.
+    #[cfg(feature = "private-key-jwt")]
+    pub(crate) key: Option<std::sync::Arc<crate::assertion::ClientAssertionKey>>,
 }
 
 /// What one request carries to authenticate: an `Authorization` header, body parameters, or
@@ -31,9 +40,19 @@ pub(crate) struct Authentication<'a> {
     pub(crate) header: Option<Zeroizing<String>>,
     /// The form parameters besides the grant's own.
     pub(crate) params: RefreshParams<'a>,
+    /// A signed `client_assertion` for `private_key_jwt`.
+    assertion: Option<Zeroizing<String>>,
 }
 
 impl Credentials {
+    /// Whether a `private_key_jwt` key authenticates.
+    pub(crate) const fn has_key(&self) -> bool {
+        #[cfg(feature = "private-key-jwt")]
+        return self.key.is_some();
+        #[cfg(not(feature = "private-key-jwt"))]
+        false
+    }
+
     /// The method in force: none without a secret, else the one asked for, Basic by default
     /// (the method every server must support, RFC 6749 §2.3.1).
     pub(crate) fn method(&self) -> ClientAuth {
@@ -57,9 +76,26 @@ impl Credentials {
         }
     }
 
-    /// The header and body parameters of one request. With Basic, the credentials travel in
-    /// the header only: one authentication method per request (§2.3).
-    pub(crate) fn authenticate(&self) -> Result<Authentication<'_>, RefreshError> {
+    /// The header and body parameters of one request to an endpoint of the server whose token
+    /// endpoint is `token_url` (the audience of a client assertion). With Basic, the credentials
+    /// travel in the header only: one authentication method per request (§2.3).
+    pub(crate) fn authenticate(&self, token_url: &str) -> Result<Authentication<'_>, RefreshError> {
+        #[cfg(feature = "private-key-jwt")]
+        if let Some(key) = &self.key {
+            let id = self.client_id.as_deref().unwrap_or_default();
+            let assertion =
+                key.sign(id, token_url).map_err(|e| RefreshError::Other(e.to_string()))?;
+            return Ok(Authentication {
+                header: None,
+                params: RefreshParams {
+                    client_id: self.client_id.as_deref(),
+                    client_secret: None,
+                    scope: self.scope.as_deref(),
+                },
+                assertion: Some(assertion),
+            });
+        }
+        let _ = token_url;
         let secret = self.secret.as_deref().map(String::as_str);
         let method = self.method();
         let header = match (method, secret) {
@@ -74,7 +110,7 @@ impl Credentials {
             client_secret: if method == ClientAuth::Post { secret } else { None },
             scope: self.scope.as_deref(),
         };
-        Ok(Authentication { header, params })
+        Ok(Authentication { header, params, assertion: None })
     }
 }
 
@@ -90,10 +126,32 @@ impl Authentication<'_> {
             Ok(n) => n,
             Err(too_small) => too_small.needed,
         };
-        let mut form = Zeroizing::new(vec![0u8; needed]);
+        // The assertion's part is sized in too, so that the buffer never grows (a grown buffer
+        // leaves an unwiped copy behind).
+        let tail = self.assertion.as_ref().map_or(0, |jwt| {
+            "&client_assertion_type=&client_assertion=".len() + 3 * ASSERTION_TYPE.len() + jwt.len()
+        });
+        let mut form = Zeroizing::new(Vec::with_capacity(needed + tail));
+        form.resize(needed, 0);
         let len =
             encode(&mut form, &self.params).map_err(|e| RefreshError::Other(e.to_string()))?;
         form.truncate(len);
+        if let Some(jwt) = &self.assertion {
+            if !form.is_empty() {
+                form.push(b'&');
+            }
+            form.extend_from_slice(b"client_assertion_type=");
+            // The type is a URN: its colons are the only characters to encode. The JWT is
+            // base64url and dots, all unreserved.
+            for &byte in ASSERTION_TYPE.as_bytes() {
+                match byte {
+                    b':' => form.extend_from_slice(b"%3A"),
+                    other => form.push(other),
+                }
+            }
+            form.extend_from_slice(b"&client_assertion=");
+            form.extend_from_slice(jwt.as_bytes());
+        }
         Ok(form)
     }
 
@@ -128,6 +186,7 @@ impl fmt::Debug for Credentials {
             .field("client_secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("client_auth", &self.method())
             .field("scope", &self.scope)
+            .field("private_key_jwt", &self.has_key())
             .finish()
     }
 }

@@ -145,6 +145,15 @@ impl DeviceLogin {
         self
     }
 
+    /// Authenticates with `private_key_jwt` (RFC 7523): a client assertion signed with `key`
+    /// goes with both requests instead of a secret.
+    #[cfg(feature = "private-key-jwt")]
+    #[must_use]
+    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
+        self.credentials.key = Some(Arc::new(key));
+        self
+    }
+
     /// Sets the `scope` asked for.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
@@ -169,7 +178,7 @@ impl DeviceLogin {
     /// polls (network, 5xx) are retried at the interval until the code expires.
     pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
         let agent = self.agent();
-        let client = self.credentials.authenticate().map_err(config_error)?;
+        let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
         let form = client.form(device::write_authorization_body).map_err(config_error)?;
         let request = agent
             .post(&self.device_url)

@@ -233,7 +233,7 @@ pub(crate) struct OAuthExchange {
 
 impl RefreshExchange for OAuthExchange {
     fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError> {
-        let auth = self.credentials.authenticate()?;
+        let auth = self.credentials.authenticate(&self.token_url)?;
         let form =
             auth.form(|out, params| oauth::write_refresh_body(out, refresh_token, params))?;
         let request = self

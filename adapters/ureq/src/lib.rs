@@ -38,6 +38,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "private-key-jwt")]
+mod assertion;
 mod builder;
 mod client;
 mod credentials;
@@ -56,6 +58,8 @@ mod stats;
 mod store;
 mod tls;
 
+#[cfg(feature = "private-key-jwt")]
+pub use assertion::{ClientAssertionKey, KeyError};
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
