@@ -9,8 +9,11 @@ use std::path::PathBuf;
 
 use reauth_core::oauth::ClientAuth;
 use reauth_core::{Config, Coordinator};
+use std::sync::Arc;
 use ureq::Agent;
 use ureq::config::RedirectAuthHeaders;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use zeroize::Zeroizing;
 
 use crate::client::StoreErrorCallback;
@@ -22,6 +25,7 @@ use crate::exchange::{OAuthExchange, RefreshExchange};
 use crate::expiry::Expiry;
 use crate::store::{MemoryStore, StoreError, TokenStore};
 use crate::tls::{self, TlsSettings};
+use crate::wire::{Capture, Masks, WireConnector};
 
 /// Configures a [`Client`]. Start with [`Client::builder`].
 ///
@@ -146,7 +150,7 @@ impl ClientBuilder {
     #[cfg(feature = "private-key-jwt")]
     #[must_use]
     pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
-        self.credentials.key = Some(std::sync::Arc::new(key));
+        self.credentials.key = Some(Arc::new(key));
         self
     }
 
@@ -350,6 +354,7 @@ impl ClientBuilder {
                 self.user_agent.as_deref(),
                 Some(0),
                 &tls_config,
+                WireConnector { masks: Arc::default(), capture: None },
             );
             let metadata =
                 ServerMetadata::discover_with(&discovery, issuer, self.tls.allow_insecure_http)?;
@@ -367,6 +372,12 @@ impl ClientBuilder {
                 // pooled connection the server has closed meanwhile (Node's default keep-alive
                 // is 5 s) fails after the refresh token was written to it, which reads as a
                 // lost answer. A fresh connection per refresh costs one handshake per expiry.
+                let masks = Arc::new(Masks::default());
+                let capture = Arc::new(Capture::default());
+                let wire = WireConnector {
+                    masks: Arc::clone(&masks),
+                    capture: Some(Arc::clone(&capture)),
+                };
                 let token_agent = agent(
                     Timeouts::Global(Some(refresh_timeout)),
                     self.connect_timeout,
@@ -374,13 +385,21 @@ impl ClientBuilder {
                     self.user_agent.as_deref(),
                     Some(0),
                     &tls_config,
+                    wire,
                 );
-                Box::new(OAuthExchange { agent: token_agent, token_url, credentials })
+                Box::new(OAuthExchange {
+                    agent: token_agent,
+                    token_url,
+                    credentials,
+                    masks,
+                    capture,
+                })
             }
             (None, None) => {
                 return Err(Error::Config("set a token_url, an issuer or a refresh exchange"));
             }
         };
+        let api_masks = Arc::new(Masks::default());
         let api = agent(
             Timeouts::PerPhase(self.request_timeout),
             self.connect_timeout,
@@ -388,6 +407,7 @@ impl ClientBuilder {
             self.user_agent.as_deref(),
             self.idle_connections,
             &tls_config,
+            WireConnector { masks: Arc::clone(&api_masks), capture: None },
         );
         Client::from_parts(Parts {
             coordinator: Coordinator::new(config),
@@ -399,6 +419,7 @@ impl ClientBuilder {
             max_redirects: self.max_redirects,
             lease_fallback: self.lease_fallback,
             allow_insecure_http: self.tls.allow_insecure_http,
+            api_masks,
         })
     }
 }
@@ -412,6 +433,7 @@ fn agent(
     user_agent: Option<&str>,
     idle_connections: Option<usize>,
     tls: &ureq::tls::TlsConfig,
+    wire: WireConnector,
 ) -> Agent {
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
@@ -436,7 +458,8 @@ fn agent(
     if let Some(idle) = idle_connections {
         config = config.max_idle_connections(idle).max_idle_connections_per_host(idle);
     }
-    config.build().into()
+    let connector = DefaultConnector::new().chain(wire);
+    Agent::with_parts(config.build(), connector, DefaultResolver::default())
 }
 
 /// How an agent bounds an exchange.

@@ -6,11 +6,14 @@
 use core::fmt;
 
 use reauth_core::oauth::{self, BufferTooSmall, ClientAuth, RefreshParams};
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 #[cfg(feature = "private-key-jwt")]
 use crate::assertion::ASSERTION_TYPE;
 use crate::exchange::RefreshError;
+use crate::wire::{Masked, Masks};
 
 /// Without the feature there is never an assertion; the name keeps `form` in one piece.
 #[cfg(not(feature = "private-key-jwt"))]
@@ -30,7 +33,7 @@ pub(crate) struct Credentials {
     pub(crate) scope: Option<String>,
     /// The key of `private_key_jwt`; when set, it authenticates instead of any secret.
     #[cfg(feature = "private-key-jwt")]
-    pub(crate) key: Option<std::sync::Arc<crate::assertion::ClientAssertionKey>>,
+    pub(crate) key: Option<Arc<crate::assertion::ClientAssertionKey>>,
 }
 
 /// What one request carries to authenticate: an `Authorization` header, body parameters, or
@@ -155,11 +158,22 @@ impl Authentication<'_> {
         Ok(form)
     }
 
-    /// Adds the `Authorization` header, if the method uses one.
-    pub(crate) fn apply<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    /// Adds the `Authorization` header, if the method uses one, as a placeholder that the
+    /// agent's wire filter (built with `masks`) swaps for the value; keep the returned guard
+    /// until the request is done.
+    pub(crate) fn apply<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        masks: &Arc<Masks>,
+    ) -> (ureq::RequestBuilder<B>, Option<Masked>) {
         match &self.header {
-            Some(value) => request.header("Authorization", value.as_str()),
-            None => request,
+            Some(value) => {
+                // The scheme stays readable in a trace; the credentials are masked.
+                let (scheme, credentials) = value.split_once(' ').unwrap_or(("", value));
+                let mask = masks.mask(credentials);
+                (request.header("Authorization", format!("{scheme} {}", mask.as_str())), Some(mask))
+            }
+            None => (request, None),
         }
     }
 }

@@ -24,9 +24,12 @@ use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
-use crate::credentials::Credentials;
+use crate::credentials::{Authentication, Credentials};
 use crate::error::Error;
 use crate::exchange::{NewTokens, RefreshError, read_limited};
+use crate::wire::{Capture, Masks, WireConnector};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 /// Largest device code accepted, in bytes (RFC 8628 sets no limit; real ones are under 100).
 pub const DEVICE_CODE_CAPACITY: usize = 512;
@@ -177,20 +180,11 @@ impl DeviceLogin {
     /// refusal or failure of the device authorization request, or an unusable answer. Failed
     /// polls (network, 5xx) are retried at the interval until the code expires.
     pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
-        let agent = self.agent();
+        let wire = self.wire();
         let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
         let form = client.form(device::write_authorization_body).map_err(config_error)?;
-        let request = agent
-            .post(&self.device_url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json");
-        let mut response = client
-            .apply(request)
-            .send(&form[..])
-            .map_err(|e| DeviceError::Transport(Arc::new(e)))?;
+        let (status, body) = wire.post(&self.device_url, &client, &form)?;
         let start = Instant::now();
-        let status = response.status().as_u16();
-        let body = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
         if !(200..300).contains(&status) {
             return Err(match oauth::classify_failure(status, &body, None) {
                 reauth_core::RefreshFailure::Refused => {
@@ -226,16 +220,7 @@ impl DeviceLogin {
         while let Some(at) = poller.poll_at() {
             let wait = at.saturating_duration_since(now());
             std::thread::sleep(wait.into());
-            let request = agent
-                .post(&self.token_url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .header("Accept", "application/json");
-            let answer =
-                client.apply(request).send(&poll[..]).map_err(drop).and_then(|mut response| {
-                    let status = response.status().as_u16();
-                    let body = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(drop)?;
-                    Ok((status, body))
-                });
+            let answer = wire.post(&self.token_url, &client, &poll);
             let Ok((status, body)) = answer else {
                 if let PollOutcome::Expired = poller.handle_transport_error(now()) {
                     return Err(DeviceError::Expired);
@@ -258,15 +243,57 @@ impl DeviceLogin {
     }
 
     /// An agent that hands statuses back, follows no redirect and bounds each call.
-    fn agent(&self) -> Agent {
-        Agent::config_builder()
+    /// Its answers' bodies (the device code, the tokens) and the Basic header go past ureq's
+    /// wire trace (see [`wire`](crate::wire)).
+    fn wire(&self) -> Wire {
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .redirect_auth_headers(RedirectAuthHeaders::Never)
             .timeout_global(Some(self.call_timeout))
             .proxy(None)
-            .build()
-            .into()
+            .build();
+        let masks = Arc::new(Masks::default());
+        let capture = Arc::new(Capture::default());
+        let connector = DefaultConnector::new().chain(WireConnector {
+            masks: Arc::clone(&masks),
+            capture: Some(Arc::clone(&capture)),
+        });
+        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
+        Wire { agent, masks, capture }
+    }
+}
+
+/// The agent of one device login, with its wire filter's placeholders and capture.
+struct Wire {
+    agent: Agent,
+    masks: Arc<Masks>,
+    capture: Arc<Capture>,
+}
+
+impl Wire {
+    /// POSTs `form` to `url`, authenticated as `client` says; the status and the body.
+    fn post(
+        &self,
+        url: &str,
+        client: &Authentication<'_>,
+        form: &[u8],
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), DeviceError> {
+        let request = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json");
+        let (request, _mask) = client.apply(request, &self.masks);
+        self.capture.clear();
+        let mut response = request.send(form).map_err(|e| DeviceError::Transport(Arc::new(e)))?;
+        let status = response.status().as_u16();
+        let masked = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
+        let body = self.capture.take();
+        if body.len() != masked.len() {
+            return Err(DeviceError::ResponseTooLarge);
+        }
+        Ok((status, body))
     }
 }
 

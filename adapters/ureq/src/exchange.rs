@@ -18,6 +18,7 @@ use crate::client::{ACCESS_CAPACITY, REFRESH_CAPACITY};
 use crate::credentials::Credentials;
 use crate::store::StoreError;
 use crate::tls::TlsError;
+use crate::wire::{Capture, Masks};
 
 /// Turns a refresh token into new tokens.
 ///
@@ -229,6 +230,10 @@ pub(crate) struct OAuthExchange {
     pub(crate) token_url: String,
     /// Who the client is and how it authenticates.
     pub(crate) credentials: Credentials,
+    /// The placeholders of the agent's wire filter (the Basic header).
+    pub(crate) masks: Arc<Masks>,
+    /// Where the agent's wire filter puts the answer's body, out of ureq's sight.
+    pub(crate) capture: Arc<Capture>,
 }
 
 impl RefreshExchange for OAuthExchange {
@@ -241,14 +246,20 @@ impl RefreshExchange for OAuthExchange {
             .post(&self.token_url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json");
-        let mut response =
-            auth.apply(request).send(&form[..]).map_err(RefreshError::from_transport)?;
+        let (request, _mask) = auth.apply(request, &self.masks);
+        self.capture.clear();
+        let mut response = request.send(&form[..]).map_err(RefreshError::from_transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| parse_retry_after(v.as_bytes()));
-        let body = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
+        // What ureq read is the body masked; its length is the real one.
+        let masked = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
+        let body = self.capture.take();
+        if body.len() != masked.len() {
+            return Err(RefreshError::Other("the token response was not captured whole".into()));
+        }
         if (200..300).contains(&status) {
             return NewTokens::from_token_response(&body).map_err(RefreshError::InvalidResponse);
         }

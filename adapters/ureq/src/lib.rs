@@ -12,9 +12,12 @@
 //!
 //! Tokens never appear in `Debug`, `Display` or errors; the refresh token is only ever sent to
 //! the token endpoint; the access token goes only to the origin each request addresses, never
-//! across a redirect to another origin. One caveat outside this crate's reach: at the `trace`
-//! log level, `ureq_proto` hex-dumps every byte on the wire, headers and bodies included, so a
-//! program MUST NOT enable `trace` logging for `ureq_proto` where logs are kept.
+//! across a redirect to another origin. That holds for logs too, at every level: at `trace`,
+//! `ureq_proto` hex-dumps the request and response heads and response bodies it handles, so the
+//! client hands ureq placeholders for its `Authorization` values and takes the token endpoint's
+//! answers out of the byte stream before ureq reads them (a filter under ureq, after TLS). What
+//! remains for programs that trace other crates: rustls's buffers are not wiped, and a request
+//! the application builds around the token itself ([`Client::send_with`]) is logged as built.
 //!
 //! # Examples
 //!
@@ -57,6 +60,7 @@ mod redis_store;
 mod stats;
 mod store;
 mod tls;
+mod wire;
 
 #[cfg(feature = "private-key-jwt")]
 pub use assertion::{ClientAssertionKey, KeyError};
