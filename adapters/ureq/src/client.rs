@@ -17,16 +17,18 @@
 //!    outcome map under the request's id and wakes everyone; each thread takes only its own.
 //!
 //! After every input the thread drains `poll_action` completely. The thread that drains
-//! `Action::Refresh` performs the refresh itself, after releasing the lock, and reports the
-//! result; the new refresh token is saved to the store before `handle_refresh_success` releases
-//! the parked requests.
+//! `Action::Refresh` starts the refresh on a thread of its own after releasing the lock and
+//! waits for it up to the attempt's deadline (or its own wait timeout); the refresh thread
+//! reports the result; the new refresh token is saved to the store, outside the lock, before
+//! `handle_refresh_success` releases the parked requests.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
@@ -284,9 +286,9 @@ impl Client {
     /// a response.
     ///
     /// A request that waits for a refresh returns by its wait deadline
-    /// ([`Config::wait_timeout`](reauth_core::Config::wait_timeout)), with one exception: the
-    /// thread that performs the refresh (whichever request drained it) returns when the refresh
-    /// call ends, which the refresh timeout bounds.
+    /// ([`Config::wait_timeout`](reauth_core::Config::wait_timeout)), even if the refresh call
+    /// (a custom exchange, a store) overruns its own timeout: the call runs on a thread of its
+    /// own.
     ///
     /// # Errors
     /// [`Error::NeedsLogin`], [`Error::QueueFull`], [`Error::Timeout`],
@@ -699,10 +701,37 @@ impl Client {
         (Drained(refresh), result)
     }
 
-    /// Carries out what a drain left to do outside the lock.
+    /// Carries out what a drain left to do outside the lock: a refresh, on a thread of its
+    /// own. This thread waits for it, but no longer than the attempt's deadline or its own wait
+    /// timeout, whichever is sooner: a custom exchange that ignores the refresh timeout (or a
+    /// store that hangs) then holds only the refresh thread, never a request past its deadline.
+    /// Waiting at all keeps the common case as it was: the thread that started a refresh
+    /// returns after it, so a program that exits after one request does not cut a refresh
+    /// short between the server's rotation and the store's save.
     fn finish(&self, drained: Drained) {
-        if let Some(id) = drained.0 {
-            self.refresh(id);
+        let Some(id) = drained.0 else { return };
+        let bound = {
+            let shared = self.lock();
+            let wait = Duration::from_millis(shared.coordinator.config().wait_timeout.millis());
+            match *shared.coordinator.state() {
+                State::Refreshing { phase: Phase::InFlight { timeout_at, .. }, .. } => {
+                    self.until(timeout_at).min(wait)
+                }
+                _ => wait,
+            }
+        };
+        let client = self.clone();
+        let (done, finished) = mpsc::channel();
+        let spawned = thread::Builder::new().name("reauth-refresh".into()).spawn(move || {
+            client.refresh(id);
+            let _ = done.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                let _ = finished.recv_timeout(bound);
+            }
+            // No thread to be had: refresh here, as before.
+            Err(_) => self.refresh(id),
         }
     }
 
