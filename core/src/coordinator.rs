@@ -110,6 +110,17 @@ pub enum State {
         /// Whether an attempt is in flight or the episode is backing off.
         phase: Phase,
     },
+    /// The token endpoint refused the refresh token while the access token was still usable
+    /// (an early refresh): the access token keeps working until it turns stale
+    /// ([`Access::Valid::stale_at`]) or the server refuses it, and then the state becomes
+    /// `Failed` with [`FailCause::Refused`]. No refresh starts (the refresh token is dead), so
+    /// `refresh_at` means nothing here. [`Coordinator::needs_login`] is false, but the
+    /// application should log in soon; [`Coordinator::is_refused`] is true.
+    // Before `Failed` so that the variants with `access` keep neighbouring tags.
+    Refused {
+        /// The access token, still usable when the refusal came.
+        access: Access,
+    },
     /// No usable credentials. Every request is refused with [`Rejection::NeedsLogin`] and no
     /// refresh starts until [`handle_login`](Coordinator::handle_login) or
     /// [`handle_restore`](Coordinator::handle_restore).
@@ -161,7 +172,9 @@ pub enum Phase {
 pub enum FailCause {
     /// No credentials were ever installed.
     NeverLoggedIn,
-    /// The token endpoint refused the refresh token (`invalid_grant` and friends).
+    /// The token endpoint refused the refresh token (`invalid_grant` and friends), and no
+    /// usable access token was left (at once, or when the one kept in [`State::Refused`] turned
+    /// stale or was refused by the server).
     Refused,
     /// The application logged out.
     LoggedOut,
@@ -228,7 +241,8 @@ pub enum RefreshFailure {
         retry_after: Option<Duration>,
     },
     /// A definite refusal (`invalid_grant`, or 400/401 from the token endpoint): the refresh token
-    /// is no good and the user must log in again.
+    /// is no good and the user must log in again. An access token still usable keeps working
+    /// until it turns stale ([`State::Refused`]).
     Refused,
     /// The request was sent (or may have been) but no usable answer came back: the connection
     /// was reset, closed or timed out before the whole answer arrived, or a success status came
@@ -330,6 +344,15 @@ impl<const N: usize> Coordinator<N> {
     #[must_use]
     pub const fn needs_login(&self) -> bool {
         matches!(self.state, State::Failed { .. })
+    }
+
+    /// True if the token endpoint refused the current refresh token: in [`State::Refused`]
+    /// (the access token still works until it turns stale) and in `Failed` with
+    /// [`FailCause::Refused`]. The stored refresh token is dead: adapters erase it at once, so a
+    /// restarted program needs a login without a refresh call.
+    #[must_use]
+    pub const fn is_refused(&self) -> bool {
+        matches!(self.state, State::Refused { .. } | State::Failed { cause: FailCause::Refused })
     }
 
     /// Whether a refresh result for `id` would be applied: false for an attempt that belongs to
@@ -452,6 +475,10 @@ impl<const N: usize> Coordinator<N> {
             return reject(Rejection::Unauthorized);
         } else {
             self.expire_access();
+            if self.needs_login() {
+                // The last access token of refused credentials was refused too.
+                return reject(Rejection::NeedsLogin);
+            }
             ticket.replays.saturating_add(1)
         };
         let parked = self.park(now, id, replays);
@@ -540,8 +567,11 @@ impl<const N: usize> Coordinator<N> {
     /// [`Config::max_refresh_attempts`] per episode, after which the parked requests are
     /// rejected with [`Rejection::RefreshUnavailable`] and the refresh token is kept; a
     /// cool-down then holds (see [`State::Idle::retry_at`]) so that a failing token endpoint is
-    /// never hammered. A refusal rejects every parked request with [`Rejection::NeedsLogin`] and
-    /// enters [`State::Failed`], and so does the `max_refresh_attempts`-th presentation of one
+    /// never hammered. A refusal of an early refresh, while the access token is still usable,
+    /// enters [`State::Refused`]: requests keep going out with that token, no refresh starts,
+    /// and when it turns stale (or the server refuses it) the state becomes `Failed`. Any other
+    /// refusal rejects every parked request with [`Rejection::NeedsLogin`] and enters
+    /// [`State::Failed`] at once, and so does the `max_refresh_attempts`-th presentation of one
     /// refresh token that went unanswered ([`RefreshFailure::Lost`], [`FailCause::Unanswered`]).
     ///
     /// # Errors
@@ -574,7 +604,7 @@ impl<const N: usize> Coordinator<N> {
             return Ok(());
         }
         match failure {
-            RefreshFailure::Refused => self.enter_failed(FailCause::Refused),
+            RefreshFailure::Refused => self.refuse(now, access),
             RefreshFailure::Transient { retry_after } => self.fail_attempt(now, retry_after, false),
             RefreshFailure::Lost => self.fail_attempt(now, None, true),
         }
@@ -627,7 +657,13 @@ impl<const N: usize> Coordinator<N> {
                 phase: Phase::InFlight { timeout_at: at, .. } | Phase::Backoff { retry_at: at },
                 ..
             } => at,
-            State::Idle { .. } | State::Failed { .. } => return deadline,
+            // The instant the access token turns stale and the state becomes `Failed`.
+            State::Refused { access: Access::Valid { stale_at, .. } }
+                if stale_at < Instant::MAX =>
+            {
+                stale_at
+            }
+            State::Idle { .. } | State::Refused { .. } | State::Failed { .. } => return deadline,
         };
         Some(deadline.map_or(refresh, |d| d.min(refresh)))
     }
@@ -650,6 +686,11 @@ impl<const N: usize> Coordinator<N> {
         {
             self.start_attempt(now);
         }
+        if let State::Refused { access } = self.state
+            && !access.is_usable(now)
+        {
+            self.enter_failed(FailCause::Refused);
+        }
         self.queue.expire(now);
         now
     }
@@ -659,14 +700,22 @@ impl<const N: usize> Coordinator<N> {
     #[inline(never)]
     fn usable(&self, now: Instant) -> bool {
         match self.state {
-            State::Idle { access, .. } | State::Refreshing { access, .. } => access.is_usable(now),
+            State::Idle { access, .. }
+            | State::Refreshing { access, .. }
+            | State::Refused { access } => access.is_usable(now),
             State::Failed { .. } => false,
         }
     }
 
+    /// The server refused the current access token. Without a refresh token to get another
+    /// ([`State::Refused`]), the credentials are gone.
     fn expire_access(&mut self) {
-        if let State::Idle { access, .. } | State::Refreshing { access, .. } = &mut self.state {
-            *access = Access::Expired;
+        match &mut self.state {
+            State::Idle { access, .. } | State::Refreshing { access, .. } => {
+                *access = Access::Expired;
+            }
+            State::Refused { .. } => self.enter_failed(FailCause::Refused),
+            State::Failed { .. } => {}
         }
     }
 
@@ -812,6 +861,17 @@ impl<const N: usize> Coordinator<N> {
         }
         event!(info, "refresh failed ({failures} so far), retry in {delay}");
         self.state = State::Refreshing { access, failures, phase: Phase::Backoff { retry_at } };
+    }
+
+    /// The refresh token was refused. An access token still usable keeps working until it
+    /// turns stale ([`State::Refused`]); otherwise the credentials are gone.
+    fn refuse(&mut self, now: Instant, access: Access) {
+        if access.is_usable(now) {
+            event!(warn, "refresh refused; the access token is used until it turns stale");
+            self.state = State::Refused { access };
+        } else {
+            self.enter_failed(FailCause::Refused);
+        }
     }
 
     fn enter_failed(&mut self, cause: FailCause) {

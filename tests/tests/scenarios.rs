@@ -89,6 +89,79 @@ fn refused_refresh_rejects_every_parked_request_at_once_and_needs_login() {
 }
 
 #[test]
+fn refused_early_refresh_keeps_the_valid_token_until_it_turns_stale() {
+    let mut sim = Sim::<16>::logged_in(config(), Duration::from_secs(3600));
+    sim.script.push_back(Reply::Refused);
+    // 3530 s: in the early window (refresh_at 3530 s, stale_at 3590 s).
+    sim.run_until(at(3_530_000));
+    let first = sim.send(3);
+    sim.run_until(at(3_530_000) + sim.refresh_latency);
+    // The refusal is reported at once, through the state ...
+    let c = sim.core.coordinator();
+    assert!(matches!(c.state(), State::Refused { .. }), "{:?}", c.state());
+    assert!(c.is_refused() && !c.needs_login() && c.has_usable_token());
+    // ... and the still valid access token keeps working, without another refresh call.
+    let later = sim.send(4);
+    sim.run_until(at(3_589_000));
+    let more = sim.send(2);
+    sim.run_until(at(3_589_999));
+    for id in first.iter().chain(&later).chain(&more) {
+        assert_eq!(sim.finished[id], Finished::Ok(Generation(1)), "{id}");
+    }
+    assert_eq!(sim.refresh_calls, 1);
+    // When it turns stale, the credentials are gone: on the coordinator's timer, no input.
+    assert_eq!(sim.core.coordinator().poll_timeout(), Some(at(3_590_000)));
+    sim.run_until(at(3_590_000));
+    assert_eq!(
+        *sim.core.coordinator().state(),
+        State::Failed { cause: reauth_core::FailCause::Refused }
+    );
+    let after = sim.send(2);
+    sim.run_to_quiet();
+    assert!(after.iter().all(|id| sim.finished[id] == Finished::Rejected(Rejection::NeedsLogin)));
+    assert_eq!(sim.refresh_calls, 1, "the refused refresh token is never presented again");
+}
+
+#[test]
+fn refused_early_refresh_ends_when_the_server_refuses_the_kept_token() {
+    let mut core = Checked::<8>::new(config());
+    core.login(at(0), Some(Duration::from_secs(3600)));
+    let Ok(Admission::Send(first)) = core.request(at(3_530_000), RequestId(1)) else { panic!() };
+    let [Action::Refresh(id)] = core.take_actions()[..] else { panic!() };
+    core.refresh_failure(at(3_530_100), id, RefreshFailure::Refused).unwrap();
+    assert!(matches!(core.coordinator().state(), State::Refused { .. }));
+    // The server revoked the access token with the session: the 401 ends it.
+    let Ok(Admission::Send(second)) = core.request(at(3_530_200), RequestId(2)) else { panic!() };
+    let rejected = core.response(at(3_530_300), first, Verdict::Expired);
+    assert_eq!(
+        rejected,
+        Outcome::Rejected(reauth_core::Rejected {
+            id: RequestId(1),
+            reason: Rejection::NeedsLogin
+        })
+    );
+    assert!(core.coordinator().needs_login());
+    let outcome = core.response(at(3_530_400), second, Verdict::Expired);
+    assert!(matches!(outcome, Outcome::Rejected(r) if r.reason == Rejection::NeedsLogin));
+    assert!(core.take_actions().is_empty(), "no refresh with the refused token");
+}
+
+#[test]
+fn refused_refresh_of_a_stale_token_needs_login_at_once() {
+    let cfg = Config { refresh_timeout: Duration::from_secs(120), ..config() };
+    let mut core = Checked::<8>::new(cfg);
+    core.login(at(0), Some(Duration::from_secs(3600)));
+    // 3530 s: the early refresh starts; it is refused only after the token turned stale.
+    let Ok(Admission::Send(_)) = core.request(at(3_530_000), RequestId(1)) else { panic!() };
+    let [Action::Refresh(id)] = core.take_actions()[..] else { panic!() };
+    assert_eq!(core.request(at(3_590_000), RequestId(2)), Ok(Admission::Parked));
+    core.refresh_failure(at(3_590_010), id, RefreshFailure::Refused).unwrap();
+    assert!(core.coordinator().needs_login());
+    let actions = core.take_actions();
+    assert!(matches!(actions[..], [Action::Reject(r)] if r.reason == Rejection::NeedsLogin));
+}
+
+#[test]
 fn transient_failures_back_off_then_succeed_without_logout() {
     let mut sim = Sim::<16>::logged_in(config(), Duration::from_secs(60));
     sim.script.extend([Reply::Transient(None), Reply::Transient(None)]);

@@ -611,9 +611,10 @@ impl<
         // A failure the coordinator ignores (the attempt was superseded or had timed out) is not
         // reported: it changed nothing.
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok() {
-            if failure == RefreshFailure::Refused && self.coordinator.needs_login() {
-                // The stored refresh token is dead: a rebooted device must not restore it and
-                // spend a refresh call to learn so. A failed erase changes nothing else.
+            if self.coordinator.is_refused() {
+                // The stored refresh token is dead, even while the access token (which only RAM
+                // holds) still works: a rebooted device must not restore it and spend a refresh
+                // call to learn so. A failed erase changes nothing else.
                 let _ = self.store.clear();
             }
             self.notify(Event::RefreshFailed { failure, error });
