@@ -76,7 +76,7 @@ pub struct Coordinator<const N: usize> {
     streak: u32,
     /// Presentations of the current refresh token that ended without a usable answer
     /// ([`RefreshFailure::Lost`] or the refresh timeout): each may have rotated the token on the
-    /// server. Reset by new credentials; at [`Config::max_refresh_attempts`] the token is
+    /// server. Reset by new credentials; at [`Config::max_unanswered`] the token is
     /// presented no more ([`FailCause::Unanswered`]).
     unanswered: u32,
     /// State of the jitter generator (splitmix64).
@@ -178,7 +178,7 @@ pub enum FailCause {
     Refused,
     /// The application logged out.
     LoggedOut,
-    /// [`Config::max_refresh_attempts`] presentations of the same refresh token went unanswered
+    /// [`Config::max_unanswered`] presentations of the same refresh token went unanswered
     /// ([`RefreshFailure::Lost`] or the refresh timeout). Each may have rotated the token on the
     /// server, so presenting it again risks the reuse detection that revokes the whole session;
     /// the coordinator stops instead. A late success of one of those attempts still installs
@@ -248,7 +248,7 @@ pub enum RefreshFailure {
     /// was reset, closed or timed out before the whole answer arrived, or a success status came
     /// with a body that could not be used. The server may have rotated the refresh token, so
     /// besides backing off as for `Transient`, the coordinator presents one refresh token at
-    /// most [`Config::max_refresh_attempts`] times with such results (see
+    /// most [`Config::max_unanswered`] times with such results (see
     /// [`FailCause::Unanswered`]). A failure before any byte was sent (no route, connection
     /// refused) is `Transient`.
     Lost,
@@ -571,7 +571,7 @@ impl<const N: usize> Coordinator<N> {
     /// enters [`State::Refused`]: requests keep going out with that token, no refresh starts,
     /// and when it turns stale (or the server refuses it) the state becomes `Failed`. Any other
     /// refusal rejects every parked request with [`Rejection::NeedsLogin`] and enters
-    /// [`State::Failed`] at once, and so does the `max_refresh_attempts`-th presentation of one
+    /// [`State::Failed`] at once, and so does the `max_unanswered`-th presentation of one
     /// refresh token that went unanswered ([`RefreshFailure::Lost`], [`FailCause::Unanswered`]).
     ///
     /// # Errors
@@ -826,7 +826,7 @@ impl<const N: usize> Coordinator<N> {
         };
         if unanswered {
             self.unanswered = self.unanswered.saturating_add(1);
-            if self.unanswered >= u32::from(self.config.max_refresh_attempts) {
+            if self.unanswered >= u32::from(self.config.max_unanswered) {
                 self.enter_failed(FailCause::Unanswered);
                 return;
             }

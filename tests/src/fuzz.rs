@@ -173,6 +173,8 @@ pub fn coordinator(data: &[u8]) {
         wait_timeout: Duration::from_millis(900),
         replay_limit: data.get(1).map_or(1, |b| b % 3),
         max_refresh_attempts: data.get(2).map_or(3, |b| b % 5),
+        // The same byte, so that the seeds keep their meaning: both limits vary independently.
+        max_unanswered: data.get(2).map_or(3, |b| b / 5 % 5),
         backoff: Backoff {
             initial: Duration::from_millis(50),
             max: Duration::from_millis(400),

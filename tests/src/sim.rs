@@ -32,7 +32,7 @@ use reauth_core::{
 /// 7. generations only increase and every ticket carries the current generation;
 /// 9. whenever something waits on time, `poll_timeout` is `Some`;
 /// 10. a live refresh success is applied; a failure for a superseded attempt changes nothing;
-/// 11. one refresh token is presented at most `max_refresh_attempts` times without a
+/// 11. one refresh token is presented at most `max_unanswered` times without a
 ///     confirmation (a success, an answered failure, or new credentials), so a token whose
 ///     answers keep getting lost is not replayed into the server's reuse detection;
 /// 12. no refresh starts while an exhausted episode's cool-down holds, unless new credentials
@@ -404,7 +404,7 @@ impl<const N: usize> Checked<N> {
     fn check_refresh_start(&mut self, id: RefreshId) {
         let now = self.coordinator.now();
         self.unconfirmed = self.unconfirmed.saturating_add(1);
-        let limit = self.coordinator.config().max_refresh_attempts.max(1);
+        let limit = self.coordinator.config().max_unanswered.max(1);
         assert!(
             self.unconfirmed <= limit,
             "inv 11: {id} presents a refresh token for the {}th time without an answer",

@@ -26,6 +26,7 @@ fn config() -> Config {
         wait_timeout: Duration::from_millis(800),
         replay_limit: 1,
         max_refresh_attempts: 2,
+        max_unanswered: 3,
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(400),
@@ -237,7 +238,7 @@ impl Model {
         let Some(ep) = self.episode else { return };
         if unanswered {
             self.unanswered += 1;
-            if self.unanswered >= 2 {
+            if self.unanswered >= 3 {
                 self.doom(Rejection::NeedsLogin);
                 self.logged_out = true;
                 self.episode = None;
@@ -808,7 +809,7 @@ fn random_sequences_reach_every_outcome() {
             if model.cooling() {
                 seen.insert("cooling down".to_owned());
             }
-            if model.logged_out && model.unanswered >= 2 {
+            if model.logged_out && model.unanswered >= 3 {
                 seen.insert("stopped after unanswered presentations".to_owned());
             }
             if matches!(input, Input::Adopt(_)) {

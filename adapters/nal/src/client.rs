@@ -147,7 +147,7 @@ pub enum Event<E, SE> {
     /// [`RefreshFailure::Lost`] one (the request went out, at least in part, and no usable
     /// answer came back: reset, close or timeout before the whole answer, an unusable or
     /// oversized success) is retried too, but one refresh token is presented at most
-    /// [`max_refresh_attempts`](reauth_core::Config::max_refresh_attempts) times that way; a
+    /// [`max_unanswered`](reauth_core::Config::max_unanswered) times that way; a
     /// [`RefreshFailure::Refused`] one means the user must log in again
     /// ([`Client::needs_login`]).
     RefreshFailed {

@@ -69,9 +69,21 @@ fn client_with(config: ClientConfig<'static>) -> TestClient {
 
 /// A client logged in with `at1` / `rt1`, valid for an hour.
 fn logged_in() -> TestClient {
-    let mut client = client_with(config());
+    logged_in_with(config())
+}
+
+/// [`logged_in`] with `config`.
+fn logged_in_with(config: ClientConfig<'static>) -> TestClient {
+    let mut client = client_with(config);
     client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
     client
+}
+
+/// [`config`] with four attempts per episode, for scenarios longer than the default two.
+fn four_attempts() -> ClientConfig<'static> {
+    let config = config();
+    let coordinator = reauth_core::Config { max_refresh_attempts: 4, ..config.coordinator };
+    ClientConfig { coordinator, ..config }
 }
 
 fn t(ms: u64) -> Instant {
@@ -277,10 +289,10 @@ fn a_token_endpoint_that_never_answers_sees_one_refresh_token_at_most_max_attemp
     for _ in 0..20 {
         net.script(auth(), Script { reset_after: Some(10), ..Script::answer(&http(200, "{}")) });
     }
-    let mut client = logged_in();
+    let mut client = logged_in_with(four_attempts());
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
-    let attempts = usize::from(client.config().coordinator.max_refresh_attempts);
+    let attempts = usize::from(client.config().coordinator.max_unanswered);
     let presented = net.requests_to(auth());
     assert_eq!(presented.len(), attempts, "{events:?}");
     assert!(presented.iter().all(|r| r.ends_with("refresh_token=rt1")));
@@ -299,7 +311,7 @@ fn transient_refresh_failures_back_off_and_retry() {
     net.script(auth(), Script { refuse: true, ..Script::default() });
     net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
     net.script(api(), Script::answer(&http(200, "finally")));
-    let mut client = logged_in();
+    let mut client = logged_in_with(four_attempts());
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, _) = run(&mut client, &mut net, 0, 50, |e| responses(e) == 1);
     let transient = |e: &&Ev| {
@@ -325,7 +337,7 @@ fn every_attempt_failing_transiently_rejects_with_refresh_unavailable() {
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, _) = run(&mut client, &mut net, 0, 100, |e| finished(e) == 1);
     assert!(matches!(failure(&events, id), Error::Rejected(Rejection::RefreshUnavailable)));
-    assert_eq!(net.requests_to(auth()).len(), 4, "max_refresh_attempts");
+    assert_eq!(net.requests_to(auth()).len(), 2, "max_refresh_attempts");
     assert!(!client.needs_login(), "transient failures never log out");
 }
 
@@ -336,11 +348,14 @@ fn a_request_parked_longer_than_the_wait_timeout_is_rejected_with_timeout() {
     for _ in 0..4 {
         net.script(auth(), Script { silent: true, ..Script::default() });
     }
-    let mut client = logged_in();
+    // Shorter than an episode (the default is longer, so that requests hear its outcome).
+    let mut config = config();
+    config.coordinator.wait_timeout = Duration::from_secs(10);
+    let mut client = logged_in_with(config);
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, end) = run(&mut client, &mut net, 0, 500, |e| finished(e) == 1);
     assert!(matches!(failure(&events, id), Error::Rejected(Rejection::Timeout)), "{events:?}");
-    assert_eq!(end, 30_000, "the default wait timeout");
+    assert_eq!(end, 10_000, "the wait timeout");
 }
 
 #[test]

@@ -178,7 +178,7 @@ fn hanging_token_endpoint_times_out_waiting_requests() {
 #[test]
 fn hanging_token_endpoint_is_presented_the_token_at_most_max_attempts_times() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    let config = Config { max_refresh_attempts: 2, ..quick_config() };
+    let config = Config { max_refresh_attempts: 2, max_unanswered: 2, ..quick_config() };
     let client = logged_in(
         &issuer,
         builder(&issuer)
