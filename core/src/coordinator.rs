@@ -504,16 +504,23 @@ impl<const N: usize> Coordinator<N> {
     /// the server has rotated the refresh token, so throwing the result away would lose it.
     ///
     /// The order that keeps the coordinator, the token buffers and the persisted refresh token
-    /// in agreement (reauth-nal's `refresh_answered` follows it):
+    /// in agreement, and persists a rotated refresh token before anything uses the new
+    /// generation:
     /// 1. [`is_live_refresh(id)`](Self::is_live_refresh): if not, drop the answer unread.
-    /// 2. Decode the answer into the token set as generation
-    ///    `self.generation().next()`, which is the generation this call will hand out:
-    ///    [`TokenResponse::apply`](crate::oauth::TokenResponse::apply) is all or nothing. If it
-    ///    fails (a token too long for its buffer), report
+    /// 2. Parse it and [`validate`](crate::oauth::TokenResponse::validate) it for the token
+    ///    set's capacities. If that fails (a token too long for its buffer), report
     ///    [`handle_refresh_failure`](Self::handle_refresh_failure) with
-    ///    [`RefreshFailure::Lost`] instead: the server has rotated, the answer cannot be used.
-    /// 3. Persist the rotated refresh token, now readable from the token set.
-    /// 4. Call this, and only then carry out the actions it releases.
+    ///    [`RefreshFailure::Lost`] instead: the server has rotated, the answer cannot be used,
+    ///    and neither the coordinator nor the buffers have changed.
+    /// 3. Persist the rotated refresh token, lent by
+    ///    [`write_refresh_token`](crate::oauth::ValidTokenResponse::write_refresh_token).
+    /// 4. Call this, then [`apply`](crate::oauth::ValidTokenResponse::apply) the validated
+    ///    answer (it cannot fail) under the generation returned, and only then carry out the
+    ///    actions it releases.
+    ///
+    /// (reauth-nal applies into its token set as `self.generation().next()`, the generation
+    /// this call will hand out, before calling it; the validation makes that all or nothing
+    /// too.)
     ///
     /// The refresh call itself MUST end (succeed, fail, or be given up) by
     /// [`Config::refresh_timeout`] after [`Action::Refresh`]: the coordinator then counts the
