@@ -134,10 +134,7 @@ pub fn token_response(data: &[u8]) {
         assert_eq!(failure, RefreshFailure::Refused, "a 400 without a known code is a refusal");
     }
     assert!(matches!(classify_failure(503, data, None), RefreshFailure::Transient { .. }));
-    let classic = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    let classic = ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
     let verdict = classic.verdict(200, Some(data));
     if verdict == Verdict::Expired {
         assert!(data.windows(3).any(|w| w == b"409"), "expired without a 409 in the body");

@@ -428,10 +428,8 @@ fn a_request_still_refused_after_its_replay_is_unauthorized() {
 
 #[test]
 fn classic_body_code_409_counts_as_expiry() {
-    const RULE: ExpiryRule<'static> = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    const RULE: ExpiryRule<'static> =
+        ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
     let mut net = MockNet::default();
     net.script(api(), Script::answer(&http(200, r#"{"code":409,"message":"token expired"}"#)));
     net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
@@ -705,10 +703,7 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
                 net.script(remote, script);
             }
         }
-        let rule = ExpiryRule {
-            statuses: &[401],
-            body_code: Some(BodyCode { field: "code", values: &[409] }),
-        };
+        let rule = ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
         // Half the rounds keep connections, so that reuse meets every fault too.
         let keep_alive = Duration::from_secs(if next() % 2 == 0 { 4 } else { 0 });
         let timeouts = Timeouts { keep_alive, ..Timeouts::DEFAULT };

@@ -302,7 +302,7 @@ fn classic_409_api_with_body_code_rule_and_custom_refresh_exchange() {
         &issuer,
         Client::builder()
             .refresh_with(exchange)
-            .expiry(Expiry::statuses(&[]).body_code("code", &[409]))
+            .expiry(Expiry::body_code_only("code", &[409]))
             .config(quick_config()),
     );
     issuer.expire_all_now();

@@ -281,10 +281,7 @@ fn malformed_and_oversized_token_responses_are_clear_errors() {
 
 #[test]
 fn classic_409_api_is_detected_by_its_body_code() {
-    const RULE: ExpiryRule<'static> = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    const RULE: ExpiryRule<'static> = ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
     let issuer = MockIssuer::start(IssuerConfig {
         expiry_style: ExpiryStyle::Classic409,
         ..IssuerConfig::default()
