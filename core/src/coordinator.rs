@@ -664,12 +664,9 @@ impl<const N: usize> Coordinator<N> {
                 phase: Phase::InFlight { timeout_at: at, .. } | Phase::Backoff { retry_at: at },
                 ..
             } => at,
-            // The instant the access token turns stale and the state becomes `Failed`.
-            State::Refused { access: Access::Valid { stale_at, .. } }
-                if stale_at < Instant::MAX =>
-            {
-                stale_at
-            }
+            // The instant the access token turns stale and the state becomes `Failed`
+            // (`Instant::MAX` for a token of unknown lifetime: until the API refuses it).
+            State::Refused { access: Access::Valid { stale_at, .. } } => stale_at,
             State::Idle { .. } | State::Refused { .. } | State::Failed { .. } => return deadline,
         };
         Some(deadline.map_or(refresh, |d| d.min(refresh)))

@@ -357,18 +357,24 @@ fn encode_basic(client_id: &str, client_secret: &str, out: &mut [u8]) -> usize {
 }
 
 /// Feeds the `application/x-www-form-urlencoded` form of `text` to `put`, byte by byte.
+// `put` is called from one place: inlined once per caller, not once per case (with the base64
+// feed of `encode_basic` as `put`, one call per case cost 400 B more flash on thumbv7em).
 fn form_encode(text: &str, put: &mut impl FnMut(u8)) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in text.bytes() {
-        match b {
-            _ if is_unreserved(b) => put(b),
-            b' ' => put(b'+'),
-            _ => {
-                put(b'%');
-                put(HEX[usize::from(b >> 4)]);
-                put(HEX[usize::from(b & 15)]);
-            }
+        let (encoded, len) = form_byte(b);
+        for &e in encoded.get(..len).unwrap_or_default() {
+            put(e);
         }
+    }
+}
+
+/// The form encoding of one byte: itself, `+` for a space, else `%XX`; and its length.
+fn form_byte(b: u8) -> ([u8; 3], usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    match b {
+        _ if is_unreserved(b) => ([b, 0, 0], 1),
+        b' ' => ([b'+', 0, 0], 1),
+        _ => ([b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 3),
     }
 }
 

@@ -611,10 +611,12 @@ impl<
         // A failure the coordinator ignores (the attempt was superseded or had timed out) is not
         // reported: it changed nothing.
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok() {
-            if self.coordinator.is_refused() {
+            let misconfigured = matches!(&error, Error::Refresh(e) if e.is_configuration_error());
+            if self.coordinator.is_refused() && !misconfigured {
                 // The stored refresh token is dead, even while the access token (which only RAM
                 // holds) still works: a rebooted device must not restore it and spend a refresh
-                // call to learn so. A failed erase changes nothing else.
+                // call to learn so. A failed erase changes nothing else. A client set up wrong
+                // has not used its refresh token: it stays for the corrected firmware.
                 let _ = self.store.clear();
             }
             self.notify(Event::RefreshFailed { failure, error });

@@ -54,7 +54,10 @@
 //! request's `Authorization` line, the refresh request and answer) are wiped when they are done
 //! with.
 //!
-//! Features, all off by default:
+//! Features, all off by default but `client-secret-basic`:
+//! - `client-secret-basic` (default): `client_secret_basic` client authentication in
+//!   [`OAuth2`], the default when a secret is given (about 850 bytes of flash on thumbv7em);
+//!   without it a secret goes in the request body.
 //! - `keep-alive`: a slot keeps its connection to the API for its next request, for
 //!   [`Timeouts::keep_alive`] (4 s by default): no TCP or TLS handshake per request. Only
 //!   idempotent requests (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`) use a kept connection, so

@@ -211,7 +211,7 @@ fn hanging_token_endpoint_is_presented_the_token_at_most_max_attempts_times() {
 #[test]
 fn malformed_token_response_is_a_clear_error() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    let config = Config { max_refresh_attempts: 1, ..quick_config() };
+    let config = Config { max_refresh_attempts: 1, max_unanswered: 1, ..quick_config() };
     let client = logged_in(&issuer, builder(&issuer).config(config));
     issuer.expire_all_now();
     issuer.inject(Fault::MalformedJson { times: 1 });
@@ -243,7 +243,7 @@ fn one_lost_answer_is_retried_within_the_attempts() {
 #[test]
 fn oversized_token_response_is_a_clear_error() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    let config = Config { max_refresh_attempts: 1, ..quick_config() };
+    let config = Config { max_refresh_attempts: 1, max_unanswered: 1, ..quick_config() };
     let client = logged_in(&issuer, builder(&issuer).config(config));
     issuer.expire_all_now();
     issuer.inject(Fault::OversizedToken { times: 1, len: 9_000 });
