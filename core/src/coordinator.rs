@@ -474,11 +474,12 @@ impl<const N: usize> Coordinator<N> {
         } else if ticket.replays >= self.config.replay_limit {
             return reject(Rejection::Unauthorized);
         } else {
-            self.expire_access();
-            if self.needs_login() {
+            if let State::Refused { .. } = self.state {
                 // The last access token of refused credentials was refused too.
+                self.enter_failed(FailCause::Refused);
                 return reject(Rejection::NeedsLogin);
             }
+            self.expire_access();
             ticket.replays.saturating_add(1)
         };
         let parked = self.park(now, id, replays);
@@ -711,15 +712,9 @@ impl<const N: usize> Coordinator<N> {
         }
     }
 
-    /// The server refused the current access token. Without a refresh token to get another
-    /// ([`State::Refused`]), the credentials are gone.
     fn expire_access(&mut self) {
-        match &mut self.state {
-            State::Idle { access, .. } | State::Refreshing { access, .. } => {
-                *access = Access::Expired;
-            }
-            State::Refused { .. } => self.enter_failed(FailCause::Refused),
-            State::Failed { .. } => {}
+        if let State::Idle { access, .. } | State::Refreshing { access, .. } = &mut self.state {
+            *access = Access::Expired;
         }
     }
 

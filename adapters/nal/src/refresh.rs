@@ -212,8 +212,6 @@ impl RefreshExchange for OAuth2<'_> {
 ///   went through is unknown, the exchange is lost (retried a bounded number of times).
 /// - 400, 401 with any other code or none: the refresh token is refused.
 /// - Anything else (a 1xx, a status outside 100-599): lost, as above.
-// Out of line: one copy for every exchange type.
-#[inline(never)]
 fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Unusable {
     let code = parse_error_response(body);
     let failure = match (status, code) {
