@@ -22,7 +22,8 @@ use crate::stub::StubStack;
 
 /// Two request slots, 512-byte requests, 1 KiB responses, a 256-byte access token and a
 /// 128-byte refresh token.
-type FwClient = Client<'static, StubStack, FlashStore, OAuth2<'static>, 2, 512, 1024, 256, 128>;
+type FwClient = reauth_nal::client_type!(StubStack, FlashStore, OAuth2<'static>,
+    slots: 2, request: 512, response: 1024, access: 256, refresh: 128);
 
 const API: Endpoint<'static> = Endpoint {
     addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80)),

@@ -35,6 +35,12 @@ use crate::transport::Transport;
 ///   few bytes of framing slack). The token endpoint's answer MUST fit it too;
 /// - `A`, `R`: capacities of the access and refresh tokens in bytes.
 ///
+/// Five numbers in a row are easy to swap: name the type with [`client_type!`](crate::client_type),
+/// which takes each size by name (`slots: 2, request: 512, response: 1024, access: 256,
+/// refresh: 128`) and refuses them in another order. [`new`](Self::new) also refuses, at
+/// compile time, sizes that cannot work: `K = 0`, a request buffer not larger than the access
+/// token (`REQ <= A`), a response buffer not larger than both tokens (`RESP <= A + R`).
+///
 /// Memory: roughly `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 /// value; put it in a `static` (see [`new`](Self::new), a `const fn`) rather than on a small
 /// stack.
@@ -71,7 +77,8 @@ use crate::transport::Transport;
 /// let api = Endpoint { addr: "192.0.2.1:80".parse().unwrap(), host: "api.example" };
 /// let token = Endpoint { addr: "192.0.2.2:80".parse().unwrap(), host: "auth.example" };
 /// let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
-/// let mut client: Client<'_, T, NoStore, OAuth2<'_>, 2, 512, 1024, 256, 128> =
+/// let mut client: reauth_nal::client_type!('_, T, NoStore, OAuth2<'_>,
+///     slots: 2, request: 512, response: 1024, access: 256, refresh: 128) =
 ///     Client::new(ClientConfig::new(api, token), exchange, NoStore);
 /// client.restore(now(), "refresh-token-from-flash").unwrap();
 /// let id = client.submit(now(), &Request::get("/api/status")).unwrap();
@@ -115,6 +122,50 @@ pub struct Client<
     next_id: u32,
     /// The latest instant seen; earlier ones are clamped to it.
     now: Instant,
+}
+
+/// Names a [`Client`] type with its five sizes given by name, in this order, so that they cannot
+/// be swapped silently (a name out of place does not compile):
+///
+/// ```
+/// use reauth_nal::{NoStore, OAuth2};
+/// # type Stack = std_embedded_nal::Stack;
+///
+/// type Device = reauth_nal::client_type!(Stack, NoStore, OAuth2<'static>,
+///     slots: 2, request: 512, response: 1024, access: 256, refresh: 128);
+/// // With a lifetime other than `'static` for the configuration:
+/// type Borrowed<'a> = reauth_nal::client_type!('a, Stack, NoStore, OAuth2<'a>,
+///     slots: 2, request: 512, response: 1024, access: 256, refresh: 128);
+/// ```
+///
+/// Sizes in another order do not compile:
+///
+/// ```compile_fail
+/// # use reauth_nal::{NoStore, OAuth2};
+/// # type Stack = std_embedded_nal::Stack;
+/// type Swapped = reauth_nal::client_type!(Stack, NoStore, OAuth2<'static>,
+///     slots: 2, response: 1024, request: 512, access: 256, refresh: 128);
+/// ```
+///
+/// - `slots`: requests open at once (`K`);
+/// - `request`: bytes per request buffer (`REQ`), the request with its `Authorization` line;
+///   the refresh request uses one too;
+/// - `response`: bytes per response buffer (`RESP`), head and body; the token endpoint's
+///   answer uses one too;
+/// - `access`, `refresh`: the capacities of the access and refresh tokens (`A`, `R`).
+#[macro_export]
+macro_rules! client_type {
+    ($lt:lifetime, $net:ty, $store:ty, $exchange:ty,
+     slots: $k:expr, request: $req:expr, response: $resp:expr, access: $a:expr,
+     refresh: $r:expr $(,)?) => {
+        $crate::Client<$lt, $net, $store, $exchange, { $k }, { $req }, { $resp }, { $a }, { $r }>
+    };
+    ($net:ty, $store:ty, $exchange:ty,
+     slots: $k:expr, request: $req:expr, response: $resp:expr, access: $a:expr,
+     refresh: $r:expr $(,)?) => {
+        $crate::client_type!('static, $net, $store, $exchange, slots: $k, request: $req,
+            response: $resp, access: $a, refresh: $r)
+    };
 }
 
 /// Something the application must hear about, from [`Client::poll`].
@@ -180,6 +231,20 @@ impl<
     /// before submitting requests. `const`, so that it can live in a `static`.
     #[must_use]
     pub const fn new(config: ClientConfig<'a>, exchange: X, store: S) -> Self {
+        // Sizes that cannot work, as compile errors (evaluated for each set of sizes used).
+        const { assert!(K >= 1, "reauth-nal: a client needs at least one request slot") };
+        const {
+            assert!(
+                REQ > A,
+                "reauth-nal: the request buffer (REQ) must be larger than the access token (A)"
+            )
+        };
+        const {
+            assert!(
+                RESP > A + R,
+                "reauth-nal: the response buffer (RESP) must be larger than both tokens (A + R)"
+            )
+        };
         Self {
             coordinator: Coordinator::new(config.coordinator),
             config,

@@ -13,13 +13,17 @@
 //!
 //! 1. Build a [`Client`] from a [`ClientConfig`] (API and token endpoint addresses, expiry rule,
 //!    timeouts), a [`RefreshExchange`] ([`OAuth2`] for the standard grant) and a [`TokenStore`].
-//!    Size its buffers with the const parameters (see [`Client`]).
+//!    Size its buffers by name with [`client_type!`] (see [`Client`]).
 //! 2. Install credentials: [`Client::login`] after a login, or [`Client::restore`] with the
 //!    refresh token kept in flash.
 //! 3. [`Client::submit`] requests; in the main loop call [`Client::poll`] until it returns `None`
 //!    and handle each [`Event`]; sleep until the stack has news or [`Client::poll_timeout`].
 //!
 //! # Sizing
+//!
+//! Name the client's type with [`client_type!`], which takes the five sizes below by name
+//! (`slots`, `request`, `response`, `access`, `refresh`), so that two cannot be swapped silently;
+//! [`Client::new`] refuses sizes that cannot work at compile time.
 //!
 //! - `K` slots: requests open at once. The stack MUST offer `K + 1` sockets (one per slot and
 //!   one for the refresh exchange).

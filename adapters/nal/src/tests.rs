@@ -49,7 +49,8 @@ impl TokenStore for MemStore {
     }
 }
 
-type TestClient = Client<'static, MockNet, MemStore, OAuth2<'static>, 3, 384, 256, 48, 48>;
+type TestClient = crate::client_type!(MockNet, MemStore, OAuth2<'static>,
+    slots: 3, request: 384, response: 256, access: 48, refresh: 48);
 type Ev = Event<MockError, FlashFull>;
 
 fn api() -> SocketAddr {
