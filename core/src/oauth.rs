@@ -224,6 +224,40 @@ pub(crate) fn raw_error_code(body: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The `error_description` of an error response (RFC 6749 §5.2), bounded and sanitised into
+/// `out`: escapes decoded, every character outside printable ASCII (and `"` and `\\`) written
+/// as `?`, cut at `out.len()` bytes. Returns the number of bytes written, all printable ASCII
+/// (so `core::str::from_utf8` of them cannot fail); 0 if the body has no string
+/// `error_description`, or an empty one. The text is the server's: show it to the user as its
+/// words, not as a fact.
+///
+/// ```
+/// let mut out = [0u8; 24];
+/// let body = br#"{"error":"invalid_client","error_description":"Client \"x\" is not allowed\nhere"}"#;
+/// let len = reauth_core::oauth::write_error_description(body, &mut out);
+/// assert_eq!(&out[..len], b"Client ?x? is not allowe");
+/// ```
+#[must_use]
+pub fn write_error_description(body: &[u8], out: &mut [u8]) -> usize {
+    let mut description = None;
+    let mut members = Members::new(body);
+    while let Ok(Some((key, value))) = members.next() {
+        if same(key, b"error_description") {
+            description.get_or_insert(value);
+        }
+    }
+    let Some(Value::Str(raw)) = description else { return 0 };
+    let mut len = 0;
+    for (slot, unit) in out.iter_mut().zip(Unescape::new(raw)) {
+        *slot = match unit.map(u8::try_from) {
+            Ok(Ok(byte @ b' '..=b'~')) if byte != b'"' && byte != b'\\' => byte,
+            _ => b'?',
+        };
+        len += 1;
+    }
+    len
+}
+
 /// Classifies a token endpoint answer that is not a success.
 ///
 /// 400 and 401 are refusals (the refresh token or the client is not accepted), unless the body
@@ -782,6 +816,34 @@ mod tests {
         let Some(Action::Send(ticket)) = auth.poll_action() else { panic!() };
         assert_eq!(ticket.generation, set.generation());
         assert_eq!(set.access(), Some("access-2"));
+    }
+
+    #[test]
+    fn error_descriptions_are_bounded_and_sanitised() {
+        let describe = |body: &[u8]| {
+            let mut out = [0u8; 16];
+            let len = write_error_description(body, &mut out);
+            let text = core::str::from_utf8(&out[..len]).unwrap();
+            (len > 0).then(|| std::string::String::from(text))
+        };
+        assert_eq!(
+            describe(br#"{"error":"invalid_grant","error_description":"expired"}"#),
+            Some("expired".into())
+        );
+        assert_eq!(describe(br#"{"error":"invalid_grant"}"#), None);
+        assert_eq!(describe(br#"{"error_description":""}"#), None);
+        assert_eq!(describe(br#"{"error_description":42}"#), None);
+        assert_eq!(describe(b"not json"), None);
+        // Control characters, quotes, backslashes and non-ASCII text become `?`.
+        assert_eq!(
+            describe("{\"error_description\":\"a\\u0000b\\\"c\\\\d\\t\u{e9}\"}".as_bytes()),
+            Some("a?b?c?d???".into())
+        );
+        // Cut at the buffer's size.
+        assert_eq!(
+            describe(br#"{"error_description":"0123456789abcdefghij"}"#),
+            Some("0123456789abcdef".into())
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ use core::fmt;
 use core::mem;
 
 use reauth_core::oauth::parse_token_response;
+#[cfg(feature = "refusal-description")]
+use reauth_core::oauth::write_error_description;
 use reauth_core::{
     Action, Admission, Coordinator, Duration, Generation, Instant, Outcome, RefreshFailure,
     RefreshId, Rejection, RequestId, TokenError, TokenSet,
@@ -118,6 +120,9 @@ pub struct Client<
     /// not yet handed out. A refresh exchange is only stepped while both are empty, and one
     /// step ends with at most one of each, so no event is ever dropped.
     refresh_news: Option<Event<T::Error, S::Error>>,
+    /// The server's `error_description` of the last refusal, bounded and sanitised.
+    #[cfg(feature = "refusal-description")]
+    refusal: Description,
     /// The id the next request gets.
     next_id: u32,
     /// The latest instant seen; earlier ones are clamped to it.
@@ -166,6 +171,18 @@ macro_rules! client_type {
         $crate::client_type!('static, $net, $store, $exchange, slots: $k, request: $req,
             response: $resp, access: $a, refresh: $r)
     };
+}
+
+/// The most bytes of a refusal's `error_description` that
+/// [`Client::refusal_description`] keeps.
+pub const REFUSAL_DESCRIPTION_LEN: usize = 64;
+
+/// A refusal's description: printable ASCII, `len` bytes of `bytes`.
+#[derive(Debug)]
+#[cfg(feature = "refusal-description")]
+struct Description {
+    bytes: [u8; REFUSAL_DESCRIPTION_LEN],
+    len: u8,
 }
 
 /// Something the application must hear about, from [`Client::poll`].
@@ -260,6 +277,8 @@ impl<
             refresher: const { Refresher::new() },
             persist_failed: None,
             refresh_news: None,
+            #[cfg(feature = "refusal-description")]
+            refusal: Description { bytes: [0; REFUSAL_DESCRIPTION_LEN], len: 0 },
             next_id: 1,
             now: Instant::ZERO,
         }
@@ -305,6 +324,18 @@ impl<
         self.slots.iter().find(|s| s.id == id).and_then(Slot::response)
     }
 
+    /// The token endpoint's own words about its last refusal (its `error_description`), from
+    /// the [`Event::RefreshFailed`] with [`AnswerError::Refused`](crate::AnswerError::Refused)
+    /// until the next login, restore or logout: at most [`REFUSAL_DESCRIPTION_LEN`] bytes,
+    /// printable ASCII only (anything else, quotes and backslashes shown as `?`). `None` if the
+    /// server gave none. Needs the `refusal-description` feature (on by default).
+    #[cfg(feature = "refusal-description")]
+    #[must_use]
+    pub fn refusal_description(&self) -> Option<&str> {
+        let text = self.refusal.bytes.get(..usize::from(self.refusal.len))?;
+        core::str::from_utf8(text).ok().filter(|text| !text.is_empty())
+    }
+
     /// The token store.
     #[must_use]
     pub const fn store(&self) -> &S {
@@ -333,6 +364,7 @@ impl<
         lifetime: Option<Duration>,
     ) -> Result<Generation, LoginError<S::Error>> {
         let now = self.clock(now);
+        self.forget_refusal();
         // `handle_login` installs exactly the next generation; the tokens go in first so that
         // a token that does not fit leaves the coordinator untouched.
         let generation = self.coordinator.generation().next();
@@ -357,6 +389,7 @@ impl<
         body: &[u8],
     ) -> Result<Generation, LoginError<S::Error>> {
         let now = self.clock(now);
+        self.forget_refusal();
         let response = parse_token_response(body).map_err(LoginError::TokenResponse)?;
         if !response.has_refresh_token() {
             return Err(LoginError::Token(TokenError::Empty));
@@ -376,6 +409,7 @@ impl<
     /// [`TokenError`] if the token is unusable; nothing changes then.
     pub fn restore(&mut self, now: Instant, refresh: &str) -> Result<(), TokenError> {
         let now = self.clock(now);
+        self.forget_refusal();
         self.tokens.restore(refresh)?;
         self.coordinator.handle_restore(now);
         self.drain_actions();
@@ -390,6 +424,7 @@ impl<
     /// The store could not erase the token; the tokens are gone from memory anyway.
     pub fn logout(&mut self, now: Instant) -> Result<(), S::Error> {
         let now = self.clock(now);
+        self.forget_refusal();
         self.tokens.clear();
         self.coordinator.handle_logout(now);
         self.drain_actions();
@@ -520,6 +555,14 @@ impl<
         self.now
     }
 
+    /// New credentials or none: the last refusal's description is about the old ones.
+    fn forget_refusal(&mut self) {
+        #[cfg(feature = "refusal-description")]
+        {
+            self.refusal.len = 0;
+        }
+    }
+
     /// An id no open request has (the counter wraps after 4 billion requests).
     fn fresh_id(&mut self) -> RequestId {
         let mut id = self.next_id;
@@ -642,6 +685,11 @@ impl<
         let refreshed = match read {
             Ok(refreshed) => refreshed,
             Err(Unusable { failure, error }) => {
+                #[cfg(feature = "refusal-description")]
+                if let crate::AnswerError::Refused { .. } = error {
+                    let len = write_error_description(response.body(), &mut self.refusal.bytes);
+                    self.refusal.len = u8::try_from(len).unwrap_or(0);
+                }
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;
             }

@@ -58,7 +58,10 @@
 //! request's `Authorization` line, the refresh request and answer) are wiped when they are done
 //! with.
 //!
-//! Features, all off by default but `client-secret-basic`:
+//! Features, all off by default but `client-secret-basic` and `refusal-description`:
+//! - `refusal-description` (default): [`Client::refusal_description`], the token endpoint's
+//!   `error_description` of its last refusal, bounded and sanitised (64 bytes of RAM, about
+//!   200 bytes of flash).
 //! - `client-secret-basic` (default): `client_secret_basic` client authentication in
 //!   [`OAuth2`], the default when a secret is given (about 850 bytes of flash on thumbv7em);
 //!   without it a secret goes in the request body.
@@ -103,7 +106,7 @@ mod personality;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, Event};
+pub use client::{Client, Event, REFUSAL_DESCRIPTION_LEN};
 pub use config::{ClientConfig, Endpoint, Timeouts};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceEvent, DeviceFailure, DeviceLogin};
 pub use error::{AnswerError, Error, HttpError, LoginError, Stage, SubmitError, TimeoutKind};

@@ -261,7 +261,12 @@ fn refused_refresh_rejects_every_parked_request_and_needs_login() {
 #[test]
 fn refusals_carry_the_oauth_code_and_a_client_set_up_wrong_keeps_its_refresh_token() {
     let cases: [(u16, &str, Option<ErrorCode>, bool); 6] = [
-        (400, r#"{"error":"invalid_grant"}"#, Some(ErrorCode::InvalidGrant), false),
+        (
+            400,
+            r#"{"error":"invalid_grant","error_description":"Token \"x\" revoked\n"}"#,
+            Some(ErrorCode::InvalidGrant),
+            false,
+        ),
         (401, "", None, false),
         (401, r#"{"error":"invalid_client"}"#, Some(ErrorCode::InvalidClient), true),
         (400, r#"{"error":"unauthorized_client"}"#, Some(ErrorCode::UnauthorizedClient), true),
@@ -290,6 +295,9 @@ fn refusals_carry_the_oauth_code_and_a_client_set_up_wrong_keeps_its_refresh_tok
             assert!(shown.contains(code.as_str()), "{shown}");
         }
         assert_eq!(shown.contains("set up wrong"), misconfigured, "{shown}");
+        // The server's own words, bounded and sanitised.
+        let described = (code == Some(ErrorCode::InvalidGrant)).then_some("Token ?x? revoked?");
+        assert_eq!(client.refusal_description(), described, "{status} {body}");
         assert!(matches!(failure(&events, id), Error::Rejected(Rejection::NeedsLogin)));
         assert!(client.needs_login());
         // Only a refused refresh token is dead; a client set up wrong did not use it.
