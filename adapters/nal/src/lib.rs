@@ -36,8 +36,9 @@
 //!   the same size. A chunked body needs a few bytes of slack for its framing.
 //! - RAM: about `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 //!   [`Client`] value (no heap); the example firmware's client (`K = 2`, 512, 1024, 256, 128)
-//!   takes 6,048 bytes. The two crates add 15.3 KiB of flash to it (thumbv7em,
-//!   `opt-level = "s"`), 15.7 KiB with `keep-alive` (BENCHMARKS.md, "Firmware footprint").
+//!   takes 6,048 bytes. The two crates add 15.5 KiB of flash to it (thumbv7em,
+//!   `opt-level = "s"`, without the default features), 16.0 KiB with `keep-alive`, 17.4 KiB
+//!   with `keep-alive` and the default features (BENCHMARKS.md, "Firmware footprint").
 //!
 //! # Network stacks
 //!
