@@ -216,8 +216,14 @@ pub enum Event<E, SE> {
     /// answer came back: reset, close or timeout before the whole answer, an unusable or
     /// oversized success) is retried too, but one refresh token is presented at most
     /// [`max_unanswered`](reauth_core::Config::max_unanswered) times that way; a
-    /// [`RefreshFailure::Refused`] one means the user must log in again
-    /// ([`Client::needs_login`]).
+    /// [`RefreshFailure::Refused`] one means the user must log in again: at once
+    /// ([`Client::needs_login`]), or, when an early refresh was refused while the access token
+    /// is still valid, once that token turns stale (the coordinator is
+    /// [`Refused`](reauth_core::State::Refused) meanwhile and requests keep going out). Its
+    /// error is [`AnswerError::Refused`](crate::AnswerError::Refused) with the OAuth code;
+    /// [`is_configuration_error`](crate::AnswerError::is_configuration_error) tells a client
+    /// set up wrong (whose stored refresh token is kept) from a refused refresh token (which
+    /// is erased from the store at once).
     RefreshFailed {
         /// How the coordinator took it.
         failure: RefreshFailure,
