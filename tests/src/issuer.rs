@@ -11,6 +11,13 @@
 //!   [`IssuerConfig::device_answer`]), `slow_down` when they come sooner than the interval,
 //!   `access_denied` after [`MockIssuer::deny`], `expired_token` after
 //!   [`IssuerConfig::device_code_lifetime`]; an approved code gets a new session's tokens once.
+//! - `GET /oauth/authorize` and the `authorization_code` grant on `/oauth/token`: the
+//!   authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636 `S256`, required) for a loopback
+//!   redirect URI (RFC 8252 §7.3). The authorization request is answered at once, with no login
+//!   page: a 302 to the `redirect_uri` with a code and the `state`, or with `error=access_denied`
+//!   ([`IssuerConfig::authorize_answer`]). The code works once, for
+//!   [`IssuerConfig::authorization_code_lifetime`], for the `client_id` and `redirect_uri` it
+//!   was issued to, and with the verifier of its challenge; then it gets a new session's tokens.
 //! - `POST /auth/refresh`: a "classic" JSON refresh endpoint (`{"refreshToken":"..."}` in,
 //!   `{"token":"...","refreshToken":"...","ttl":N}` out) with the same rotation rules.
 //! - `GET|POST|PUT|DELETE /api/...`: protected resources; an expired or unknown bearer token
@@ -25,7 +32,8 @@
 //! check that the client behaved: one refresh per token, no reuse, no token on the wrong endpoint.
 //!
 //! The server uses std threads only: one accept thread and one thread per connection (HTTP/1.1
-//! keep-alive, `Connection: close` honoured). Dropping the [`MockIssuer`] stops it: the port is
+//! keep-alive, `Connection: close` honoured). [`MockIssuer::start_tls`] serves the same endpoints
+//! over HTTPS (rustls) with a certificate from a [`TestPki`] made at test time. Dropping the [`MockIssuer`] stops it: the port is
 //! closed and every connection thread has ended when `drop` returns.
 //!
 //! # Examples
@@ -54,6 +62,7 @@
 //! assert_eq!(issuer.counters().api_ok, 1);
 //! ```
 
+mod authorize;
 mod codec;
 mod device;
 mod http;
@@ -73,6 +82,7 @@ pub use reauth_core::oauth::ClientAuth;
 
 use self::http::Shared;
 use self::state::State;
+use crate::tls::TestPki;
 
 /// How the issuer's API tells a client that its access token has expired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -154,6 +164,21 @@ pub struct IssuerConfig {
     /// through [`MockIssuer::approve`] and [`MockIssuer::deny`]) or the issuer itself after a
     /// number of polls.
     pub device_answer: DeviceAnswer,
+    /// How `GET /oauth/authorize` answers a valid authorization request, as the user would in
+    /// their browser: with a code (the default) or with `error=access_denied`.
+    pub authorize_answer: AuthorizeAnswer,
+    /// How long an authorization code can be redeemed. Default 60 s.
+    pub authorization_code_lifetime: Duration,
+}
+
+/// How the mock issuer's authorization endpoint answers (the user in the browser).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AuthorizeAnswer {
+    /// Redirect with a code at once, as if the user had logged in and consented.
+    #[default]
+    Approve,
+    /// Redirect with `error=access_denied`, as if the user had refused.
+    Deny,
 }
 
 /// Who decides on a device authorization of the mock issuer (RFC 8628's user on a phone).
@@ -189,6 +214,8 @@ impl Default for IssuerConfig {
             device_enforced_interval: None,
             device_code_lifetime: Duration::from_secs(600),
             device_answer: DeviceAnswer::Manual,
+            authorize_answer: AuthorizeAnswer::Approve,
+            authorization_code_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -387,6 +414,22 @@ pub struct Counters {
     /// Polls answered with tokens (also counted in
     /// [`refresh_successes`](Self::refresh_successes)).
     pub device_approvals: u64,
+    /// Authorization codes handed out by `/oauth/authorize`.
+    pub authorizations: u64,
+    /// Authorization requests answered `access_denied` ([`AuthorizeAnswer::Deny`]).
+    pub authorization_denials: u64,
+    /// Authorization requests refused as invalid (unknown client, a redirect URI that is not a
+    /// loopback one, no PKCE or not `S256`, not `response_type=code`).
+    pub authorization_requests_refused: u64,
+    /// Authorization codes exchanged for tokens (also counted in
+    /// [`refresh_successes`](Self::refresh_successes)).
+    pub code_redemptions: u64,
+    /// Code exchanges refused (unknown, used or expired code, another client or redirect URI,
+    /// a failed PKCE check).
+    pub code_refusals: u64,
+    /// Code exchanges refused because the verifier did not match the challenge (also counted
+    /// in [`code_refusals`](Self::code_refusals)).
+    pub pkce_failures: u64,
 }
 
 /// A running mock issuer. See the [module docs](self) for the endpoints.
@@ -396,6 +439,8 @@ pub struct Counters {
 pub struct MockIssuer {
     /// The bound loopback address.
     addr: SocketAddr,
+    /// `http`, or `https` for [`start_tls`](Self::start_tls).
+    scheme: &'static str,
     /// State shared with the accept and connection threads.
     shared: Arc<Shared>,
     /// The accept thread; `None` only during `drop`.
@@ -430,16 +475,51 @@ impl MockIssuer {
     ///
     /// Fails if the socket cannot be bound or the accept thread cannot be spawned.
     pub fn start_at(addr: SocketAddr, config: IssuerConfig) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+        Self::serve(TcpListener::bind(addr)?, config, None)
+    }
+
+    /// Like [`start`](Self::start), over HTTPS: every connection is a TLS server connection
+    /// presenting `pki`'s server certificate (valid for `localhost`, `127.0.0.1` and `::1` when
+    /// made by [`TestPki::generate`]). A client trusts it by adding [`TestPki::ca_pem`] as a root.
+    /// The URLs of [`base_url`](Self::base_url) and the others start with `https://`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket cannot be bound, the accept thread cannot be spawned, or rustls
+    /// rejects the certificate (`InvalidInput`).
+    pub fn start_tls(config: IssuerConfig, pki: &TestPki) -> io::Result<Self> {
+        Self::start_tls_at(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), config, pki)
+    }
+
+    /// [`start_tls`](Self::start_tls) on `addr` (port 0: a random one), e.g. the kernel's side of
+    /// a TAP device in a test's network namespace; `pki` must then be made for that address
+    /// ([`TestPki::generate_for`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_tls`](Self::start_tls).
+    pub fn start_tls_at(addr: SocketAddr, config: IssuerConfig, pki: &TestPki) -> io::Result<Self> {
+        let tls =
+            pki.server_config().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::serve(TcpListener::bind(addr)?, config, Some(tls))
+    }
+
+    /// Starts the accept thread on `listener`, plain or TLS.
+    fn serve(
+        listener: TcpListener,
+        config: IssuerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared::new(State::new(config, addr.port())));
         let accept_thread = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("mock-issuer-{}", addr.port()))
-                .spawn(move || http::accept_loop(&listener, &shared))?
+                .spawn(move || http::accept_loop(&listener, &shared, tls.as_ref()))?
         };
-        Ok(Self { addr, shared, accept_thread: Some(accept_thread) })
+        Ok(Self { addr, scheme, shared, accept_thread: Some(accept_thread) })
     }
 
     /// The address the issuer listens on (`127.0.0.1` unless started with
@@ -449,10 +529,11 @@ impl MockIssuer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` when started with [`start_tls`](Self::start_tls)),
+    /// without a trailing slash.
     #[must_use]
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The OAuth2 token endpoint, `http://127.0.0.1:PORT/oauth/token`.
@@ -466,6 +547,17 @@ impl MockIssuer {
     #[must_use]
     pub fn device_authorization_url(&self) -> String {
         format!("{}/oauth/device_authorization", self.base_url())
+    }
+
+    /// The authorization endpoint (RFC 6749 §3.1), `http://127.0.0.1:PORT/oauth/authorize`.
+    #[must_use]
+    pub fn authorization_url(&self) -> String {
+        format!("{}/oauth/authorize", self.base_url())
+    }
+
+    /// Sets how the authorization endpoint answers from now on.
+    pub fn set_authorize_answer(&self, answer: AuthorizeAnswer) {
+        self.shared.lock().config.authorize_answer = answer;
     }
 
     /// Approves the pending device authorization of `user_code`, as the user would on their
@@ -584,7 +676,10 @@ impl MockIssuer {
 
 impl fmt::Debug for MockIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockIssuer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("MockIssuer")
+            .field("addr", &self.addr)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
     }
 }
 

@@ -91,8 +91,8 @@ pub struct Unusable {
 /// (the secret is not sent). Without a secret the client is public: `client_id`, if given,
 /// goes in the body. `scope`, if given, goes in the body either way.
 ///
-/// `client_secret_basic` needs the `client-secret-basic` feature (on by default, about 850
-/// bytes of flash on thumbv7em). Without it there is no `auth` field and a secret goes in the
+/// `client_secret_basic` needs the `client-secret-basic` feature (on by default, 1,080 B of
+/// flash on thumbv7em). Without it there is no `auth` field and a secret goes in the
 /// body (`client_secret_post`), for the smallest firmware of a public client or a server that
 /// takes the secret there.
 ///
@@ -302,19 +302,9 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         host: &str,
         ask_close: bool,
     ) -> Result<(), Error<E>> {
-        wipe(&mut self.request);
-        let body_len = exchange
-            .write_body(refresh_token, &mut self.request)
-            .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
-        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
-        let needed = head_len.saturating_add(body_len);
-        if needed > REQ {
-            wipe(&mut self.request);
-            return Err(Error::RequestTooLarge { needed, capacity: REQ });
-        }
-        move_within(&mut self.request, 0..body_len, head_len);
-        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len, ask_close);
-        self.request_len = needed;
+        self.request_len =
+            write_refresh_request(&mut self.request, exchange, refresh_token, host, ask_close)
+                .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
         self.running = Some(id);
         self.exchange.start();
         Ok(())
@@ -360,6 +350,31 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
     pub(crate) fn wipe_answer(&mut self) {
         wipe(&mut self.response);
     }
+}
+
+/// Writes the whole refresh request for `refresh_token` (head and body) into `buf`, which is
+/// wiped first; returns its length. Shared with reauth-nal-async through [`crate::codec`].
+///
+/// # Errors
+/// `Err(needed)` if it does not fit; `buf` is wiped then.
+pub(crate) fn write_refresh_request<X: RefreshExchange>(
+    buf: &mut [u8],
+    exchange: &X,
+    refresh_token: &str,
+    host: &str,
+    ask_close: bool,
+) -> Result<usize, usize> {
+    wipe(buf);
+    let body_len = exchange.write_body(refresh_token, buf).inspect_err(|_| wipe(buf))?;
+    let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
+    let needed = head_len.saturating_add(body_len);
+    if needed > buf.len() {
+        wipe(buf);
+        return Err(needed);
+    }
+    move_within(buf, 0..body_len, head_len);
+    write_head(&mut Cursor::new(buf), exchange, host, body_len, ask_close);
+    Ok(needed)
 }
 
 /// Writes the head of the refresh request; returns its length.

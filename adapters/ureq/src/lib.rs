@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod authorization_code;
 mod builder;
 mod client;
 mod device;
@@ -52,7 +53,12 @@ mod redirect;
 mod redis_store;
 mod stats;
 mod store;
+mod tls;
 
+pub use authorization_code::{
+    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
+    challenge_s256,
+};
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
@@ -64,6 +70,7 @@ pub use file_store::FileStore;
 pub use redis_store::RedisStore;
 pub use stats::Stats;
 pub use store::{Lease, MemoryStore, StoreError, StoredTokens, TokenStore};
+pub use tls::{TlsError, TlsProblem};
 
 /// The HTTP crate whose `Request` and `Response` the client speaks.
 pub use http;
