@@ -91,8 +91,8 @@ pub struct Unusable {
 /// (the secret is not sent). Without a secret the client is public: `client_id`, if given,
 /// goes in the body. `scope`, if given, goes in the body either way.
 ///
-/// `client_secret_basic` needs the `client-secret-basic` feature (on by default, about 850
-/// bytes of flash on thumbv7em). Without it there is no `auth` field and a secret goes in the
+/// `client_secret_basic` needs the `client-secret-basic` feature (on by default, 1,080 B of
+/// flash on thumbv7em). Without it there is no `auth` field and a secret goes in the
 /// body (`client_secret_post`), for the smallest firmware of a public client or a server that
 /// takes the secret there.
 ///
