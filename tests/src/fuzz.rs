@@ -227,6 +227,7 @@ const HTTP_CONFIG_LEN: usize = 3;
 /// - a bounded buffer changes nothing but turning a response into `TooLarge` (the same stream
 ///   read into a buffer larger than itself gives the same response or error, unless a declared
 ///   length makes that `TooLarge` too);
+/// - `Retry-After` reads as the delay-seconds of the final head's first such header;
 /// - a response's head and body lie inside the buffer, and the body is what the wire says
 ///   after the final head: the declared `Content-Length` bytes exactly, the chunks decoded by an
 ///   independent decoder, the rest of the stream for a close-delimited body, nothing for
@@ -515,6 +516,8 @@ struct ReadResponse {
     /// Offset of the body in the buffer.
     body_at: usize,
     body: Vec<u8>,
+    /// `Retry-After` as the adapters read it (`reauth_nal::codec::retry_after`).
+    retry_after: Option<Duration>,
 }
 
 /// Drives a [`Reader`] the way an exchange does: `wire` delivered in pieces of `sizes` (used in
@@ -555,7 +558,14 @@ fn read_response(
     // The body is a slice of `buf`: its offset is the distance between the two pointers.
     let body_at = body.as_ptr() as usize - buf.as_ptr() as usize;
     let head_len = head_length(&buf).unwrap_or(body_at);
-    Ok(ReadResponse { status: response.status(), head_len, body_at, body: body.to_vec() })
+    let retry_after = reauth_nal::codec::retry_after(&response);
+    Ok(ReadResponse {
+        status: response.status(),
+        head_len,
+        body_at,
+        body: body.to_vec(),
+        retry_after,
+    })
 }
 
 /// Checks a response against the wire, read by independent means: httparse for the heads, the
@@ -580,6 +590,13 @@ fn check_body(wire: &[u8], head_request: bool, read: &ReadResponse) {
     let head = &wire[at..at + head_len];
     let after = &wire[at + head_len..];
     let header = |name: &str| header_values(head, name);
+    // Delay-seconds only (RFC 9110 §10.2.3): digits, no sign; an HTTP date is not understood.
+    let retry_after = header("retry-after").first().and_then(|v| {
+        let v = v.trim_ascii();
+        let digits = !v.is_empty() && v.iter().all(u8::is_ascii_digit);
+        digits.then(|| core::str::from_utf8(v).ok()?.parse::<u64>().ok()).flatten()
+    });
+    assert_eq!(read.retry_after, retry_after.map(Duration::from_secs), "Retry-After");
     let chunked = header("transfer-encoding").last().is_some_and(|v| {
         let last = v.rsplit(|&b| b == b',').next().unwrap_or_default();
         last.trim_ascii().eq_ignore_ascii_case(b"chunked")

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use reauth_testkit::fuzz;
 
+// The reauth-ureq targets' bodies: the same file the fuzz targets compile (see its docs).
+#[path = "../../fuzz/ureq_bodies.rs"]
+mod ureq_bodies;
+
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut files = Vec::new();
@@ -169,5 +173,43 @@ fn device_survives_random_and_mutated_inputs() {
             }
         }
         fuzz::device(&data);
+    }
+}
+
+#[test]
+fn redirect_corpus_replays_clean() {
+    replay("redirect", ureq_bodies::redirect, 10);
+}
+
+#[test]
+fn redirect_survives_mutated_requests() {
+    let state = b"Zq3vN0c-9kX_4wYtP2mRfH7sLbE1aJdGuKiOeT5yW8x";
+    let mut seed = vec![43];
+    seed.extend_from_slice(state);
+    seed.extend_from_slice(b"GET /callback?code=a%2Fb+c&error_description=%3C&state=");
+    seed.extend_from_slice(state);
+    seed.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+    let alphabet = b"%+&=?/ 0aFcodestaterror_descriptionGET\r\n";
+    for noise in random_inputs(0x4ED1_4EC7, 3_000, 12) {
+        let mut data = seed.clone();
+        for pair in noise.chunks(2) {
+            if let [at, byte] = *pair {
+                let i = 1 + usize::from(at) * (data.len() - 1) / 256;
+                data[i] = alphabet[usize::from(byte) % alphabet.len()];
+            }
+        }
+        ureq_bodies::redirect(&data);
+    }
+}
+
+#[test]
+fn discovery_corpus_replays_clean() {
+    replay("discovery", ureq_bodies::discovery, 10);
+}
+
+#[test]
+fn discovery_survives_random_inputs() {
+    for data in random_inputs(0xD15C_0FE7, 3_000, 200) {
+        ureq_bodies::discovery(&data);
     }
 }

@@ -547,12 +547,7 @@ fn read_head(pending: &mut Pending) -> HeadState {
 
 /// Judges one request, answers the browser, and says whether it was the redirect.
 fn answer(stream: TcpStream, head: &[u8], state: &str) -> Callback {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let target = core::str::from_utf8(target).unwrap_or_default();
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if method != b"GET" || path != CALLBACK_PATH {
+    let Some(query) = redirect_query(head) else {
         respond(
             stream,
             "404 Not Found",
@@ -560,7 +555,7 @@ fn answer(stream: TcpStream, head: &[u8], state: &str) -> Callback {
             "This address only takes the login's redirect.",
         );
         return Callback::Unrelated;
-    }
+    };
     let verdict = judge(query, state);
     match &verdict {
         Ok(_) => respond(
@@ -577,6 +572,28 @@ fn answer(stream: TcpStream, head: &[u8], state: &str) -> Callback {
         ),
     }
     Callback::Redirect(verdict)
+}
+
+/// The query of the login's redirect when `head` asks for it (`GET /callback?...`); `None` for
+/// any other request.
+fn redirect_query(head: &[u8]) -> Option<&str> {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let target = core::str::from_utf8(target).unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    (method == b"GET" && path == CALLBACK_PATH).then_some(query)
+}
+
+/// What the loopback listener makes of a request head it read: `None` for a request that is not
+/// the redirect, else the verdict. Exposed (hidden) for the fuzz targets only.
+#[doc(hidden)]
+#[must_use]
+pub fn judge_request_head(
+    head: &[u8],
+    state: &str,
+) -> Option<Result<Zeroizing<String>, AuthorizationCodeError>> {
+    redirect_query(head).map(|query| judge(query, state))
 }
 
 /// The verdict on the redirect's query (RFC 6749 §4.1.2, §4.1.2.1).

@@ -169,6 +169,21 @@ impl ServerMetadata {
     }
 }
 
+/// Discovery without the fetch, for the fuzz targets only: the URLs tried for `issuer`, and the
+/// checks on a `body` that one of them answered.
+#[doc(hidden)]
+pub fn check_discovery(
+    issuer: &str,
+    body: &[u8],
+    allow_insecure_http: bool,
+) -> (Result<Vec<String>, DiscoveryError>, Result<ServerMetadata, DiscoveryError>) {
+    let url = "https://issuer.test/.well-known/oauth-authorization-server";
+    (
+        well_known_urls(issuer, allow_insecure_http),
+        ServerMetadata::from_document(url, body, issuer, allow_insecure_http),
+    )
+}
+
 /// The URLs to try for `issuer`, in order: RFC 8414's, then OpenID's.
 fn well_known_urls(issuer: &str, allow_insecure_http: bool) -> Result<Vec<String>, DiscoveryError> {
     let bad = |why: String| DiscoveryError::InvalidIssuer(why);

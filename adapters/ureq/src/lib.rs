@@ -73,6 +73,13 @@ pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
 pub use discovery::{DiscoveryError, ServerMetadata};
+/// The parsers of untrusted input that have no public entry point of their own, for the fuzz
+/// targets under `fuzz/`; outside any compatibility promise.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::authorization_code::judge_request_head;
+    pub use crate::discovery::check_discovery;
+}
 pub use error::Error;
 pub use exchange::{NewTokens, RefreshError, RefreshExchange};
 pub use expiry::{Expiry, ResponseView};
