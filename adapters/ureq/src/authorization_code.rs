@@ -870,6 +870,23 @@ mod tests {
     }
 
     #[test]
+    fn only_get_callback_is_taken_for_the_redirect() {
+        let verdict =
+            |head: &[u8]| judge_request_head(head, "s1").map(|v| v.map(|c| c.to_string()));
+        assert_eq!(
+            verdict(b"GET /callback?code=c&state=s1 HTTP/1.1\r\n\r\n").unwrap().unwrap(),
+            "c"
+        );
+        assert!(verdict(b"GET /favicon.ico HTTP/1.1\r\n\r\n").is_none());
+        assert!(verdict(b"POST /callback?code=c&state=s1 HTTP/1.1\r\n\r\n").is_none());
+        assert!(verdict(b"GET /callbackx?code=c&state=s1 HTTP/1.1\r\n\r\n").is_none());
+        assert!(matches!(
+            verdict(b"GET /callback HTTP/1.1\r\n\r\n"),
+            Some(Err(AuthorizationCodeError::StateMismatch))
+        ));
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug() {
         let login = AuthorizationCodeLogin::new("a", "t", "id").client_secret("s3cret-sentinel");
         assert!(!format!("{login:?}").contains("s3cret-sentinel"));
