@@ -23,7 +23,7 @@ use reauth_ureq::http::Uri;
 ///   non-empty `code` is the answer, which is returned exactly;
 /// - the error's text, which the listener writes into an HTML page, is bounded printable ASCII
 ///   without markup characters (`<`, `>`, `&`, `"`, `\`).
-pub fn redirect(data: &[u8]) {
+pub(crate) fn redirect(data: &[u8]) {
     let len = usize::from(data.first().copied().unwrap_or(0) % 64);
     let rest = data.get(1..).unwrap_or_default();
     let (state, head) = rest.split_at(len.min(rest.len()));
@@ -151,7 +151,7 @@ fn form_decode(text: &str) -> String {
 /// - a document is accepted only if its `issuer` is exactly the one asked about and every
 ///   endpoint it names is an absolute https URL (http only to loopback or with the opt-in);
 /// - the error about a document is one line, whatever the document holds.
-pub fn discovery(data: &[u8]) {
+pub(crate) fn discovery(data: &[u8]) {
     let insecure = data.first().is_some_and(|flags| flags & 1 != 0);
     let len = usize::from(data.get(1).copied().unwrap_or(0));
     let rest = data.get(2..).unwrap_or_default();
@@ -203,7 +203,7 @@ fn check_origin(uri: &Uri, insecure: bool, what: &str) {
         Some("http") => {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             let loopback = bare.eq_ignore_ascii_case("localhost")
-                || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                || bare.parse::<core::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
             assert!(insecure || loopback, "plain http to {host} accepted for {what}");
         }
         _ => panic!("{what} that is not http(s) accepted: {uri}"),
