@@ -1,0 +1,216 @@
+//! The interop suite (issue 11 item 9): reauth against real authorization servers, started and
+//! stopped here on 127.0.0.1 with rotation and reuse detection on and 6 s access tokens.
+//!
+//! - **oidc-provider 9.13.3** (npm, `interop/oidc-provider`, pinned by its lockfile), with
+//!   `clockTolerance` 0; a reused refresh token revokes the whole grant.
+//! - **Authlib 1.9.10** + Flask (PyPI, `interop/authlib`, pinned, in a venv), revoking the old
+//!   refresh and access token on every refresh and counting a reused refresh token; once more
+//!   answering a superseded access token with a bare 403 (issue 11 item 10).
+//!
+//! Tokens come from the real authorization-code + PKCE flow ([`flow`]). For each server and
+//! client authentication method: `reauth get` across a refresh (the rotated token saved and
+//! used by the next run), a storm of 32 threads through one reauth-ureq client across several
+//! expiries, and reauth-nal on std-embedded-nal (its methods: `client_secret_post` and `none`;
+//! it has no Basic yet). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
+//! = episodes (refreshes the client installed), every refresh authenticated the registered way.
+//! No timing is asserted.
+//!
+//! The servers need `npm ci` in `interop/oidc-provider` and a venv at `interop/authlib/.venv`,
+//! so the tests are `#[ignore]`d: `.ci/run` installs both and runs them with `--ignored`.
+//! Without them a test prints `skipped: NAME: WHY`; with `CI` set it fails instead.
+//!
+//! Over HTTP for now: [`servers::TRANSPORT`] switches the whole suite to HTTPS (the servers
+//! already serve it, with a certificate from a CA made per run) once reauth-ureq can trust a
+//! root of one's own.
+
+mod flow;
+mod servers;
+mod storm;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flow::Method;
+use servers::{Kind, Server, can_run};
+
+/// Lifetime of every access token, in seconds.
+const ACCESS_TTL: u32 = 6;
+/// Threads of a reauth-ureq storm.
+const THREADS: usize = 32;
+/// How long a storm sends: a little over two access-token lifetimes, which with the early
+/// refresh (from half a lifetime on) makes at least 3 refreshes.
+const STORM: Duration = Duration::from_secs(13);
+const AUTHLIB: Kind = Kind::Authlib { superseded_403: false };
+const AUTHLIB_403: Kind = Kind::Authlib { superseded_403: true };
+
+fn ureq_storm(test: &str, kind: Kind, method: Method) {
+    if !can_run(test, kind) {
+        return;
+    }
+    let server = Server::start(kind, ACCESS_TTL);
+    let storm = storm::ureq_storm(&server, method, THREADS, STORM);
+    let what = format!("{} {} reauth-ureq x{THREADS}", kind.name(), method.name());
+    println!("{}\n  server: {}", storm.summary(&what), server.banner);
+    storm.check(&what, 3);
+}
+
+fn nal_storm(test: &str, kind: Kind, method: Method) {
+    if !can_run(test, kind) {
+        return;
+    }
+    let server = Server::start(kind, ACCESS_TTL);
+    let storm = storm::nal_storm(&server, method, STORM);
+    let what = format!("{} {} reauth-nal (std-embedded-nal, 8 slots)", kind.name(), method.name());
+    println!("{}\n  server: {}", storm.summary(&what), server.banner);
+    storm.check(&what, 3);
+}
+
+/// `reauth get` three times with one store: the first run refreshes (the store holds only the
+/// login's refresh token), the second uses the saved access token, the third, after that
+/// token expired, refreshes with the rotated refresh token the first run saved.
+fn reauth_get(test: &str, kind: Kind, method: Method) {
+    if !can_run(test, kind) {
+        return;
+    }
+    let server = Server::start(kind, ACCESS_TTL);
+    let answer = flow::login(&server, method);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tokens.json");
+    let before = server.counts();
+    let run = |seed: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reauth"));
+        command
+            .arg("get")
+            .arg(format!("{}{}", server.base(), kind.api_path()))
+            .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())])
+            .arg("--store")
+            .arg(&store)
+            .args(["--client-id", method.client_id()]);
+        if let Some(secret) = method.secret() {
+            command.env("INTEROP_CLIENT_SECRET", secret).args([
+                "--client-secret-env",
+                "INTEROP_CLIENT_SECRET",
+                "--client-auth",
+                if method == Method::Post { "post" } else { "basic" },
+            ]);
+        }
+        if seed {
+            command
+                .env("INTEROP_REFRESH_TOKEN", flow::refresh_token(&answer))
+                .args(["--refresh-token-env", "INTEROP_REFRESH_TOKEN"]);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "reauth get failed: {stdout}\n{stderr}");
+        assert!(stdout.contains("\"sub\""), "not the resource: {stdout}");
+        Instant::now()
+    };
+    run(true);
+    let after_first = server.counts();
+    let refreshed_at = run(false);
+    let after_second = server.counts();
+    // Past the access token's lifetime, measured from the second run (after the refresh).
+    std::thread::sleep(
+        Duration::from_secs(u64::from(ACCESS_TTL) + 1).saturating_sub(refreshed_at.elapsed()),
+    );
+    run(false);
+    let after = server.counts();
+    let line = format!(
+        "interop get: {} {}: 3 runs, {} refresh calls ({} by {}), {} reuse",
+        kind.name(),
+        method.name(),
+        after.since(&before, "refresh_calls"),
+        after.since(&before, method.refresh_counter()),
+        method.name(),
+        after.since(&before, "reuse")
+    );
+    println!("{line}");
+    assert_eq!(after_first.since(&before, "refresh_successes"), 1, "{line}: first run");
+    assert_eq!(after_second.since(&after_first, "refresh_calls"), 0, "{line}: second run");
+    assert_eq!(after.since(&after_second, "refresh_successes"), 1, "{line}: third run");
+    assert_eq!(after.since(&before, "refresh_calls"), 2, "{line}");
+    assert_eq!(after.since(&before, method.refresh_counter()), 2, "{line}");
+    assert_eq!(after.since(&before, "reuse"), 0, "{line}");
+}
+
+/// Issue 11 item 5's case: requests about 5 s apart, so that every refresh and every request
+/// meets a connection that Node's HTTP server (keep-alive timeout 5 s) closes about then. No
+/// request may fail and no refresh may need a backoff.
+#[test]
+#[ignore = "needs node and `npm ci` in interop/oidc-provider; .ci/run runs it"]
+fn oidc_provider_keep_alive_gaps() {
+    let test = "oidc_provider_keep_alive_gaps";
+    if !can_run(test, Kind::OidcProvider) {
+        return;
+    }
+    let server = Server::start(Kind::OidcProvider, ACCESS_TTL);
+    let client = storm::ureq_client(&server, Method::Basic);
+    let url = format!("{}{}", server.base(), Kind::OidcProvider.api_path());
+    let before = server.counts();
+    let generation = client.generation().0;
+    let mut failed = Vec::new();
+    // Around Node's 5 s: just before, at, just after it.
+    let gaps_ms = [4_900, 5_000, 5_100, 4_950, 5_050, 5_000];
+    for gap in gaps_ms {
+        match client.get(&url) {
+            Ok(mut response) if response.status().is_success() => {
+                let _ = response.body_mut().read_to_vec();
+            }
+            Ok(response) => failed.push(format!("status {}", response.status())),
+            Err(e) => failed.push(e.to_string()),
+        }
+        std::thread::sleep(Duration::from_millis(gap));
+    }
+    let stats = client.stats();
+    let after = server.counts();
+    let episodes = u64::from(client.generation().0 - generation);
+    let line = format!(
+        "interop keep-alive: oidc-provider client_secret_basic reauth-ureq: {} requests ~5 s \
+         apart, {} failed, {} refresh calls, {} episodes, {} refresh failures (backoffs), {} \
+         connections accepted",
+        gaps_ms.len(),
+        failed.len(),
+        after.since(&before, "refresh_calls"),
+        episodes,
+        stats.refreshes_failed,
+        after.since(&before, "connections")
+    );
+    println!("{line}");
+    assert!(failed.is_empty(), "{line}: {failed:?}");
+    assert_eq!(stats.refreshes_failed, 0, "{line}");
+    assert_eq!(after.since(&before, "refresh_calls"), episodes, "{line}");
+    assert!(episodes >= 3, "{line}");
+}
+
+macro_rules! interop_tests {
+    ($($name:ident: $run:ident($kind:expr, $method:expr), $needs:literal;)*) => {$(
+        #[test]
+        #[ignore = $needs]
+        fn $name() {
+            $run(stringify!($name), $kind, $method);
+        }
+    )*};
+}
+
+interop_tests! {
+    oidc_provider_basic_reauth_get: reauth_get(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_post_reauth_get: reauth_get(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_none_reauth_get: reauth_get(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_reauth_get: reauth_get(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
+    authlib_post_reauth_get: reauth_get(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
+    authlib_none_reauth_get: reauth_get(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+
+    oidc_provider_basic_ureq_storm: ureq_storm(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_post_ureq_storm: ureq_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_none_ureq_storm: ureq_storm(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_ureq_storm: ureq_storm(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
+    authlib_post_ureq_storm: ureq_storm(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
+    authlib_none_ureq_storm: ureq_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+    authlib_403_for_superseded_tokens_ureq_storm: ureq_storm(AUTHLIB_403, Method::Basic), "needs the Authlib venv; .ci/run runs it";
+
+    oidc_provider_post_nal_storm: nal_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_none_nal_storm: nal_storm(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
+    authlib_post_nal_storm: nal_storm(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
+    authlib_none_nal_storm: nal_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+}
