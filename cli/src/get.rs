@@ -42,6 +42,18 @@ pub(crate) struct Args {
     /// Use the proxy named by HTTPS_PROXY/HTTP_PROXY/ALL_PROXY (and NO_PROXY).
     #[arg(long)]
     env_proxy: bool,
+    /// A PEM file of CA certificates to trust instead of the bundled Mozilla roots, for a token
+    /// endpoint or an API behind a private CA (may be given more than once).
+    #[arg(long, value_name = "FILE")]
+    root_certificates: Vec<PathBuf>,
+    /// Verify servers with the operating system's trust store and verifier instead of the
+    /// bundled Mozilla roots.
+    #[arg(long, conflicts_with = "root_certificates")]
+    platform_verifier: bool,
+    /// Allow plain http to hosts other than loopback (tokens and secrets then cross the
+    /// network in the clear).
+    #[arg(long)]
+    allow_insecure_http: bool,
 }
 
 /// `--client-auth`.
@@ -86,7 +98,12 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         .token_url(&args.token_url)
         .store(store)
         .env_proxy(args.env_proxy)
+        .platform_verifier(args.platform_verifier)
+        .allow_insecure_http(args.allow_insecure_http)
         .user_agent(concat!("reauth/", env!("CARGO_PKG_VERSION")));
+    for path in &args.root_certificates {
+        builder = builder.root_certificates_file(path);
+    }
     if let Some(id) = &args.client_id {
         builder = builder.client_id(id);
     }
@@ -120,6 +137,11 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         Err(reauth_ureq::Error::NeedsLogin) => {
             // Say why: the server's refusal, with its own description.
             match client.last_refresh_error() {
+                // A client set up wrong (its secret, its auth method, its TLS roots) is not
+                // cured by a new login: say what is wrong instead.
+                Some(reason) if reason.is_configuration_error() => {
+                    eprintln!("reauth get: {reason}");
+                }
                 Some(reason) => eprintln!("reauth get: log in again: {reason}"),
                 None => eprintln!("reauth get: no usable credentials: log in again"),
             }

@@ -323,3 +323,55 @@ fn device_login_against_the_standalone_issuer() {
     issuer.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn get_over_https_trusts_the_private_ca_it_is_given_and_names_the_problem_otherwise() {
+    let pki = reauth_testkit::tls::TestPki::generate().unwrap();
+    let issuer = MockIssuer::start_tls(IssuerConfig::default(), &pki).unwrap();
+    let dir = temp_dir("get-tls");
+    let files = pki.write_to(&dir).unwrap();
+    let store = dir.join("tokens.json");
+    let url = issuer.api_url("tls");
+    let token_url = issuer.token_url();
+    let base = ["get", &url, "--token-url", &token_url, "--store", store.to_str().unwrap()];
+    let seed = issuer.login();
+    // Without the CA: the refresh meets an unknown issuer and says so; nothing is retried.
+    let untrusted = reauth()
+        .args(base)
+        .args(["--refresh-token-env", "SEED"])
+        .env("SEED", &seed.refresh_token)
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(!stderr.contains("log in again"), "{stderr}");
+    assert_eq!(issuer.counters().refresh_calls, 0);
+    // With it: the stored token was kept, the refresh and the GET go through.
+    let trusted = reauth()
+        .args(base)
+        .args(["--root-certificates", files.ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains(r#""path":"/api/tls""#));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn get_refuses_a_plain_http_token_endpoint_off_loopback() {
+    let dir = temp_dir("get-insecure");
+    let store = dir.join("tokens.json");
+    let output = reauth()
+        .args(["get", "https://api.example.invalid/", "--token-url"])
+        .args(["http://auth.example.invalid/token", "--store", store.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("plain http") && stderr.contains("http://auth.example.invalid"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

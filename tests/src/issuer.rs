@@ -25,7 +25,8 @@
 //! check that the client behaved: one refresh per token, no reuse, no token on the wrong endpoint.
 //!
 //! The server uses std threads only: one accept thread and one thread per connection (HTTP/1.1
-//! keep-alive, `Connection: close` honoured). Dropping the [`MockIssuer`] stops it: the port is
+//! keep-alive, `Connection: close` honoured). [`MockIssuer::start_tls`] serves the same endpoints
+//! over HTTPS (rustls) with a certificate from a [`TestPki`] made at test time. Dropping the [`MockIssuer`] stops it: the port is
 //! closed and every connection thread has ended when `drop` returns.
 //!
 //! # Examples
@@ -73,6 +74,7 @@ pub use reauth_core::oauth::ClientAuth;
 
 use self::http::Shared;
 use self::state::State;
+use crate::tls::TestPki;
 
 /// How the issuer's API tells a client that its access token has expired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -396,6 +398,8 @@ pub struct Counters {
 pub struct MockIssuer {
     /// The bound loopback address.
     addr: SocketAddr,
+    /// `http`, or `https` for [`start_tls`](Self::start_tls).
+    scheme: &'static str,
     /// State shared with the accept and connection threads.
     shared: Arc<Shared>,
     /// The accept thread; `None` only during `drop`.
@@ -430,16 +434,51 @@ impl MockIssuer {
     ///
     /// Fails if the socket cannot be bound or the accept thread cannot be spawned.
     pub fn start_at(addr: SocketAddr, config: IssuerConfig) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+        Self::serve(TcpListener::bind(addr)?, config, None)
+    }
+
+    /// Like [`start`](Self::start), over HTTPS: every connection is a TLS server connection
+    /// presenting `pki`'s server certificate (valid for `localhost`, `127.0.0.1` and `::1` when
+    /// made by [`TestPki::generate`]). A client trusts it by adding [`TestPki::ca_pem`] as a root.
+    /// The URLs of [`base_url`](Self::base_url) and the others start with `https://`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket cannot be bound, the accept thread cannot be spawned, or rustls
+    /// rejects the certificate (`InvalidInput`).
+    pub fn start_tls(config: IssuerConfig, pki: &TestPki) -> io::Result<Self> {
+        Self::start_tls_at(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), config, pki)
+    }
+
+    /// [`start_tls`](Self::start_tls) on `addr` (port 0: a random one), e.g. the kernel's side of
+    /// a TAP device in a test's network namespace; `pki` must then be made for that address
+    /// ([`TestPki::generate_for`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_tls`](Self::start_tls).
+    pub fn start_tls_at(addr: SocketAddr, config: IssuerConfig, pki: &TestPki) -> io::Result<Self> {
+        let tls =
+            pki.server_config().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::serve(TcpListener::bind(addr)?, config, Some(tls))
+    }
+
+    /// Starts the accept thread on `listener`, plain or TLS.
+    fn serve(
+        listener: TcpListener,
+        config: IssuerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared::new(State::new(config, addr.port())));
         let accept_thread = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("mock-issuer-{}", addr.port()))
-                .spawn(move || http::accept_loop(&listener, &shared))?
+                .spawn(move || http::accept_loop(&listener, &shared, tls.as_ref()))?
         };
-        Ok(Self { addr, shared, accept_thread: Some(accept_thread) })
+        Ok(Self { addr, scheme, shared, accept_thread: Some(accept_thread) })
     }
 
     /// The address the issuer listens on (`127.0.0.1` unless started with
@@ -449,10 +488,11 @@ impl MockIssuer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` when started with [`start_tls`](Self::start_tls)),
+    /// without a trailing slash.
     #[must_use]
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The OAuth2 token endpoint, `http://127.0.0.1:PORT/oauth/token`.
@@ -584,7 +624,10 @@ impl MockIssuer {
 
 impl fmt::Debug for MockIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockIssuer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("MockIssuer")
+            .field("addr", &self.addr)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
     }
 }
 

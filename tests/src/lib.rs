@@ -8,3 +8,4 @@ pub mod issuer;
 pub mod redis_server;
 pub mod secrets;
 pub mod sim;
+pub mod tls;

@@ -5,6 +5,7 @@ use core::fmt;
 use core::hash::BuildHasher;
 use core::time::Duration;
 use std::collections::hash_map::RandomState;
+use std::path::PathBuf;
 
 use reauth_core::oauth::ClientAuth;
 use reauth_core::{Config, Coordinator};
@@ -18,6 +19,7 @@ use crate::error::Error;
 use crate::exchange::{OAuthExchange, RefreshExchange};
 use crate::expiry::Expiry;
 use crate::store::{MemoryStore, StoreError, TokenStore};
+use crate::tls::{self, TlsSettings};
 
 /// Configures a [`Client`]. Start with [`Client::builder`].
 ///
@@ -44,6 +46,8 @@ pub struct ClientBuilder {
     user_agent: Option<String>,
     /// Idle API connections kept for reuse; `None` keeps ureq's defaults.
     idle_connections: Option<usize>,
+    /// Trusted roots and whether plain http may leave the machine.
+    tls: TlsSettings,
 }
 
 impl ClientBuilder {
@@ -71,6 +75,7 @@ impl ClientBuilder {
             lease_fallback: false,
             user_agent: None,
             idle_connections: None,
+            tls: TlsSettings::default(),
         }
     }
 
@@ -234,6 +239,48 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificates in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks),
+    /// for an API or a token endpoint behind a private CA. Both the API and the token endpoint
+    /// are then verified against these roots only (ureq's bundled Mozilla roots are no longer
+    /// trusted); call it again, or with a bundle, for more than one. Checked by
+    /// [`build`](Self::build).
+    #[must_use]
+    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.add_pem(pem.as_ref());
+        self
+    }
+
+    /// As [`root_certificates_pem`](Self::root_certificates_pem), with the PEM read from a file
+    /// when the client is built.
+    #[must_use]
+    pub fn root_certificates_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.add_file(path.into());
+        self
+    }
+
+    /// Verifies servers with the operating system's verifier and trust store
+    /// (rustls-platform-verifier: the system's CA store on Linux, the Keychain on macOS, the
+    /// Windows certificate store), where an enterprise CA usually already is, instead of the
+    /// bundled Mozilla roots. Excludes [`root_certificates_pem`](Self::root_certificates_pem).
+    #[cfg(feature = "platform-verifier")]
+    #[must_use]
+    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
+        self.tls.use_platform_verifier(enabled);
+        self
+    }
+
+    /// Allows plain `http` to hosts other than loopback for the token endpoint and for requests
+    /// (default `false`: [`build`](Self::build) refuses such a token endpoint and requests to
+    /// such a URL fail with [`Error::InsecureUrl`] before anything is sent, as a token or a
+    /// secret would cross the network in the clear). `http` to `localhost`, 127.0.0.0/8 and
+    /// `::1` is always allowed. Turn it on only for a network you trust end to end (a service
+    /// mesh that encrypts between sidecars, for example).
+    #[must_use]
+    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
+        self.tls.allow_insecure_http = allowed;
+        self
+    }
+
     /// The `User-Agent` of every request.
     #[must_use]
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
@@ -245,9 +292,13 @@ impl ClientBuilder {
     /// token as is, a refresh token alone so that the first request refreshes).
     ///
     /// # Errors
-    /// [`Error::Config`] without a token endpoint or exchange; [`Error::Store`] if the store
-    /// cannot be read; [`Error::Token`] if it holds an unusable token.
+    /// [`Error::Config`] without a token endpoint or exchange; [`Error::InsecureUrl`] for a
+    /// plain-http token endpoint off loopback (see
+    /// [`allow_insecure_http`](Self::allow_insecure_http)); [`Error::RootCertificates`] for
+    /// root certificates that cannot be used; [`Error::Store`] if the store cannot be read;
+    /// [`Error::Token`] if it holds an unusable token.
     pub fn build(self) -> Result<Client, Error> {
+        let tls_config = self.tls.config()?;
         let mut config = self.config;
         if !self.seeded {
             config.backoff.seed = RandomState::new().hash_one(std::process::id()) | 1;
@@ -256,6 +307,10 @@ impl ClientBuilder {
         let exchange: Box<dyn RefreshExchange> = match (self.exchange, self.token_url) {
             (Some(exchange), _) => exchange,
             (None, Some(token_url)) => {
+                let uri = token_url
+                    .parse::<http::Uri>()
+                    .map_err(|e| Error::InvalidRequest(format!("the token endpoint: {e}")))?;
+                tls::require_https(&uri, self.tls.allow_insecure_http, "the token endpoint")?;
                 // No pooled connections to the token endpoint: refreshes are minutes apart, and a
                 // pooled connection the server has closed meanwhile (Node's default keep-alive
                 // is 5 s) fails after the refresh token was written to it, which reads as a
@@ -266,6 +321,7 @@ impl ClientBuilder {
                     self.env_proxy,
                     self.user_agent.as_deref(),
                     Some(0),
+                    &tls_config,
                 );
                 Box::new(OAuthExchange {
                     agent: token_agent,
@@ -287,6 +343,7 @@ impl ClientBuilder {
             self.env_proxy,
             self.user_agent.as_deref(),
             self.idle_connections,
+            &tls_config,
         );
         Client::from_parts(Parts {
             coordinator: Coordinator::new(config),
@@ -297,6 +354,7 @@ impl ClientBuilder {
             on_store_error: self.on_store_error,
             max_redirects: self.max_redirects,
             lease_fallback: self.lease_fallback,
+            allow_insecure_http: self.tls.allow_insecure_http,
         })
     }
 }
@@ -309,11 +367,13 @@ fn agent(
     env_proxy: bool,
     user_agent: Option<&str>,
     idle_connections: Option<usize>,
+    tls: &ureq::tls::TlsConfig,
 ) -> Agent {
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .redirect_auth_headers(RedirectAuthHeaders::Never)
+        .tls_config(tls.clone())
         .timeout_connect(connect);
     config = match timeouts {
         Timeouts::Global(limit) => config.timeout_global(limit),
@@ -364,6 +424,7 @@ impl fmt::Debug for ClientBuilder {
             .field("env_proxy", &self.env_proxy)
             .field("max_redirects", &self.max_redirects)
             .field("lease_fallback", &self.lease_fallback)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

@@ -48,6 +48,7 @@ use crate::lease;
 use crate::redirect::{self, Origin};
 use crate::stats::{Stat, StatCells, Stats};
 use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::tls;
 
 /// How many requests may wait for a refresh at once; one more is refused with
 /// [`Error::QueueFull`].
@@ -100,6 +101,7 @@ pub(crate) struct Parts {
     pub(crate) on_store_error: Option<StoreErrorCallback>,
     pub(crate) max_redirects: u8,
     pub(crate) lease_fallback: bool,
+    pub(crate) allow_insecure_http: bool,
 }
 
 /// Everything the clones share.
@@ -125,6 +127,8 @@ struct Inner {
     /// Whether a refresh goes ahead when the store's lease cannot be had because the store is
     /// away (see [`ClientBuilder::lease_fallback`]).
     lease_fallback: bool,
+    /// Whether a token may travel over plain http to a host other than loopback.
+    allow_insecure_http: bool,
     /// Source of request ids; wraps after 4 billion requests, long after the old ones ended.
     next_id: AtomicU32,
     stats: StatCells,
@@ -219,6 +223,7 @@ impl Client {
             on_store_error,
             max_redirects,
             lease_fallback,
+            allow_insecure_http,
         } = parts;
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
@@ -239,6 +244,7 @@ impl Client {
             on_store_error,
             max_redirects,
             lease_fallback,
+            allow_insecure_http,
             next_id: AtomicU32::new(1),
             stats: StatCells::default(),
         });
@@ -949,6 +955,11 @@ impl Client {
         credential: Option<Credential<'_>>,
     ) -> Result<Response<Body>, Error> {
         let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
+        if credential.is_some() {
+            // The token never crosses the network in the clear; checked for every hop that
+            // carries it, so a same-origin redirect cannot downgrade either.
+            tls::require_https(uri, self.inner.allow_insecure_http, "the request")?;
+        }
         let authorization = match credential {
             Some(Credential::Bearer(authorization)) => Some(authorization),
             Some(Credential::InRequest) | None => None,

@@ -8,6 +8,7 @@ use reauth_core::{Rejection, TokenError};
 
 use crate::exchange::RefreshError;
 use crate::store::StoreError;
+use crate::tls::TlsError;
 
 /// Why a request, a login or building a client failed.
 ///
@@ -35,8 +36,24 @@ pub enum Error {
     /// The coordinator refused the request for a reason this adapter does not expect (for
     /// example a duplicate request id).
     Rejected(Rejection),
-    /// The HTTP exchange failed (connection, TLS, timeout, malformed response, body read).
+    /// The HTTP exchange failed (connection, timeout, malformed response, body read).
     Transport(ureq::Error),
+    /// The server's TLS certificate was not accepted (an unknown issuer, another host's name,
+    /// expired, ...): a configuration problem that no retry cures. See [`TlsError::problem`].
+    Tls(TlsError),
+    /// A URL that would carry a token or a secret is plain `http` to a host other than
+    /// loopback, and [`ClientBuilder::allow_insecure_http`](crate::ClientBuilder::allow_insecure_http)
+    /// is off. Nothing was sent.
+    InsecureUrl {
+        /// Which URL: "the token endpoint", "the request", ...
+        what: &'static str,
+        /// Its origin (`http://host:port`); the path and query are left out, as they may
+        /// hold something secret.
+        origin: String,
+    },
+    /// The root certificates given to the builder cannot be used: a file that cannot be read,
+    /// PEM without a certificate, or a certificate that cannot serve as a trust anchor.
+    RootCertificates(String),
     /// The token store could not load or save the tokens. When this comes from
     /// [`Client::login`](crate::Client::login) the tokens are installed in memory all the same.
     Store(StoreError),
@@ -96,6 +113,13 @@ impl fmt::Display for Error {
             ),
             Self::Rejected(reason) => write!(f, "request rejected: {reason}"),
             Self::Transport(e) => write!(f, "HTTP transport error: {e}"),
+            Self::Tls(e) => write!(f, "{e}"),
+            Self::InsecureUrl { what, origin } => write!(
+                f,
+                "{what} is plain http to a host other than loopback ({origin}): use https, or \
+                 allow_insecure_http if the network between is trusted"
+            ),
+            Self::RootCertificates(what) => write!(f, "unusable root certificates: {what}"),
             Self::Store(e) => write!(f, "token store error: {e}"),
             Self::Token(e) => write!(f, "unusable token: {e}"),
             Self::TokenResponse(e) => write!(f, "unusable token response: {e}"),
@@ -113,6 +137,7 @@ impl core::error::Error for Error {
             Self::RefreshUnavailable(Some(e)) => Some(e),
             Self::Rejected(e) => Some(e),
             Self::Transport(e) => Some(e),
+            Self::Tls(e) => Some(e),
             Self::Store(e) => Some(e),
             Self::Token(e) => Some(e),
             Self::TokenResponse(e) => Some(e),
@@ -122,8 +147,9 @@ impl core::error::Error for Error {
 }
 
 impl From<ureq::Error> for Error {
+    /// A certificate problem becomes [`Error::Tls`], anything else [`Error::Transport`].
     fn from(e: ureq::Error) -> Self {
-        Self::Transport(e)
+        TlsError::classify(e).map_or_else(Self::Transport, Self::Tls)
     }
 }
 

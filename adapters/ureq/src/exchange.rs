@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{ACCESS_CAPACITY, REFRESH_CAPACITY};
 use crate::store::StoreError;
+use crate::tls::TlsError;
 
 /// Turns a refresh token into new tokens.
 ///
@@ -76,8 +77,12 @@ pub enum RefreshError {
         /// The server's `Retry-After`, in seconds, if it sent one.
         retry_after: Option<Duration>,
     },
-    /// The call failed on the wire (connection refused, reset, timeout, TLS).
+    /// The call failed on the wire (connection refused, reset, timeout).
     Transport(Arc<ureq::Error>),
+    /// The token endpoint's TLS certificate was not accepted. Nothing was sent; the client's
+    /// settings (its root certificates) or the server's certificate must change, so this ends
+    /// the episode at once like a refusal, but keeps the stored refresh token.
+    Tls(TlsError),
     /// The endpoint answered 2xx with a body that is not a usable token response (malformed
     /// JSON, no `access_token`, a token type other than Bearer, an oversized token).
     InvalidResponse(TokenResponseError),
@@ -165,7 +170,9 @@ impl RefreshError {
     #[must_use]
     pub fn failure(&self) -> RefreshFailure {
         match self {
-            Self::Refused { .. } | Self::NoRefreshToken => RefreshFailure::Refused,
+            // No retry cures a certificate the client does not trust: fail at once rather than
+            // back off and try again with the same settings.
+            Self::Refused { .. } | Self::NoRefreshToken | Self::Tls(_) => RefreshFailure::Refused,
             Self::Unavailable { retry_after, .. } => RefreshFailure::Transient {
                 retry_after: retry_after.map(|d| {
                     reauth_core::Duration::from_millis(
@@ -180,6 +187,25 @@ impl RefreshError {
             Self::Other(_) | Self::Store(_) | Self::LeaseBusy => {
                 RefreshFailure::Transient { retry_after: None }
             }
+        }
+    }
+
+    /// The error for a failed call on the wire: a certificate problem is [`Self::Tls`], the
+    /// rest [`Self::Transport`].
+    #[must_use]
+    pub fn from_transport(e: ureq::Error) -> Self {
+        TlsError::classify(e).map_or_else(|e| Self::Transport(Arc::new(e)), Self::Tls)
+    }
+
+    /// True for a failure that says the client is set up wrong (its credentials, how it
+    /// authenticates, its TLS roots) rather than that the refresh token is dead or the server
+    /// is away.
+    #[must_use]
+    pub fn is_configuration_error(&self) -> bool {
+        match self {
+            Self::Refused { code, .. } => code.is_some_and(ErrorCode::is_configuration_error),
+            Self::Tls(_) => true,
+            _ => false,
         }
     }
 
@@ -241,8 +267,7 @@ impl RefreshExchange for OAuthExchange {
         if let Some(basic) = &basic {
             request = request.header("Authorization", basic.as_str());
         }
-        let mut response =
-            request.send(&form[..len]).map_err(|e| RefreshError::Transport(Arc::new(e)))?;
+        let mut response = request.send(&form[..len]).map_err(RefreshError::from_transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -386,6 +411,7 @@ impl fmt::Display for RefreshError {
                 write!(f, "the token endpoint is unavailable (HTTP {status})")
             }
             Self::Transport(e) => write!(f, "the refresh call failed: {e}"),
+            Self::Tls(e) => write!(f, "the token endpoint cannot be reached securely: {e}"),
             Self::InvalidResponse(e) => write!(f, "unusable token response: {e}"),
             Self::ResponseTooLarge { limit } => {
                 write!(f, "the token response is larger than {limit} bytes")
@@ -404,6 +430,7 @@ impl core::error::Error for RefreshError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Transport(e) => Some(&**e),
+            Self::Tls(e) => Some(e),
             Self::InvalidResponse(e) => Some(e),
             Self::Store(e) => Some(&**e),
             _ => None,

@@ -52,6 +52,7 @@ mod redirect;
 mod redis_store;
 mod stats;
 mod store;
+mod tls;
 
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
@@ -64,6 +65,7 @@ pub use file_store::FileStore;
 pub use redis_store::RedisStore;
 pub use stats::Stats;
 pub use store::{Lease, MemoryStore, StoreError, StoredTokens, TokenStore};
+pub use tls::{TlsError, TlsProblem};
 
 /// The HTTP crate whose `Request` and `Response` the client speaks.
 pub use http;

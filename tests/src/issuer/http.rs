@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
 use super::route::{self, Action, Reply};
 use super::state::State;
 
@@ -94,15 +96,20 @@ impl Shared {
     }
 }
 
-/// Accepts connections until shutdown, one thread each.
-pub(super) fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+/// Accepts connections until shutdown, one thread each; with `tls`, every connection is a TLS
+/// server connection (the handshake runs on the connection's thread).
+pub(super) fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    tls: Option<&Arc<ServerConfig>>,
+) {
     loop {
         let accepted = listener.accept();
         if shared.is_shutting_down() {
             return;
         }
         match accepted {
-            Ok((stream, _)) => spawn_connection(stream, shared),
+            Ok((stream, _)) => spawn_connection(stream, shared, tls),
             // Out of file descriptors or a connection reset before accept: back off, go on.
             Err(_) => thread::sleep(SLEEP_SLICE),
         }
@@ -136,7 +143,7 @@ fn lock_connections(shared: &Shared) -> MutexGuard<'_, Vec<Connection>> {
 }
 
 /// Starts a thread for `stream` and registers it; reaps threads that have ended.
-fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) {
+fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>, tls: Option<&Arc<ServerConfig>>) {
     shared.lock().counters_mut().connections_accepted += 1;
     let Ok(registered) = stream.try_clone() else {
         return;
@@ -151,9 +158,10 @@ fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) {
         }
     }
     let for_thread = Arc::clone(shared);
+    let tls = tls.cloned();
     let spawned = thread::Builder::new()
         .name("mock-issuer-conn".into())
-        .spawn(move || serve_connection(stream, &for_thread));
+        .spawn(move || serve_connection(stream, &for_thread, tls));
     // If no thread can be spawned the socket is dropped: the client sees the connection close.
     if let Ok(thread) = spawned {
         connections.push(Connection { stream: registered, thread });
@@ -295,18 +303,66 @@ enum ReadError {
     Bad(u16, &'static str),
 }
 
-/// Serves one connection, then closes it. The socket is shut down explicitly because the clone
-/// kept in [`Shared`] would otherwise keep it open until the thread is reaped.
-fn serve_connection(mut stream: TcpStream, shared: &Shared) {
-    serve_requests(&mut stream, shared);
-    let _ = stream.shutdown(Shutdown::Both);
+/// A connection the issuer serves: a plain TCP stream, or TLS over one.
+trait Wire: Read + Write {
+    /// The TCP socket underneath, for timeouts and shutdown.
+    fn socket(&self) -> &TcpStream;
+
+    /// Ends our sending direction; TLS first says so with a `close_notify` alert, so that the
+    /// client can tell the end of a close-delimited answer from a truncation attack.
+    fn finish_sending(&mut self) -> io::Result<()>;
 }
 
-/// Serves requests on one connection until either side wants it closed.
-fn serve_requests(stream: &mut TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    if stream.set_read_timeout(Some(POLL_INTERVAL)).is_err()
-        || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
+impl Wire for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn finish_sending(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl Wire for StreamOwned<ServerConnection, TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    fn finish_sending(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush()?;
+        self.sock.shutdown(Shutdown::Write)
+    }
+}
+
+/// Serves one connection, then closes it. The socket is shut down explicitly because the clone
+/// kept in [`Shared`] would otherwise keep it open until the thread is reaped.
+fn serve_connection(stream: TcpStream, shared: &Shared, tls: Option<Arc<ServerConfig>>) {
+    match tls {
+        None => {
+            let mut stream = stream;
+            serve_requests(&mut stream, shared);
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Some(config) => {
+            // A config rustls accepted once does not fail here; if it did, the client would see
+            // the connection close, like any other refused connection.
+            if let Ok(connection) = ServerConnection::new(config) {
+                let mut stream = StreamOwned::new(connection, stream);
+                serve_requests(&mut stream, shared);
+                let _ = stream.sock.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Serves requests on one connection until either side wants it closed. A TLS handshake runs
+/// inside the first read, under the same timeouts as a request.
+fn serve_requests(stream: &mut impl Wire, shared: &Shared) {
+    let socket = stream.socket();
+    let _ = socket.set_nodelay(true);
+    if socket.set_read_timeout(Some(POLL_INTERVAL)).is_err()
+        || socket.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
     {
         return;
     }
@@ -339,7 +395,7 @@ fn serve_requests(stream: &mut TcpStream, shared: &Shared) {
 }
 
 /// Carries out a reply; returns whether the connection stays open for another request.
-fn execute(stream: &mut TcpStream, shared: &Shared, reply: Reply, keep_alive: bool) -> bool {
+fn execute(stream: &mut impl Wire, shared: &Shared, reply: Reply, keep_alive: bool) -> bool {
     if !shared.pause(reply.delay) {
         return false;
     }
@@ -358,7 +414,8 @@ fn execute(stream: &mut TcpStream, shared: &Shared, reply: Reply, keep_alive: bo
             let (head, body) = response.encode(true);
             let _ =
                 write_all(stream, &head).and_then(|()| write_all(stream, &body[..body.len() / 2]));
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.flush();
+            let _ = stream.socket().shutdown(Shutdown::Both);
             false
         }
     }
@@ -367,7 +424,7 @@ fn execute(stream: &mut TcpStream, shared: &Shared, reply: Reply, keep_alive: bo
 /// Writes a response in one go, or byte by byte with `byte_delay` between bytes; returns whether
 /// the connection stays open.
 fn send(
-    stream: &mut TcpStream,
+    stream: &mut impl Wire,
     shared: &Shared,
     response: &Response,
     keep_alive: bool,
@@ -388,15 +445,15 @@ fn send(
 }
 
 /// Writes all of `bytes` (the socket's write timeout bounds each attempt).
-fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+fn write_all(stream: &mut impl Wire, bytes: &[u8]) -> io::Result<()> {
     stream.write_all(bytes)?;
     stream.flush()
 }
 
 /// Half-closes, then reads and discards whatever the client still sends for a short while, so
 /// that the last response is not destroyed by a reset caused by unread input.
-fn linger(stream: &mut TcpStream, shared: &Shared) {
-    if stream.shutdown(Shutdown::Write).is_err() {
+fn linger(stream: &mut impl Wire, shared: &Shared) {
+    if stream.finish_sending().is_err() {
         return;
     }
     let deadline = Instant::now() + LINGER_TIMEOUT;
@@ -421,7 +478,7 @@ fn is_timeout(error: &io::Error) -> bool {
 
 /// Reads more bytes into `buf`, waiting until `deadline` at most.
 fn fill(
-    stream: &mut TcpStream,
+    stream: &mut impl Wire,
     buf: &mut Vec<u8>,
     shared: &Shared,
     deadline: Instant,
@@ -492,7 +549,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
 /// Reads one request from the connection; bytes of a following (pipelined) request stay in
 /// `buf`.
 fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut impl Wire,
     buf: &mut Vec<u8>,
     shared: &Shared,
 ) -> Result<Request, ReadError> {
@@ -593,7 +650,7 @@ fn body_framing(request: &Request) -> Result<Framing, ReadError> {
 
 /// Reads and decodes a chunked body (trailers are skipped).
 fn read_chunked(
-    stream: &mut TcpStream,
+    stream: &mut impl Wire,
     buf: &mut Vec<u8>,
     shared: &Shared,
     deadline: Instant,
