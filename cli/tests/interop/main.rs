@@ -19,9 +19,10 @@
 //! so the tests are `#[ignore]`d: `.ci/run` installs both and runs them with `--ignored`.
 //! Without them a test prints `skipped: NAME: WHY`; with `CI` set it fails instead.
 //!
-//! Over HTTP for now: [`servers::TRANSPORT`] switches the whole suite to HTTPS (the servers
-//! already serve it, with a certificate from a CA made per run) once reauth-ureq can trust a
-//! root of one's own.
+//! The servers listen on two ports: HTTPS, with a certificate from a CA made for the run (the
+//! testkit's `TestPki`), which reauth-ureq, `reauth get` and the login flow use with that CA as
+//! their only root; and plain HTTP for reauth-nal, which has no TLS. [`servers::TRANSPORT`]
+//! switches the former to HTTP.
 
 mod flow;
 mod servers;
@@ -85,6 +86,8 @@ fn reauth_get(test: &str, kind: Kind, method: Method) {
             .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())])
             .arg("--store")
             .arg(&store)
+            .arg("--root-certificates")
+            .arg(server.ca_file())
             .args(["--client-id", method.client_id()]);
         if let Some(secret) = method.secret() {
             command.env("INTEROP_CLIENT_SECRET", secret).args([
@@ -145,7 +148,7 @@ fn oidc_provider_keep_alive_gaps() {
         return;
     }
     let server = Server::start(Kind::OidcProvider, ACCESS_TTL);
-    let client = storm::ureq_client(&server, Method::Basic);
+    let client = storm::ureq_client(&server, Method::Basic, 1);
     let url = format!("{}{}", server.base(), Kind::OidcProvider.api_path());
     let before = server.counts();
     let generation = client.generation().0;

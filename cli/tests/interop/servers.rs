@@ -10,19 +10,20 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use reauth_testkit::tls::{PkiFiles, TestPki};
 use reauth_ureq::ureq;
 use tempfile::TempDir;
 
-/// How the suite talks to the servers. One line to switch: reauth-ureq must then trust
-/// [`Pki::ca_pem`] (the root-certificate option of its builder).
-pub(crate) const TRANSPORT: Transport = Transport::Http;
+/// How reauth-ureq, `reauth get` and the login flow talk to the servers: HTTPS, the test CA
+/// their only root. reauth-nal has no TLS and uses the servers' plain HTTP port
+/// ([`Server::http_addr`]).
+pub(crate) const TRANSPORT: Transport = Transport::Https;
 
 /// Plain HTTP or HTTPS on loopback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Transport {
+    #[allow(dead_code, reason = "the other setting of TRANSPORT")]
     Http,
-    #[allow(dead_code, reason = "the suite runs over HTTP until reauth-ureq takes a root")]
     Https,
 }
 
@@ -119,37 +120,20 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A CA and a server certificate for 127.0.0.1 and localhost, made at test time, as PEM files
-/// in a temporary directory.
+/// A CA made at test time and a server certificate for loopback (the testkit's [`TestPki`]),
+/// written as PEM files into a temporary directory the servers read.
 pub(crate) struct Pki {
-    dir: TempDir,
-    /// The CA certificate, PEM.
+    _dir: TempDir,
+    pub(crate) files: PkiFiles,
     pub(crate) ca_pem: String,
 }
 
 impl Pki {
     pub(crate) fn new() -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "reauth interop test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
+        let pki = TestPki::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), server.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), server_key.serialize_pem()).unwrap();
-        Self { dir, ca_pem: ca_cert.pem() }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let files = pki.write_to(dir.path()).unwrap();
+        Self { _dir: dir, files, ca_pem: pki.ca_pem().to_owned() }
     }
 }
 
@@ -196,9 +180,9 @@ impl Server {
             .args(["--http-port", &http_port.to_string()])
             .args(["--https-port", &https_port.to_string()])
             .arg("--cert")
-            .arg(pki.file("cert.pem"))
+            .arg(&pki.files.server_cert)
             .arg("--key")
-            .arg(pki.file("key.pem"))
+            .arg(&pki.files.server_key)
             .args(["--access-ttl", &access_ttl.to_string()])
             // The server exits when its stdin closes, should this process die without Drop.
             .stdin(Stdio::piped())
@@ -244,12 +228,14 @@ impl Server {
         }
     }
 
-    /// The address [`base`](Self::base) names.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        match TRANSPORT {
-            Transport::Http => self.http,
-            Transport::Https => self.https,
-        }
+    /// The plain HTTP address, for reauth-nal (no TLS).
+    pub(crate) const fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The CA certificate file, for `reauth get --root-certificates`.
+    pub(crate) fn ca_file(&self) -> &Path {
+        &self.pki.files.ca
     }
 
     /// An agent for the login flow and the counters: no redirects followed, statuses as

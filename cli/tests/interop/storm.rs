@@ -86,12 +86,15 @@ impl Storm {
     }
 }
 
-/// A reauth-ureq client for `method`'s client at `server`, logged in with the code flow's
+/// A reauth-ureq client for `method`'s client at `server`, for `threads` threads (one idle
+/// connection kept for each, as the builder's docs advise), logged in with the code flow's
 /// token response.
-pub(crate) fn ureq_client(server: &Server, method: Method) -> Client {
+pub(crate) fn ureq_client(server: &Server, method: Method, threads: usize) -> Client {
     let mut builder = Client::builder()
+        .max_idle_connections(threads)
         .token_url(format!("{}{}", server.base(), server.kind.token_path()))
-        .client_id(method.client_id());
+        .client_id(method.client_id())
+        .root_certificates_pem(&server.pki.ca_pem);
     if let Some(secret) = method.secret() {
         builder = builder.client_secret(secret).client_auth(match method {
             Method::Post => ClientAuth::Post,
@@ -111,7 +114,7 @@ pub(crate) fn ureq_storm(
     threads: usize,
     duration: StdDuration,
 ) -> Storm {
-    let client = ureq_client(server, method);
+    let client = ureq_client(server, method, threads);
     let url = format!("{}{}", server.base(), server.kind.api_path());
     let before = server.counts();
     let generation = client.generation().0;
@@ -176,8 +179,8 @@ const SLOTS: usize = 8;
 pub(crate) fn nal_storm(server: &Server, method: Method, duration: StdDuration) -> Storm {
     assert_ne!(method, Method::Basic, "reauth-nal sends the client secret in the body only");
     let answer = flow::login(server, method);
-    let host = server.addr().to_string();
-    let endpoint = Endpoint { addr: server.addr(), host: &host };
+    let host = server.http_addr().to_string();
+    let endpoint = Endpoint { addr: server.http_addr(), host: &host };
     let config = ClientConfig {
         coordinator: Config {
             refresh_timeout: Duration::from_secs(5),
