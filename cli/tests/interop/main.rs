@@ -28,8 +28,9 @@ mod flow;
 mod servers;
 mod storm;
 
+use core::time::Duration;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flow::Method;
 use servers::{Kind, Server, can_run};

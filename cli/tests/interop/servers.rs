@@ -2,13 +2,14 @@
 //! Python, each on two free loopback ports (HTTP and HTTPS, the latter with a certificate from
 //! a CA made here), killed when the guard drops.
 
+use core::net::SocketAddr;
+use core::time::Duration;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use reauth_testkit::tls::{PkiFiles, TestPki};
 use reauth_ureq::ureq;
