@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod authorization_code;
 mod builder;
 mod client;
 mod device;
@@ -54,6 +55,10 @@ mod stats;
 mod store;
 mod tls;
 
+pub use authorization_code::{
+    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
+    challenge_s256,
+};
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
