@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from importlib.metadata import version
+from urllib.parse import urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
@@ -88,7 +89,11 @@ class Client(ClientMixin):
         return " ".join(s for s in (scope or "").split() if s == SCOPE)
 
     def check_redirect_uri(self, redirect_uri):
-        return redirect_uri == REDIRECT_URI
+        # The registered URI, or the same on any loopback port (RFC 8252 §7.3), for reauth's
+        # own login flow, which listens on an ephemeral port.
+        url = urlsplit(redirect_uri)
+        loopback = url.scheme == "http" and url.hostname == "127.0.0.1" and url.path == "/callback"
+        return redirect_uri == REDIRECT_URI or (loopback and not url.query and not url.fragment)
 
     def check_client_secret(self, client_secret):
         return self.client_secret is not None and secrets.compare_digest(

@@ -39,7 +39,10 @@ const accessTtl = Number(args['access-ttl']);
 
 // Redirect URI of every client: never fetched, the suite reads the code from the Location.
 const REDIRECT_URI = 'http://127.0.0.1/callback';
+// Native clients: any loopback port is allowed in the redirect URI (RFC 8252 §7.3), for
+// reauth's own login flow, which listens on an ephemeral port.
 const common = {
+  application_type: 'native',
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
   redirect_uris: [REDIRECT_URI],

@@ -123,6 +123,51 @@ fn attribute<'a>(html: &'a str, marker: &str, attr: &str) -> Option<&'a str> {
     Some(&value[..value.find('"')?])
 }
 
+/// Plays the browser from the authorization URL `url` on: follows the server's redirects with
+/// its cookies, signs in and consents on oidc-provider's development pages (Authlib's endpoint
+/// approves at once), and returns the URL the server finally sends the browser to, which
+/// starts with `redirect_uri`. At most 12 steps.
+pub(crate) fn browse(server: &Server, url: &str, redirect_uri: &str) -> String {
+    let agent = server.agent();
+    let base = server.base();
+    let mut url = url.to_owned();
+    let mut jar = Jar::default();
+    // Authorization request, login page, consent page, and the redirects between them.
+    for _ in 0..12 {
+        let mut response =
+            agent.get(&url).header("cookie", jar.header()).call().expect("authorization step");
+        jar.take(&response);
+        if response.status().is_redirection() {
+            let next = location(&response);
+            if next.starts_with(redirect_uri) {
+                return next;
+            }
+            url = if next.starts_with('/') { format!("{base}{next}") } else { next };
+            continue;
+        }
+        let page = response.body_mut().read_to_string().unwrap();
+        assert_eq!(response.status(), 200, "{url}: {page}");
+        // oidc-provider's development interaction: a form whose hidden `prompt` says which.
+        let action = attribute(&page, "method=\"post\"", "action").expect("a form").to_owned();
+        let prompt = attribute(&page, "name=\"prompt\"", "value").expect("a prompt field");
+        let fields = match prompt {
+            "login" => form(&[("prompt", "login"), ("login", "alice"), ("password", "any")]),
+            "consent" => form(&[("prompt", "consent")]),
+            other => panic!("unexpected interaction {other}"),
+        };
+        let response = agent
+            .post(&action)
+            .header("cookie", jar.header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(fields)
+            .unwrap();
+        jar.take(&response);
+        assert!(response.status().is_redirection(), "{action}: {}", response.status());
+        url = location(&response);
+    }
+    panic!("the flow did not reach {redirect_uri} within 12 steps");
+}
+
 /// Runs the authorization-code + PKCE flow for `method`'s client and returns the token
 /// endpoint's answer (a JSON token response with a refresh token).
 pub(crate) fn login(server: &Server, method: Method) -> Vec<u8> {
@@ -153,47 +198,11 @@ pub(crate) fn login(server: &Server, method: Method) -> Vec<u8> {
     if server.kind == Kind::OidcProvider {
         query.push(("prompt", "consent"));
     }
-    let mut url = format!("{base}{path}?{}", form(&query));
-    let mut jar = Jar::default();
-    let mut code = None;
-    // Authorization request, login page, consent page, and the redirects between them.
-    for _ in 0..12 {
-        let mut response =
-            agent.get(&url).header("cookie", jar.header()).call().expect("authorization step");
-        jar.take(&response);
-        if response.status().is_redirection() {
-            let next = location(&response);
-            if let Some(query) = next.strip_prefix(REDIRECT_URI).and_then(|q| q.strip_prefix('?')) {
-                let params: BTreeMap<_, _> =
-                    form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                assert_eq!(params.get("state"), Some(&state), "state round trip");
-                code = Some(params.get("code").expect("code in the redirect").clone());
-                break;
-            }
-            url = if next.starts_with('/') { format!("{base}{next}") } else { next };
-            continue;
-        }
-        let page = response.body_mut().read_to_string().unwrap();
-        assert_eq!(response.status(), 200, "{url}: {page}");
-        // oidc-provider's development interaction: a form whose hidden `prompt` says which.
-        let action = attribute(&page, "method=\"post\"", "action").expect("a form").to_owned();
-        let prompt = attribute(&page, "name=\"prompt\"", "value").expect("a prompt field");
-        let fields = match prompt {
-            "login" => form(&[("prompt", "login"), ("login", "alice"), ("password", "any")]),
-            "consent" => form(&[("prompt", "consent")]),
-            other => panic!("unexpected interaction {other}"),
-        };
-        let response = agent
-            .post(&action)
-            .header("cookie", jar.header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .send(fields)
-            .unwrap();
-        jar.take(&response);
-        assert!(response.status().is_redirection(), "{action}: {}", response.status());
-        url = location(&response);
-    }
-    let code = code.expect("the flow ended at the redirect URI within 12 steps");
+    let back = browse(server, &format!("{base}{path}?{}", form(&query)), REDIRECT_URI);
+    let query = back.strip_prefix(REDIRECT_URI).and_then(|q| q.strip_prefix('?')).unwrap();
+    let params: BTreeMap<_, _> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    assert_eq!(params.get("state"), Some(&state), "state round trip");
+    let code = params.get("code").expect("code in the redirect").clone();
     let mut body = vec![
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),

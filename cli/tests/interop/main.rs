@@ -8,7 +8,8 @@
 //!   answering a superseded access token with a bare 403 (issue 11 item 10).
 //!
 //! Tokens come from the real authorization-code + PKCE flow ([`flow`]). For each server and
-//! client authentication method: `reauth get` across a refresh (the rotated token saved and
+//! client authentication method: reauth-ureq's own login (`login_with_authorization_code`, the
+//! test playing the browser), `reauth get` across a refresh (the rotated token saved and
 //! used by the next run), a storm of 32 threads through one reauth-ureq client across several
 //! expiries, and reauth-nal on std-embedded-nal (its methods: `client_secret_post` and `none`;
 //! it has no Basic yet). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
@@ -33,6 +34,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use flow::Method;
+use reauth_core::oauth::ClientAuth;
+use reauth_ureq::AuthorizationCodeLogin;
 use servers::{Kind, Server, can_run};
 
 /// Lifetime of every access token, in seconds.
@@ -138,6 +141,66 @@ fn reauth_get(test: &str, kind: Kind, method: Method) {
     assert_eq!(after.since(&before, "reuse"), 0, "{line}");
 }
 
+/// reauth-ureq's own first login, `Client::login_with_authorization_code` (PKCE, a loopback
+/// redirect listener on an ephemeral port), against the real server, the test playing the
+/// browser; then a request with the tokens it installed.
+fn ureq_authorization_code(test: &str, kind: Kind, method: Method) {
+    if !can_run(test, kind) {
+        return;
+    }
+    let server = Server::start(kind, ACCESS_TTL);
+    let (authorize, scope) = match kind {
+        // A refresh token only with offline_access and a consent prompt (TECH-NOTES §15).
+        Kind::OidcProvider => {
+            (format!("{}/auth?prompt=consent", server.base()), "openid offline_access")
+        }
+        Kind::Authlib { .. } => (format!("{}/authorize", server.base()), "profile"),
+    };
+    // The login's token call is made by an agent of its own, which does not trust the client's
+    // root certificates (reported to the lead): the code goes to the plain HTTP port.
+    let token_url = format!("{}{}", server.http_base(), kind.token_path());
+    let mut login = AuthorizationCodeLogin::new(authorize, token_url, method.client_id())
+        .scope(scope)
+        .wait_timeout(Duration::from_secs(30));
+    if let Some(secret) = method.secret() {
+        login = login.client_secret(secret).client_auth(match method {
+            Method::Post => ClientAuth::Post,
+            _ => ClientAuth::Basic,
+        });
+    }
+    let client = storm::client_builder(&server, method, 1).build().unwrap();
+    let before = server.counts();
+    std::thread::scope(|scope| {
+        let mut browser = None;
+        let server = &server;
+        let logged_in = client.login_with_authorization_code(&login, |prompt| {
+            let (url, redirect_uri) = (prompt.url.clone(), prompt.redirect_uri.clone());
+            browser = Some(scope.spawn(move || {
+                let back = flow::browse(server, &url, &redirect_uri);
+                // The browser arrives at reauth's listener.
+                let status = server.agent().get(&back).call().map(|r| r.status().as_u16());
+                assert_eq!(status.ok(), Some(200), "the listener's answer to the browser");
+            }));
+        });
+        browser.expect("the login opened the browser").join().unwrap();
+        logged_in.unwrap();
+    });
+    let mut response = client.get(&format!("{}{}", server.base(), kind.api_path())).unwrap();
+    let body = response.body_mut().read_to_string().unwrap();
+    assert_eq!(response.status(), 200, "{body}");
+    let after = server.counts();
+    let line = format!(
+        "interop login: {} {}: reauth-ureq AuthorizationCodeLogin, {} code grant(s), then GET {}",
+        kind.name(),
+        method.name(),
+        after.since(&before, "authorization_code_grants"),
+        response.status()
+    );
+    println!("{line}");
+    assert_eq!(after.since(&before, "authorization_code_grants"), 1, "{line}");
+    assert!(body.contains("\"sub\""), "{line}: {body}");
+}
+
 /// Issue 11 item 5's case: requests about 5 s apart, so that every refresh and every request
 /// meets a connection that Node's HTTP server (keep-alive timeout 5 s) closes about then. No
 /// request may fail and no refresh may need a backoff.
@@ -204,6 +267,13 @@ interop_tests! {
     authlib_basic_reauth_get: reauth_get(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
     authlib_post_reauth_get: reauth_get(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
     authlib_none_reauth_get: reauth_get(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+
+    oidc_provider_basic_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_post_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_none_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_ureq_authorization_code: ureq_authorization_code(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
+    authlib_post_ureq_authorization_code: ureq_authorization_code(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
+    authlib_none_ureq_authorization_code: ureq_authorization_code(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
 
     oidc_provider_basic_ureq_storm: ureq_storm(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
     oidc_provider_post_ureq_storm: ureq_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";

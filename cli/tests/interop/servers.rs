@@ -229,6 +229,11 @@ impl Server {
         }
     }
 
+    /// `http://127.0.0.1:PORT`, the plain HTTP port whatever [`TRANSPORT`] says.
+    pub(crate) fn http_base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
     /// The plain HTTP address, for reauth-nal (no TLS).
     pub(crate) const fn http_addr(&self) -> SocketAddr {
         self.http

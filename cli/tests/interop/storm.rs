@@ -11,7 +11,7 @@ use std::time::Instant as StdInstant;
 use reauth_core::oauth::{ClientAuth, RefreshParams};
 use reauth_core::{Config, Duration, Instant, RequestId};
 use reauth_nal::{ClientConfig, Endpoint, Event, NoStore, OAuth2, Request, Timeouts};
-use reauth_ureq::Client;
+use reauth_ureq::{Client, ClientBuilder};
 
 use crate::flow::{self, Method};
 use crate::servers::{Counts, Server};
@@ -90,6 +90,13 @@ impl Storm {
 /// connection kept for each, as the builder's docs advise), logged in with the code flow's
 /// token response.
 pub(crate) fn ureq_client(server: &Server, method: Method, threads: usize) -> Client {
+    let client = client_builder(server, method, threads).build().unwrap();
+    client.login_from_token_response(&flow::login(server, method)).unwrap();
+    client
+}
+
+/// The builder of [`ureq_client`]: token endpoint, client authentication, the test CA.
+pub(crate) fn client_builder(server: &Server, method: Method, threads: usize) -> ClientBuilder {
     let mut builder = Client::builder()
         .max_idle_connections(threads)
         .token_url(format!("{}{}", server.base(), server.kind.token_path()))
@@ -101,9 +108,7 @@ pub(crate) fn ureq_client(server: &Server, method: Method, threads: usize) -> Cl
             _ => ClientAuth::Basic,
         });
     }
-    let client = builder.build().unwrap();
-    client.login_from_token_response(&flow::login(server, method)).unwrap();
-    client
+    builder
 }
 
 /// `threads` threads GET the protected resource through one reauth-ureq client for
