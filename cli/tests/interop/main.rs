@@ -70,6 +70,75 @@ fn nal_storm(test: &str, kind: Kind, method: Method) {
     storm.check(&what, 3);
 }
 
+/// `reauth get URL` for `method`'s client, its secret sent as `send_as` says, with `store`.
+fn reauth_get_command(
+    server: &Server,
+    method: Method,
+    send_as: Method,
+    store: &std::path::Path,
+) -> Command {
+    let kind = server.kind;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reauth"));
+    command
+        .arg("get")
+        .arg(format!("{}{}", server.base(), kind.api_path()))
+        .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())])
+        .arg("--store")
+        .arg(store)
+        .arg("--root-certificates")
+        .arg(server.ca_file())
+        .args(["--client-id", method.client_id()]);
+    if let Some(secret) = method.secret() {
+        command.env("INTEROP_CLIENT_SECRET", secret).args([
+            "--client-secret-env",
+            "INTEROP_CLIENT_SECRET",
+            "--client-auth",
+            if send_as == Method::Post { "post" } else { "basic" },
+        ]);
+    }
+    command
+}
+
+/// `reauth get` whose refresh the server refuses: exit code 3 and the server's reason on
+/// stderr. `send_as`: the client's secret sent another way than registered (`invalid_client`);
+/// or, when it is `method`, the login's refresh token presented again after a run rotated it
+/// (`invalid_grant`; the server sees a reuse, on purpose here).
+fn refused_refresh(test: &str, kind: Kind, method: Method, send_as: Method, expected: &[&str]) {
+    if !can_run(test, kind) {
+        return;
+    }
+    let server = Server::start(kind, ACCESS_TTL);
+    let answer = flow::login(&server, method);
+    let dir = tempfile::tempdir().unwrap();
+    let seed = |command: &mut Command| {
+        command
+            .env("INTEROP_REFRESH_TOKEN", flow::refresh_token(&answer))
+            .args(["--refresh-token-env", "INTEROP_REFRESH_TOKEN"]);
+    };
+    if send_as == method {
+        // One good run rotates the login's refresh token.
+        let mut first = reauth_get_command(&server, method, method, &dir.path().join("a.json"));
+        seed(&mut first);
+        assert!(first.output().unwrap().status.success());
+    }
+    let mut command = reauth_get_command(&server, method, send_as, &dir.path().join("b.json"));
+    seed(&mut command);
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!(
+        "interop refused: {} {} sent as {}: exit {:?}, stderr: {}",
+        kind.name(),
+        method.name(),
+        send_as.name(),
+        output.status.code(),
+        stderr.trim()
+    );
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    for text in expected {
+        assert!(stderr.contains(text), "no {text:?} in {stderr}");
+    }
+}
+
 /// `reauth get` three times with one store: the first run refreshes (the store holds only the
 /// login's refresh token), the second uses the saved access token, the third, after that
 /// token expired, refreshes with the rotated refresh token the first run saved.
@@ -83,24 +152,7 @@ fn reauth_get(test: &str, kind: Kind, method: Method) {
     let store = dir.path().join("tokens.json");
     let before = server.counts();
     let run = |seed: bool| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_reauth"));
-        command
-            .arg("get")
-            .arg(format!("{}{}", server.base(), kind.api_path()))
-            .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())])
-            .arg("--store")
-            .arg(&store)
-            .arg("--root-certificates")
-            .arg(server.ca_file())
-            .args(["--client-id", method.client_id()]);
-        if let Some(secret) = method.secret() {
-            command.env("INTEROP_CLIENT_SECRET", secret).args([
-                "--client-secret-env",
-                "INTEROP_CLIENT_SECRET",
-                "--client-auth",
-                if method == Method::Post { "post" } else { "basic" },
-            ]);
-        }
+        let mut command = reauth_get_command(&server, method, method, &store);
         if seed {
             command
                 .env("INTEROP_REFRESH_TOKEN", flow::refresh_token(&answer))
@@ -251,11 +303,11 @@ fn oidc_provider_keep_alive_gaps() {
 }
 
 macro_rules! interop_tests {
-    ($($name:ident: $run:ident($kind:expr, $method:expr), $needs:literal;)*) => {$(
+    ($($name:ident: $run:ident($($arg:expr),*), $needs:literal;)*) => {$(
         #[test]
         #[ignore = $needs]
         fn $name() {
-            $run(stringify!($name), $kind, $method);
+            $run(stringify!($name), $($arg),*);
         }
     )*};
 }
@@ -267,6 +319,10 @@ interop_tests! {
     authlib_basic_reauth_get: reauth_get(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
     authlib_post_reauth_get: reauth_get(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
     authlib_none_reauth_get: reauth_get(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+
+    authlib_basic_sent_as_post_refused_reauth_get: refused_refresh(AUTHLIB, Method::Basic, Method::Post, &["invalid_client", "cannot authenticate"]), "needs the Authlib venv; .ci/run runs it";
+    oidc_provider_reused_refresh_token_refused_reauth_get: refused_refresh(Kind::OidcProvider, Method::Basic, Method::Basic, &["invalid_grant"]), "needs node and npm ci; .ci/run runs it";
+    authlib_reused_refresh_token_refused_reauth_get: refused_refresh(AUTHLIB, Method::Basic, Method::Basic, &["invalid_grant"]), "needs the Authlib venv; .ci/run runs it";
 
     oidc_provider_basic_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
     oidc_provider_post_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
