@@ -343,4 +343,5 @@ interop_tests! {
     oidc_provider_none_nal_storm: nal_storm(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
     authlib_post_nal_storm: nal_storm(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
     authlib_none_nal_storm: nal_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+    authlib_403_for_superseded_tokens_nal_storm: nal_storm(AUTHLIB_403, Method::Post), "needs the Authlib venv; .ci/run runs it";
 }

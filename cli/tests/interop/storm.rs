@@ -30,8 +30,9 @@ pub(crate) struct Storm {
     pub(crate) episodes: u64,
     /// Refresh attempts that failed, each followed by a backoff (reauth-ureq's count).
     pub(crate) refreshes_failed: u64,
-    /// Requests replayed at once after a 401/403 for an older token (reauth-ureq's count).
-    pub(crate) stale_replays: u64,
+    /// Requests replayed at once after a 401/403 for an older token (reauth-ureq's count;
+    /// reauth-nal keeps none).
+    pub(crate) stale_replays: Option<u64>,
     /// Token-endpoint refresh calls, refresh tokens presented twice, and so on (the server's).
     pub(crate) refresh_calls: u64,
     pub(crate) refresh_successes: u64,
@@ -66,7 +67,7 @@ impl Storm {
             self.episodes,
             self.reuse,
             self.refreshes_failed,
-            self.stale_replays,
+            self.stale_replays.map_or_else(|| "n/a".to_owned(), |n| n.to_string()),
             self.api_401,
             self.api_403
         )
@@ -167,7 +168,7 @@ pub(crate) fn ureq_storm(
         examples: examples.into_inner().unwrap(),
         episodes: u64::from(client.generation().0 - generation),
         refreshes_failed: after.refreshes_failed - stats.refreshes_failed,
-        stale_replays: after.stale_replays - stats.stale_replays,
+        stale_replays: Some(after.stale_replays - stats.stale_replays),
         seconds: started.elapsed().as_secs_f64(),
         ..Storm::default()
     };
