@@ -9,7 +9,8 @@
 //!
 //! Tokens come from the real authorization-code + PKCE flow ([`flow`]). For each server and
 //! client authentication method: reauth-ureq's own login (`login_with_authorization_code`, the
-//! test playing the browser), `reauth get` across a refresh (the rotated token saved and
+//! test playing the browser), `reauth login` then `reauth get` as a new user would, `reauth get`
+//! with a refused refresh (the server's reason shown), `reauth get` across a refresh (the rotated token saved and
 //! used by the next run), a storm of 32 threads through one reauth-ureq client across several
 //! expiries, and reauth-nal on std-embedded-nal (its methods: `client_secret_post` and `none`;
 //! it has no Basic yet). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
@@ -253,6 +254,98 @@ fn ureq_authorization_code(test: &str, kind: Kind, method: Method) {
     assert!(body.contains("\"sub\""), "{line}: {body}");
 }
 
+/// As a new user would: `reauth login --no-browser` (the browser flow with PKCE; this test
+/// opens the printed URL as the browser would), then `reauth get` with the store it wrote,
+/// across a refresh. `reauth login` has no `--client-auth`: a secret goes as HTTP Basic.
+fn reauth_login_then_get(test: &str, kind: Kind, method: Method) {
+    if !can_run(test, kind) {
+        return;
+    }
+    assert_ne!(method, Method::Post, "reauth login sends a secret as HTTP Basic only");
+    let server = Server::start(kind, ACCESS_TTL);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tokens.json");
+    let (authorize, scope) = authorize_url(&server);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reauth"));
+    command
+        .arg("login")
+        .args(["--authorize-url", &authorize, "--scope", scope, "--no-browser", "--wait", "30"])
+        // Its token call does not take root certificates (reported): the HTTP port.
+        .args(["--token-url", &format!("{}{}", server.http_base(), kind.token_path())])
+        .arg("--store")
+        .arg(&store)
+        .args(["--client-id", method.client_id()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(secret) = method.secret() {
+        command
+            .env("INTEROP_CLIENT_SECRET", secret)
+            .args(["--client-secret-env", "INTEROP_CLIENT_SECRET"]);
+    }
+    let mut login = command.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(login.stdout.take().unwrap()));
+    let mut printed = Vec::new();
+    // The URL line, then the line naming the redirect URI; bounded by the login's --wait.
+    let (url, redirect_uri) = loop {
+        let line = lines.next().expect("reauth login printed no URL").unwrap();
+        printed.push(line.clone());
+        let endpoint = authorize.split('?').next().unwrap();
+        if line.trim().starts_with(endpoint) {
+            let url = line.trim().to_owned();
+            let next = lines.next().unwrap().unwrap();
+            let redirect_uri = next
+                .split_whitespace()
+                .find(|w| w.starts_with("http://127.0.0.1:"))
+                .expect("the redirect URI")
+                .to_owned();
+            break (url, redirect_uri);
+        }
+    };
+    let back = flow::browse(&server, &url, &redirect_uri);
+    let answer = server.agent().get(&back).call().unwrap();
+    assert_eq!(answer.status(), 200, "the listener's answer to the browser");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = login.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut login.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "reauth login: {printed:?} {rest:?} {stderr}");
+    let before = server.counts();
+    let get = || {
+        let output = reauth_get_command(&server, method, method, &store).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("\"sub\""), "{stdout}");
+    };
+    get();
+    std::thread::sleep(Duration::from_secs(u64::from(ACCESS_TTL) + 1));
+    get();
+    let after = server.counts();
+    let line = format!(
+        "interop login+get: {} {}: reauth login, then reauth get twice: {} refresh call(s) by {}, \
+         {} reuse",
+        kind.name(),
+        method.name(),
+        after.since(&before, method.refresh_counter()),
+        method.name(),
+        after.since(&before, "reuse")
+    );
+    println!("{line}");
+    assert_eq!(after.since(&before, "refresh_calls"), 1, "{line}");
+    assert_eq!(after.since(&before, method.refresh_counter()), 1, "{line}");
+    assert_eq!(after.since(&before, "reuse"), 0, "{line}");
+}
+
+/// The authorization endpoint (with what a refresh token needs there) and the scope.
+fn authorize_url(server: &Server) -> (String, &'static str) {
+    match server.kind {
+        // A refresh token only with offline_access and a consent prompt (TECH-NOTES §15).
+        Kind::OidcProvider => {
+            (format!("{}/auth?prompt=consent", server.base()), "openid offline_access")
+        }
+        Kind::Authlib { .. } => (format!("{}/authorize", server.base()), "profile"),
+    }
+}
+
 /// Issue 11 item 5's case: requests about 5 s apart, so that every refresh and every request
 /// meets a connection that Node's HTTP server (keep-alive timeout 5 s) closes about then. No
 /// request may fail and no refresh may need a backoff.
@@ -323,6 +416,11 @@ interop_tests! {
     authlib_basic_sent_as_post_refused_reauth_get: refused_refresh(AUTHLIB, Method::Basic, Method::Post, &["invalid_client", "cannot authenticate"]), "needs the Authlib venv; .ci/run runs it";
     oidc_provider_reused_refresh_token_refused_reauth_get: refused_refresh(Kind::OidcProvider, Method::Basic, Method::Basic, &["invalid_grant"]), "needs node and npm ci; .ci/run runs it";
     authlib_reused_refresh_token_refused_reauth_get: refused_refresh(AUTHLIB, Method::Basic, Method::Basic, &["invalid_grant"]), "needs the Authlib venv; .ci/run runs it";
+
+    oidc_provider_basic_reauth_login_then_get: reauth_login_then_get(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_none_reauth_login_then_get: reauth_login_then_get(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_reauth_login_then_get: reauth_login_then_get(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
+    authlib_none_reauth_login_then_get: reauth_login_then_get(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
 
     oidc_provider_basic_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
     oidc_provider_post_ureq_authorization_code: ureq_authorization_code(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
