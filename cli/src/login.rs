@@ -65,6 +65,14 @@ pub(crate) struct Args {
     /// `scope` asked for.
     #[arg(long)]
     scope: Option<String>,
+    /// A PEM file of CA certificates to trust at the token endpoint instead of the bundled
+    /// Mozilla roots (may be given more than once; the browser flow and the stored client).
+    #[arg(long, value_name = "FILE")]
+    root_certificates: Vec<PathBuf>,
+    /// Allow a plain http token endpoint on a host other than loopback (the code and the
+    /// tokens then cross the network in the clear).
+    #[arg(long)]
+    allow_insecure_http: bool,
 }
 
 /// Runs the login: the prompt to stdout, errors to stderr.
@@ -108,7 +116,11 @@ fn login(args: &Args, flow: Flow<'_>) -> Result<(), Box<dyn core::error::Error>>
     let mut builder = Client::builder()
         .token_url(&args.token_url)
         .store(FileStore::new(&args.store))
+        .allow_insecure_http(args.allow_insecure_http)
         .user_agent(concat!("reauth/", env!("CARGO_PKG_VERSION")));
+    for path in &args.root_certificates {
+        builder = builder.root_certificates_file(path);
+    }
     let secret = match &args.client_secret_env {
         Some(var) => Some(Zeroizing::new(
             std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
@@ -129,7 +141,11 @@ fn login(args: &Args, flow: Flow<'_>) -> Result<(), Box<dyn core::error::Error>>
         Flow::AuthorizationCode(authorize_url, client_id) => {
             let mut login = AuthorizationCodeLogin::new(authorize_url, &args.token_url, client_id)
                 .port(args.redirect_port)
-                .wait_timeout(Duration::from_secs(args.wait));
+                .wait_timeout(Duration::from_secs(args.wait))
+                .allow_insecure_http(args.allow_insecure_http);
+            for path in &args.root_certificates {
+                login = login.root_certificates_file(path);
+            }
             if let Some(secret) = &secret {
                 login = login.client_secret(secret.as_str());
             }

@@ -5,6 +5,8 @@
 //!   summary table; the exit code says whether the demo's invariants held.
 //! - `reauth firmware`: the same storm against reauth-nal, in one thread with a poll loop and
 //!   compile-time slots, over `std-embedded-nal`, with the same summary table and verdict.
+//! - `reauth firmware-async`: the same storm against reauth-nal-async, many embassy tasks sharing
+//!   one client, on embassy-net over a TAP device in a network namespace of its own (root).
 //! - `reauth soak`: the demo's workload for a minute (by default) with 100 ms tokens and random
 //!   transient faults, watching the process's memory; a benchmark binary, run it `--release`.
 //! - `reauth fleet`: K processes x T threads sharing one credential through a `FileStore`,
@@ -23,6 +25,7 @@
 mod demo;
 mod fault;
 mod firmware;
+mod firmware_async;
 mod flags;
 mod fleet;
 mod get;
@@ -63,6 +66,8 @@ subcommands! {
     Demo(demo::Args) => demo::run,
     /// The same with reauth-nal in a single-threaded poll loop, as firmware runs it
     Firmware(firmware::Args) => firmware::run,
+    /// The same with reauth-nal-async: embassy-net on a TAP device, many tasks, one client
+    FirmwareAsync(firmware_async::Args) => firmware_async::run,
     /// One credential shared by many processes: one refresh per expiry fleet-wide, vs naive
     Fleet(fleet::Args) => fleet::run,
     /// One worker process of `reauth fleet` (started by it)

@@ -64,7 +64,7 @@ fn with_commas(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -78,7 +78,7 @@ fn spellings(bytes: u64) -> Vec<String> {
     #[allow(clippy::cast_precision_loss)] // figures are far below 2^52
     let kib = bytes as f64 / 1024.0;
     let mut out = vec![format!("{exact} B"), format!("{exact} bytes"), format!("{kib:.1} KiB")];
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         out.push(format!("{} KiB", bytes / 1024));
     }
     out

@@ -13,9 +13,10 @@
 //! only the challenge (a hash of the verifier) and the `state`, and is meant to be shown.
 
 use core::fmt;
+use core::net::{Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ use zeroize::Zeroizing;
 use crate::client::Client;
 use crate::error::Error;
 use crate::exchange::NewTokens;
+use crate::tls::{self, TlsError, TlsSettings};
 
 /// The path of the redirect URI on the loopback listener.
 pub const CALLBACK_PATH: &str = "/callback";
@@ -81,6 +83,8 @@ pub struct AuthorizationCodeLogin {
     wait_timeout: Duration,
     /// Deadline of the token endpoint call.
     call_timeout: Duration,
+    /// Roots trusted at the token endpoint, and whether plain http off loopback is allowed.
+    tls: TlsSettings,
 }
 
 /// What the user must open: the authorization URL, and the redirect URI it leads back to.
@@ -121,6 +125,12 @@ pub enum AuthorizationCodeError {
     InvalidRedirect,
     /// The browser did not come back within the wait timeout.
     Timeout,
+    /// The token endpoint's TLS certificate was not accepted (retrying will not help).
+    Tls(TlsError),
+    /// The login's TLS settings or token URL cannot be used: [`Error::RootCertificates`],
+    /// [`Error::InsecureUrl`] (plain http off loopback), [`Error::InvalidRequest`] (not an http
+    /// or https URL). Found before the browser is opened.
+    Settings(Error),
     /// The loopback listener could not be set up or failed.
     Listener(Arc<io::Error>),
     /// The system's random number generator failed.
@@ -182,6 +192,7 @@ impl AuthorizationCodeLogin {
             port: 0,
             wait_timeout: Duration::from_secs(300),
             call_timeout: Duration::from_secs(30),
+            tls: TlsSettings::default(),
         }
     }
 
@@ -230,6 +241,31 @@ impl AuthorizationCodeLogin {
         self
     }
 
+    /// Trusts these root certificates (PEM, one or more) at the token endpoint instead of the
+    /// default roots, as [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem)
+    /// does for the client: give the login the same CA as the client.
+    #[must_use]
+    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.add_pem(pem.as_ref());
+        self
+    }
+
+    /// Trusts the root certificates of this PEM file (read when the login runs) at the token
+    /// endpoint, as [`root_certificates_pem`](Self::root_certificates_pem) does.
+    #[must_use]
+    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.add_file(path.into());
+        self
+    }
+
+    /// Allows a plain `http` token endpoint on a host other than loopback (default false: the
+    /// code, the verifier and the tokens would cross the network in the clear).
+    #[must_use]
+    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
+        self.tls.allow_insecure_http = allowed;
+        self
+    }
+
     /// Runs the grant: listens on the loopback, calls `open` once with the URL the user's
     /// browser must visit, waits for the redirect, then exchanges the code.
     ///
@@ -259,6 +295,15 @@ impl AuthorizationCodeLogin {
             // RFC 6749 §3.1: the endpoint URI MUST NOT include a fragment.
             return Err(AuthorizationCodeError::Config("the authorization URL has a fragment"));
         }
+        // Before the user is sent anywhere: a token endpoint the exchange cannot use.
+        let tls_config = self.tls.config().map_err(AuthorizationCodeError::Settings)?;
+        let token_uri = self.token_url.parse::<http::Uri>().map_err(|_| {
+            AuthorizationCodeError::Settings(Error::InvalidRequest(
+                "the token endpoint is not a valid URL".to_owned(),
+            ))
+        })?;
+        tls::require_https(&token_uri, self.tls.allow_insecure_http, "the token endpoint")
+            .map_err(AuthorizationCodeError::Settings)?;
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
             .map_err(listener_error)?;
         let port = listener.local_addr().map_err(listener_error)?.port();
@@ -273,7 +318,7 @@ impl AuthorizationCodeLogin {
         open(&prompt);
         let code = wait_for_redirect(&listener, &attempt.state, deadline)?;
         drop(listener);
-        self.exchange(&code, &prompt.redirect_uri, &attempt.verifier)
+        self.exchange(&code, &prompt.redirect_uri, &attempt.verifier, tls_config)
     }
 
     /// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
@@ -289,14 +334,12 @@ impl AuthorizationCodeLogin {
         query.append_pair("state", &attempt.state);
         query.append_pair("code_challenge", &challenge);
         query.append_pair("code_challenge_method", "S256");
-        let separator = match self.authorize_url.rsplit_once('?') {
-            None => '?',
-            Some((_, "")) => '\0',
-            Some(_) => '&',
-        };
+        // The endpoint may carry a query of its own (RFC 6749 §3.1 says to keep it).
         let mut url = self.authorize_url.clone();
-        if separator != '\0' {
-            url.push(separator);
+        if !url.contains('?') {
+            url.push('?');
+        } else if !url.ends_with(['?', '&']) {
+            url.push('&');
         }
         url.push_str(&query.finish());
         url
@@ -308,6 +351,7 @@ impl AuthorizationCodeLogin {
         code: &str,
         redirect_uri: &str,
         verifier: &str,
+        tls_config: ureq::tls::TlsConfig,
     ) -> Result<Zeroizing<Vec<u8>>, AuthorizationCodeError> {
         let basic = match (&self.client_secret, self.client_auth) {
             (Some(secret), ClientAuth::Basic) => {
@@ -315,7 +359,9 @@ impl AuthorizationCodeLogin {
             }
             _ => None,
         };
-        let mut form = Zeroizing::new(String::new());
+        // Room for the whole form at once: a reallocation would leave a copy of the code and
+        // the verifier behind, unwiped.
+        let mut form = Zeroizing::new(String::with_capacity(4096 + code.len()));
         {
             let mut body = form_urlencoded::Serializer::new(&mut *form);
             body.append_pair("grant_type", "authorization_code");
@@ -336,6 +382,7 @@ impl AuthorizationCodeLogin {
             .max_redirects(0)
             .redirect_auth_headers(RedirectAuthHeaders::Never)
             .timeout_global(Some(self.call_timeout))
+            .tls_config(tls_config)
             .proxy(None)
             .build()
             .into();
@@ -346,9 +393,12 @@ impl AuthorizationCodeLogin {
         if let Some(basic) = &basic {
             request = request.header("Authorization", basic.as_str());
         }
-        let mut response = request
-            .send(form.as_bytes())
-            .map_err(|e| AuthorizationCodeError::Transport(Arc::new(e)))?;
+        let mut response = request.send(form.as_bytes()).map_err(|e| {
+            TlsError::classify(e).map_or_else(
+                |e| AuthorizationCodeError::Transport(Arc::new(e)),
+                AuthorizationCodeError::Tls,
+            )
+        })?;
         let status = response.status().as_u16();
         let mut body = Zeroizing::new(Vec::new());
         let cap = u64::try_from(RESPONSE_LIMIT).unwrap_or(u64::MAX).saturating_add(1);
@@ -428,7 +478,10 @@ fn wait_for_redirect(
                         pending.remove(0);
                     }
                     if stream.set_nonblocking(true).is_ok() {
-                        pending.push(Pending { stream, head: Zeroizing::new(Vec::new()) });
+                        // Sized for the largest head read, so that no copy of the code is left
+                        // behind by a reallocation.
+                        let head = Zeroizing::new(Vec::with_capacity(REQUEST_LIMIT + 1024));
+                        pending.push(Pending { stream, head });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -609,7 +662,7 @@ fn basic_authorization(
     secret: &str,
 ) -> Result<Zeroizing<String>, AuthorizationCodeError> {
     let needed = oauth::write_basic_authorization(&mut [], id, secret)
-        .map_or_else(|too_small| too_small.needed, |n| n);
+        .unwrap_or_else(|too_small| too_small.needed);
     let mut value = Zeroizing::new(vec![0u8; needed]);
     let len = oauth::write_basic_authorization(&mut value, id, secret)
         .map_err(|_| AuthorizationCodeError::Config("the client credentials cannot be encoded"))?;
@@ -661,6 +714,7 @@ impl fmt::Debug for AuthorizationCodeLogin {
             .field("port", &self.port)
             .field("wait_timeout", &self.wait_timeout)
             .field("call_timeout", &self.call_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -683,6 +737,8 @@ impl fmt::Display for AuthorizationCodeError {
                 "the redirect carried neither a code nor an error, or a parameter twice",
             ),
             Self::Timeout => f.write_str("the browser did not come back before the wait timeout"),
+            Self::Tls(e) => write!(f, "the token endpoint: {e}"),
+            Self::Settings(e) => write!(f, "authorization code login set up wrong: {e}"),
             Self::Listener(e) => write!(f, "the loopback redirect listener failed: {e}"),
             Self::Randomness => f.write_str("the system's random number generator failed"),
             Self::Refused { status, code: Some(code) } => write!(
@@ -712,6 +768,8 @@ impl core::error::Error for AuthorizationCodeError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Listener(e) => Some(&**e),
+            Self::Tls(e) => Some(e),
+            Self::Settings(e) => Some(e),
             Self::Transport(e) => Some(&**e),
             Self::InvalidToken(e) => Some(e),
             Self::Login(e) => Some(e),

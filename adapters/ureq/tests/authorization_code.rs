@@ -1,7 +1,8 @@
 //! The authorization code grant with PKCE and a loopback redirect end to end against the loopback
 //! mock issuer, with a test thread as the user's browser: logged in (a fresh file store then
 //! serves a second client), the state checked, a stolen code worthless without the verifier, a
-//! denial and a timeout as typed errors, confidential clients.
+//! denial and a timeout as typed errors, confidential clients, TLS with a private CA and plain
+//! http refused off loopback.
 
 mod common;
 
@@ -10,20 +11,24 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::thread::{self, JoinHandle};
 
-use reauth_ureq::ureq::Agent;
-
 use reauth_testkit::issuer::{AuthorizeAnswer, ClientAuth, IssuerConfig, MockIssuer};
+use reauth_testkit::tls::TestPki;
 use reauth_ureq::reauth_core::oauth::ErrorCode;
+use reauth_ureq::ureq::Agent;
+use reauth_ureq::ureq::tls::TlsConfig;
 use reauth_ureq::{
-    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, FileStore, challenge_s256,
+    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, Error, FileStore,
+    TlsProblem, challenge_s256,
 };
 
 /// An agent that hands every status back and follows no redirect: the browser's steps are the
-/// test's to take.
+/// test's to take. It trusts any certificate: the browser is not what is under test, the
+/// login's own TLS settings are.
 fn agent() -> Agent {
     Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .tls_config(TlsConfig::builder().disable_verification(true).build())
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into()
@@ -337,4 +342,98 @@ fn confidential_clients_authenticate_as_configured() {
         assert!(!format!("{error:?}{error}").contains("s3cret"));
         visit.unwrap().join().unwrap();
     }
+}
+
+#[test]
+fn no_code_or_token_in_prompts_pages_or_errors() {
+    use std::sync::{Arc, Mutex};
+
+    let issuer = issuer(IssuerConfig::default());
+    let seen = Arc::new(Mutex::new(String::new()));
+    let code = |location: &str| {
+        location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+    };
+
+    // A login that succeeds: the prompt, the page and the tokens' Debug.
+    let (mut visit, mut prompt) = (None, None);
+    let recorder = Arc::clone(&seen);
+    let tokens = login(&issuer)
+        .run(|p| {
+            prompt = Some(p.clone());
+            visit = Some(browser(p, move |location| {
+                *recorder.lock().unwrap() = location.clone();
+                location
+            }));
+        })
+        .unwrap();
+    let visit = visit.unwrap().join().unwrap();
+    let first_code = code(&seen.lock().unwrap());
+    let shown = format!("{prompt:?}{tokens:?}{}", visit.page);
+    for secret in [first_code.as_str(), "at.", "rt."] {
+        assert!(!shown.contains(secret), "{secret:?} in {shown}");
+    }
+
+    // A login whose redirect is forged, and one whose code was redeemed before: the error
+    // chain and the page name no code.
+    let recorder = Arc::clone(&seen);
+    let mut visit = None;
+    let error = login(&issuer)
+        .run(|p| {
+            visit = Some(browser(p, move |location| {
+                *recorder.lock().unwrap() = location.clone();
+                format!("{}state=forged", location.split_once("state=").unwrap().0)
+            }));
+        })
+        .unwrap_err();
+    let page = visit.unwrap().join().unwrap().page;
+    let forged_code = code(&seen.lock().unwrap());
+    let mut text = format!("{error:?}{error}{page}");
+    let mut source = core::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(&format!("{cause:?}{cause}"));
+        source = cause.source();
+    }
+    assert!(matches!(error, AuthorizationCodeError::StateMismatch));
+    assert!(!text.contains(&forged_code) && !text.contains(&first_code), "{text}");
+}
+
+#[test]
+fn over_https_the_token_endpoint_is_checked_and_plain_http_off_loopback_refused() {
+    let pki = TestPki::generate().unwrap();
+    let config = IssuerConfig { client_id: Some("desktop".into()), ..IssuerConfig::default() };
+    let issuer = MockIssuer::start_tls(config, &pki).unwrap();
+    assert!(issuer.token_url().starts_with("https://"));
+
+    // The issuer's CA given to the login: logged in over TLS.
+    let mut visit = None;
+    let tokens = login(&issuer)
+        .root_certificates_pem(pki.ca_pem())
+        .run(|prompt| visit = Some(browser(prompt, |l| l)))
+        .unwrap();
+    assert_eq!(visit.unwrap().join().unwrap().status, 200);
+    assert!(tokens.rotates_refresh_token());
+
+    // Without it the default roots do not know the CA: a typed, final TLS error.
+    let mut visit = None;
+    let error = login(&issuer).run(|prompt| visit = Some(browser(prompt, |l| l))).unwrap_err();
+    visit.unwrap().join().unwrap();
+    assert!(
+        matches!(&error, AuthorizationCodeError::Tls(e) if e.problem() == TlsProblem::UnknownIssuer),
+        "{error:?}"
+    );
+    let c = issuer.counters();
+    assert_eq!((c.authorizations, c.code_redemptions), (2, 1));
+
+    // A plain-http token endpoint off loopback is refused before the browser is sent anywhere.
+    let insecure = AuthorizationCodeLogin::new(
+        "https://auth.example/authorize",
+        "http://192.0.2.1/token",
+        "desktop",
+    );
+    let error = insecure.run(|_| panic!("the browser was opened")).unwrap_err();
+    assert!(
+        matches!(&error, AuthorizationCodeError::Settings(Error::InsecureUrl { .. })),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("http://192.0.2.1"), "{error}");
 }
