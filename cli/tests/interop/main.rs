@@ -13,7 +13,8 @@
 //! with a refused refresh (the server's reason shown), `reauth get` across a refresh (the rotated token saved and
 //! used by the next run), a storm of 32 threads through one reauth-ureq client across several
 //! expiries, and reauth-nal on std-embedded-nal (its methods: `client_secret_post` and `none`;
-//! it has no Basic yet). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
+//! it has no Basic yet); and reauth-nal-async over HTTPS (embedded-tls), one method per server
+//! (its handshakes are slow in a debug build: about 20 requests a second). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
 //! = episodes (refreshes the client installed), every refresh authenticated the registered way.
 //! No timing is asserted.
 //!
@@ -27,6 +28,7 @@
 //! switches the former to HTTP.
 
 mod flow;
+mod nal_async;
 mod servers;
 mod storm;
 
@@ -67,6 +69,22 @@ fn nal_storm(test: &str, kind: Kind, method: Method) {
     let server = Server::start(kind, ACCESS_TTL);
     let storm = storm::nal_storm(&server, method, STORM);
     let what = format!("{} {} reauth-nal (std-embedded-nal, 8 slots)", kind.name(), method.name());
+    println!("{}\n  server: {}", storm.summary(&what), server.banner);
+    storm.check(&what, 3);
+}
+
+fn nal_async_storm(test: &str, kind: Kind, method: Method) {
+    if !can_run(test, kind) {
+        return;
+    }
+    let server = Server::start(kind, ACCESS_TTL);
+    let storm = nal_async::storm(&server, method, STORM);
+    let what = format!(
+        "{} {} reauth-nal-async (HTTPS, embedded-tls, {} tasks)",
+        kind.name(),
+        method.name(),
+        nal_async::TASKS
+    );
     println!("{}\n  server: {}", storm.summary(&what), server.banner);
     storm.check(&what, 3);
 }
@@ -441,5 +459,7 @@ interop_tests! {
     oidc_provider_none_nal_storm: nal_storm(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
     authlib_post_nal_storm: nal_storm(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
     authlib_none_nal_storm: nal_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+    oidc_provider_post_nal_async_https_storm: nal_async_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
+    authlib_none_nal_async_https_storm: nal_async_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
     authlib_403_for_superseded_tokens_nal_storm: nal_storm(AUTHLIB_403, Method::Post), "needs the Authlib venv; .ci/run runs it";
 }

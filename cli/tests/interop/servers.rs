@@ -127,6 +127,7 @@ pub(crate) struct Pki {
     _dir: TempDir,
     pub(crate) files: PkiFiles,
     pub(crate) ca_pem: String,
+    pub(crate) ca_der: Vec<u8>,
 }
 
 impl Pki {
@@ -134,7 +135,7 @@ impl Pki {
         let pki = TestPki::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let files = pki.write_to(dir.path()).unwrap();
-        Self { _dir: dir, files, ca_pem: pki.ca_pem().to_owned() }
+        Self { _dir: dir, files, ca_pem: pki.ca_pem().to_owned(), ca_der: pki.ca_der().to_vec() }
     }
 }
 
@@ -232,6 +233,11 @@ impl Server {
     /// `http://127.0.0.1:PORT`, the plain HTTP port whatever [`TRANSPORT`] says.
     pub(crate) fn http_base(&self) -> String {
         format!("http://{}", self.http)
+    }
+
+    /// The HTTPS address, for reauth-nal-async's TLS transport.
+    pub(crate) const fn https_addr(&self) -> SocketAddr {
+        self.https
     }
 
     /// The plain HTTP address, for reauth-nal (no TLS).

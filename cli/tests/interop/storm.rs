@@ -44,7 +44,7 @@ pub(crate) struct Storm {
 }
 
 impl Storm {
-    fn server_side(&mut self, server: &Server, before: &Counts, method: Method) {
+    pub(crate) fn server_side(&mut self, server: &Server, before: &Counts, method: Method) {
         let after = server.counts();
         self.refresh_calls = after.since(before, "refresh_calls");
         self.refresh_successes = after.since(before, "refresh_successes");
