@@ -2,8 +2,8 @@
 
 Started and stopped by the tests on 127.0.0.1; not a deployment.
 
-    python server.py --http-port N [--https-port N --cert PEM --key PEM]
-                     [--access-ttl SECONDS] [--superseded-access 401|403]
+    python server.py --issuer URL --http-port N [--https-port N --cert PEM --key PEM]
+                     [--access-ttl SECONDS] [--superseded-access 401|403] [--client-jwk JSON]
 
 What it is configured for, as Authlib's documentation describes it:
 
@@ -14,8 +14,10 @@ What it is configured for, as Authlib's documentation describes it:
   and the old access token are revoked (``revoke_old_credential``, the application's job in
   Authlib). A revoked refresh token presented again is refused (``invalid_grant``) and counted
   as a reuse.
-- Three clients, one per client authentication method; ``basic-client`` is registered the
-  default way (``client_secret_basic``), and Authlib enforces each client's method.
+- One client per client authentication method; ``basic-client`` is registered the default way
+  (``client_secret_basic``), and Authlib enforces each client's method. ``jwt-client``
+  (``private_key_jwt``, RFC 7523) when ``--client-jwk`` gives its public key.
+- RFC 8414 metadata at /.well-known/oauth-authorization-server, for discovery.
 - GET /api: the protected resource. An expired access token gets 401 with
   ``WWW-Authenticate: Bearer error="invalid_token"`` (Authlib's ResourceProtector). A token
   revoked by a rotation gets the same 401, or with ``--superseded-access 403`` a bare 403 and
@@ -28,6 +30,7 @@ Storage is in memory behind one lock; every token request holds it, so a rotatio
 """
 
 import argparse
+import json
 import logging
 import secrets
 import ssl
@@ -41,13 +44,14 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProte
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
 REDIRECT_URI = "http://127.0.0.1/callback"
 SCOPE = "profile"
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 
 LOCK = threading.RLock()
 COUNTS = {
@@ -62,6 +66,7 @@ COUNTS = {
     "refresh_basic": 0,
     "refresh_body_secret": 0,
     "refresh_no_secret": 0,
+    "refresh_assertion": 0,
     "api_ok": 0,
     "api_401": 0,
     "api_403": 0,
@@ -74,10 +79,11 @@ def count(name):
 
 
 class Client(ClientMixin):
-    def __init__(self, client_id, secret, method):
+    def __init__(self, client_id, secret, method, jwk=None):
         self.client_id = client_id
         self.client_secret = secret
         self.token_endpoint_auth_method = method
+        self.jwk = jwk
 
     def get_client_id(self):
         return self.client_id
@@ -188,6 +194,31 @@ CLIENTS = {
         Client("space-client", "a secret with spaces", "client_secret_basic"),
     )
 }
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """`private_key_jwt` (RFC 7523 §2.2): a client assertion signed with the client's key."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, issuer):
+        super().__init__(validate_jti=True, leeway=30)
+        self.issuer = issuer
+        self.seen = set()
+
+    def get_audiences(self):
+        return [self.issuer + "/token", self.issuer]
+
+    def validate_jti(self, claims, jti):
+        # An assertion is good once (RFC 7523 §3).
+        with LOCK:
+            if jti in self.seen:
+                return False
+            self.seen.add(jti)
+            return True
+
+    def resolve_client_public_key(self, client):
+        return client.jwk
 USER = User("alice")
 CODES = {}
 ACCESS = {}
@@ -255,7 +286,7 @@ class Validator(BearerTokenValidator):
             return ACCESS.get(token_string)
 
 
-def create_app(access_ttl, superseded_status):
+def create_app(issuer, access_ttl, superseded_status):
     app = Flask(__name__)
     # Authlib issues refresh tokens only with a generator configured.
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
@@ -266,6 +297,7 @@ def create_app(access_ttl, superseded_status):
     server = AuthorizationServer(app, query_client=CLIENTS.get, save_token=save_token)
     server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
+    server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT(issuer))
     protect = ResourceProtector()
     protect.register_token_validator(Validator())
 
@@ -289,6 +321,8 @@ def create_app(access_ttl, superseded_status):
                 COUNTS["refresh_successes" if ok else "refresh_errors"] += 1
                 if request.headers.get("Authorization", "").startswith("Basic "):
                     COUNTS["refresh_basic"] += 1
+                elif request.form.get("client_assertion"):
+                    COUNTS["refresh_assertion"] += 1
                 elif request.form.get("client_secret"):
                     COUNTS["refresh_body_secret"] += 1
                 else:
@@ -314,6 +348,19 @@ def create_app(access_ttl, superseded_status):
         count("api_ok")
         return jsonify(sub=token.user.get_user_id(), scope=token.scope)
 
+    @app.get("/.well-known/oauth-authorization-server")
+    def metadata():
+        # RFC 8414 metadata, for reauth's discovery.
+        return jsonify(
+            issuer=issuer,
+            authorization_endpoint=issuer + "/authorize",
+            token_endpoint=issuer + "/token",
+            token_endpoint_auth_methods_supported=AUTH_METHODS,
+            grant_types_supported=["authorization_code", "refresh_token"],
+            response_types_supported=["code"],
+            code_challenge_methods_supported=["S256"],
+        )
+
     @app.get("/__counts")
     def counts():
         with LOCK:
@@ -324,16 +371,21 @@ def create_app(access_ttl, superseded_status):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--issuer", required=True)
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--https-port", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--access-ttl", type=int, default=6)
     parser.add_argument("--superseded-access", type=int, choices=(401, 403), default=401)
+    parser.add_argument("--client-jwk", help="public JWK (JSON) of jwt-client, private_key_jwt")
     args = parser.parse_args()
     # One line per request on stderr would cost more than the requests themselves.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    app = create_app(args.access_ttl, args.superseded_access)
+    if args.client_jwk:
+        jwk = json.loads(args.client_jwk)
+        CLIENTS["jwt-client"] = Client("jwt-client", None, "private_key_jwt", jwk)
+    app = create_app(args.issuer, args.access_ttl, args.superseded_access)
     servers = [make_server("127.0.0.1", args.http_port, app, threaded=True)]
     if args.https_port:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -2,12 +2,13 @@
 // tests on 127.0.0.1; not a deployment.
 //
 //   node server.mjs --issuer URL --http-port N [--https-port N --cert PEM --key PEM]
-//                   [--access-ttl SECONDS]
+//                   [--access-ttl SECONDS] [--client-jwk JSON]
 //
 // Rotation on (`rotateRefreshToken`), and oidc-provider's own reuse detection: a consumed
 // refresh token presented again revokes the whole grant. `clockTolerance` 0, so a 6 s access
-// token is refused after 6 s (the default, 15 s, would accept it for ~21 s). Three clients, one
-// per client authentication method. The development login and consent pages (plain HTML forms)
+// token is refused after 6 s (the default, 15 s, would accept it for ~21 s). One client per
+// client authentication method (`jwt-client`, private_key_jwt, when --client-jwk gives its
+// public key). The development login and consent pages (plain HTML forms)
 // give the tokens through authorization code + PKCE.
 //
 // The suite reads `GET /__counts` (JSON), counted here because oidc-provider keeps no such
@@ -29,6 +30,8 @@ const { values: args } = parseArgs({
     cert: { type: 'string' },
     key: { type: 'string' },
     'access-ttl': { type: 'string', default: '6' },
+    // Public JWK (JSON) of jwt-client, which authenticates with private_key_jwt.
+    'client-jwk': { type: 'string' },
   },
 });
 if (!args.issuer || !args['http-port']) {
@@ -52,6 +55,15 @@ const clients = [
   { ...common, client_id: 'post-client', client_secret: 'post-secret', token_endpoint_auth_method: 'client_secret_post' },
   { ...common, client_id: 'public-client', token_endpoint_auth_method: 'none' },
 ];
+if (args['client-jwk']) {
+  clients.push({
+    ...common,
+    client_id: 'jwt-client',
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks: { keys: [JSON.parse(args['client-jwk'])] },
+  });
+}
 
 const counts = {
   token_requests: 0,
@@ -66,6 +78,7 @@ const counts = {
   refresh_basic: 0,
   refresh_body_secret: 0,
   refresh_no_secret: 0,
+  refresh_assertion: 0,
   userinfo_ok: 0,
   userinfo_401: 0,
   userinfo_other: 0,
@@ -118,6 +131,7 @@ provider.use(async (ctx, next) => {
       else counts.refresh_errors += 1;
       const authorization = ctx.headers.authorization ?? '';
       if (authorization.startsWith('Basic ')) counts.refresh_basic += 1;
+      else if (ctx.oidc?.params?.client_assertion) counts.refresh_assertion += 1;
       else if (ctx.oidc?.params?.client_secret) counts.refresh_body_secret += 1;
       else counts.refresh_no_secret += 1;
     }

@@ -25,6 +25,8 @@ pub(crate) enum Method {
     Post,
     /// `none`: a public client.
     None,
+    /// `private_key_jwt` (RFC 7523): a client assertion signed with the client's key (ES256).
+    PrivateKeyJwt,
 }
 
 impl Method {
@@ -33,6 +35,7 @@ impl Method {
             Self::Basic => "client_secret_basic",
             Self::Post => "client_secret_post",
             Self::None => "none",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -41,6 +44,7 @@ impl Method {
             Self::Basic => "basic-client",
             Self::Post => "post-client",
             Self::None => "public-client",
+            Self::PrivateKeyJwt => "jwt-client",
         }
     }
 
@@ -49,7 +53,7 @@ impl Method {
         match self {
             Self::Basic => Some("basic-secret:%&+=/"),
             Self::Post => Some("post-secret"),
-            Self::None => None,
+            Self::None | Self::PrivateKeyJwt => None,
         }
     }
 
@@ -59,6 +63,7 @@ impl Method {
             Self::Basic => "refresh_basic",
             Self::Post => "refresh_body_secret",
             Self::None => "refresh_no_secret",
+            Self::PrivateKeyJwt => "refresh_assertion",
         }
     }
 }
@@ -209,6 +214,7 @@ pub(crate) fn login(server: &Server, method: Method) -> Vec<u8> {
         ("redirect_uri", REDIRECT_URI),
         ("code_verifier", verifier.as_str()),
     ];
+    let assertion;
     let mut request = agent
         .post(format!("{base}{}", server.kind.token_path()))
         .header("content-type", "application/x-www-form-urlencoded");
@@ -217,6 +223,11 @@ pub(crate) fn login(server: &Server, method: Method) -> Vec<u8> {
             let credentials = format!("{}:{}", escape(method.client_id()), escape(secret));
             request =
                 request.header("authorization", format!("Basic {}", STANDARD.encode(credentials)));
+        }
+        (Method::PrivateKeyJwt, _) => {
+            assertion = client_assertion(server, &format!("{base}{}", server.kind.token_path()));
+            body.push(("client_assertion_type", ASSERTION_TYPE));
+            body.push(("client_assertion", &assertion));
         }
         (_, secret) => {
             body.push(("client_id", method.client_id()));
@@ -242,4 +253,34 @@ pub(crate) fn login(server: &Server, method: Method) -> Vec<u8> {
 pub(crate) fn refresh_token(answer: &[u8]) -> String {
     let json: serde_json::Value = serde_json::from_slice(answer).unwrap();
     json["refresh_token"].as_str().expect("a refresh token in the code exchange").to_owned()
+}
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A `private_key_jwt` client assertion for the code exchange, signed here with ring (ES256:
+/// the JWS signature is r || s, what ring's fixed-length ECDSA gives).
+fn client_assertion(server: &Server, audience: &str) -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &server.pki.client_key_pkcs8,
+        &rng,
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut jti = [0u8; 16];
+    rng.fill(&mut jti).unwrap();
+    let header =
+        serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": crate::servers::CLIENT_KEY_ID});
+    let claims = serde_json::json!({
+        "iss": "jwt-client", "sub": "jwt-client", "aud": audience,
+        "jti": URL_SAFE_NO_PAD.encode(jti), "iat": now, "exp": now + 60,
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key.sign(&rng, input.as_bytes()).unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
 }

@@ -8,7 +8,8 @@
 //!   answering a superseded access token with a bare 403 (issue 11 item 10).
 //!
 //! Tokens come from the real authorization-code + PKCE flow ([`flow`]). For each server and
-//! client authentication method: reauth-ureq's own login (`login_with_authorization_code`, the
+//! client authentication method (`client_secret_basic`, `client_secret_post`, `none`,
+//! `private_key_jwt` with an ES256 key made per run; `reauth get --issuer` through discovery): reauth-ureq's own login (`login_with_authorization_code`, the
 //! test playing the browser), `reauth login` then `reauth get` as a new user would, `reauth get`
 //! with a refused refresh (the server's reason shown), `reauth get` across a refresh (the rotated token saved and
 //! used by the next run), a storm of 32 threads through one reauth-ureq client across several
@@ -101,7 +102,32 @@ fn reauth_get_command(
     command
         .arg("get")
         .arg(format!("{}{}", server.base(), kind.api_path()))
-        .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())])
+        .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())]);
+    add_client_options(&mut command, server, method, send_as, store);
+    command
+}
+
+/// `reauth get --issuer URL`: the token endpoint and the auth methods from the server's
+/// metadata (RFC 8414 or OpenID discovery).
+fn reauth_get_discovering(server: &Server, method: Method, store: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reauth"));
+    command
+        .arg("get")
+        .arg(format!("{}{}", server.base(), server.kind.api_path()))
+        .args(["--issuer", &server.base()]);
+    add_client_options(&mut command, server, method, method, store);
+    command
+}
+
+/// The store, the test CA, the client id and how the client authenticates.
+fn add_client_options(
+    command: &mut Command,
+    server: &Server,
+    method: Method,
+    send_as: Method,
+    store: &std::path::Path,
+) {
+    command
         .arg("--store")
         .arg(store)
         .arg("--root-certificates")
@@ -115,7 +141,12 @@ fn reauth_get_command(
             if send_as == Method::Post { "post" } else { "basic" },
         ]);
     }
-    command
+    if method == Method::PrivateKeyJwt {
+        command
+            .arg("--private-key")
+            .arg(&server.pki.client_key_pem)
+            .args(["--key-id", servers::CLIENT_KEY_ID]);
+    }
 }
 
 /// `reauth get` whose refresh the server refuses: exit code 3 and the server's reason on
@@ -161,7 +192,9 @@ fn refused_refresh(test: &str, kind: Kind, method: Method, send_as: Method, expe
 /// `reauth get` three times with one store: the first run refreshes (the store holds only the
 /// login's refresh token), the second uses the saved access token, the third, after that
 /// token expired, refreshes with the rotated refresh token the first run saved.
-fn reauth_get(test: &str, kind: Kind, method: Method) {
+///
+/// With `discover`, `reauth get --issuer URL` finds the token endpoint in the server's metadata.
+fn reauth_get(test: &str, kind: Kind, method: Method, discover: bool) {
     if !can_run(test, kind) {
         return;
     }
@@ -171,7 +204,11 @@ fn reauth_get(test: &str, kind: Kind, method: Method) {
     let store = dir.path().join("tokens.json");
     let before = server.counts();
     let run = |seed: bool| {
-        let mut command = reauth_get_command(&server, method, method, &store);
+        let mut command = if discover {
+            reauth_get_discovering(&server, method, &store)
+        } else {
+            reauth_get_command(&server, method, method, &store)
+        };
         if seed {
             command
                 .env("INTEROP_REFRESH_TOKEN", flow::refresh_token(&answer))
@@ -195,9 +232,10 @@ fn reauth_get(test: &str, kind: Kind, method: Method) {
     run(false);
     let after = server.counts();
     let line = format!(
-        "interop get: {} {}: 3 runs, {} refresh calls ({} by {}), {} reuse",
+        "interop get: {} {}{}: 3 runs, {} refresh calls ({} by {}), {} reuse",
         kind.name(),
         method.name(),
+        if discover { " (--issuer, discovery)" } else { "" },
         after.since(&before, "refresh_calls"),
         after.since(&before, method.refresh_counter()),
         method.name(),
@@ -424,12 +462,16 @@ macro_rules! interop_tests {
 }
 
 interop_tests! {
-    oidc_provider_basic_reauth_get: reauth_get(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
-    oidc_provider_post_reauth_get: reauth_get(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
-    oidc_provider_none_reauth_get: reauth_get(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
-    authlib_basic_reauth_get: reauth_get(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
-    authlib_post_reauth_get: reauth_get(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
-    authlib_none_reauth_get: reauth_get(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+    oidc_provider_basic_reauth_get: reauth_get(Kind::OidcProvider, Method::Basic, false), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_post_reauth_get: reauth_get(Kind::OidcProvider, Method::Post, false), "needs node and npm ci; .ci/run runs it";
+    oidc_provider_none_reauth_get: reauth_get(Kind::OidcProvider, Method::None, false), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_reauth_get: reauth_get(AUTHLIB, Method::Basic, false), "needs the Authlib venv; .ci/run runs it";
+    authlib_post_reauth_get: reauth_get(AUTHLIB, Method::Post, false), "needs the Authlib venv; .ci/run runs it";
+    authlib_none_reauth_get: reauth_get(AUTHLIB, Method::None, false), "needs the Authlib venv; .ci/run runs it";
+    oidc_provider_private_key_jwt_reauth_get: reauth_get(Kind::OidcProvider, Method::PrivateKeyJwt, false), "needs node and npm ci; .ci/run runs it";
+    authlib_private_key_jwt_reauth_get: reauth_get(AUTHLIB, Method::PrivateKeyJwt, false), "needs the Authlib venv; .ci/run runs it";
+    oidc_provider_basic_discovery_reauth_get: reauth_get(Kind::OidcProvider, Method::Basic, true), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_discovery_reauth_get: reauth_get(AUTHLIB, Method::Basic, true), "needs the Authlib venv; .ci/run runs it";
 
     authlib_basic_sent_as_post_refused_reauth_get: refused_refresh(AUTHLIB, Method::Basic, Method::Post, &["invalid_client", "cannot authenticate"]), "needs the Authlib venv; .ci/run runs it";
     oidc_provider_reused_refresh_token_refused_reauth_get: refused_refresh(Kind::OidcProvider, Method::Basic, Method::Basic, &["invalid_grant"]), "needs node and npm ci; .ci/run runs it";
@@ -453,6 +495,8 @@ interop_tests! {
     authlib_basic_ureq_storm: ureq_storm(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
     authlib_post_ureq_storm: ureq_storm(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
     authlib_none_ureq_storm: ureq_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+    oidc_provider_private_key_jwt_ureq_storm: ureq_storm(Kind::OidcProvider, Method::PrivateKeyJwt), "needs node and npm ci; .ci/run runs it";
+    authlib_private_key_jwt_ureq_storm: ureq_storm(AUTHLIB, Method::PrivateKeyJwt), "needs the Authlib venv; .ci/run runs it";
     authlib_403_for_superseded_tokens_ureq_storm: ureq_storm(AUTHLIB_403, Method::Basic), "needs the Authlib venv; .ci/run runs it";
 
     oidc_provider_post_nal_storm: nal_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";

@@ -76,7 +76,10 @@ pub(crate) const TASKS: usize = N;
 /// [`TASKS`] tasks send GETs through one reauth-nal-async client over HTTPS for `duration`.
 /// `method` is `Post` or `None`: the refresh puts the client's credentials in the body.
 pub(crate) fn storm(server: &Server, method: Method, duration: StdDuration) -> Storm {
-    assert_ne!(method, Method::Basic, "reauth-nal-async sends the client secret in the body only");
+    assert!(
+        matches!(method, Method::Post | Method::None),
+        "reauth-nal-async sends the client secret in the body only"
+    );
     let answer: serde_json::Value = serde_json::from_slice(&flow::login(server, method)).unwrap();
     let host = format!("localhost:{}", server.https_addr().port());
     let endpoint = Endpoint {

@@ -11,8 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use reauth_testkit::tls::{PkiFiles, TestPki};
 use reauth_ureq::ureq;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use tempfile::TempDir;
 
 /// How reauth-ureq, `reauth get` and the login flow talk to the servers: HTTPS, the test CA
@@ -122,20 +126,58 @@ fn free_port() -> u16 {
 }
 
 /// A CA made at test time and a server certificate for loopback (the testkit's [`TestPki`]),
-/// written as PEM files into a temporary directory the servers read.
+/// written as PEM files into a temporary directory the servers read; and the key pair of the
+/// `private_key_jwt` client.
 pub(crate) struct Pki {
     _dir: TempDir,
     pub(crate) files: PkiFiles,
     pub(crate) ca_pem: String,
     pub(crate) ca_der: Vec<u8>,
+    /// `jwt-client`'s private key (ECDSA P-256, PKCS#8) for `private_key_jwt`, and as a PEM file.
+    pub(crate) client_key_pkcs8: Vec<u8>,
+    pub(crate) client_key_pem: PathBuf,
+    /// Its public key as a JWK (JSON), registered with the servers.
+    pub(crate) client_jwk: String,
 }
+
+/// The `kid` of `jwt-client`'s key.
+pub(crate) const CLIENT_KEY_ID: &str = "interop-1";
 
 impl Pki {
     pub(crate) fn new() -> Self {
         let pki = TestPki::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let files = pki.write_to(dir.path()).unwrap();
-        Self { _dir: dir, files, ca_pem: pki.ca_pem().to_owned(), ca_der: pki.ca_der().to_vec() }
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        // An uncompressed point: 0x04, x, y.
+        let point = pair.public_key().as_ref();
+        let client_jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": CLIENT_KEY_ID,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        })
+        .to_string();
+        let body = STANDARD.encode(pkcs8.as_ref());
+        let lines: Vec<&str> =
+            body.as_bytes().chunks(64).map(|line| core::str::from_utf8(line).unwrap()).collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        let client_key_pem = dir.path().join("client-key.pem");
+        std::fs::write(&client_key_pem, pem).unwrap();
+        Self {
+            _dir: dir,
+            files,
+            ca_pem: pki.ca_pem().to_owned(),
+            ca_der: pki.ca_der().to_vec(),
+            client_key_pkcs8: pkcs8.as_ref().to_vec(),
+            client_key_pem,
+            client_jwk,
+        }
     }
 }
 
@@ -174,6 +216,7 @@ impl Server {
                 let mut c = Command::new(python());
                 c.current_dir(repo().join("interop/authlib"))
                     .arg("server.py")
+                    .args(["--issuer", &base])
                     .args(["--superseded-access", if superseded_403 { "403" } else { "401" }]);
                 c
             }
@@ -186,17 +229,18 @@ impl Server {
             .arg("--key")
             .arg(&pki.files.server_key)
             .args(["--access-ttl", &access_ttl.to_string()])
+            .args(["--client-jwk", &pki.client_jwk])
             // The server exits when its stdin closes, should this process die without Drop.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
-        let (lines, ready) = mpsc::channel();
+        let (sender, ready) = mpsc::channel();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
-            let lines = lines.clone();
+            let lines = sender.clone();
             // Reads to the end, so that the server never blocks on a full pipe.
             thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -204,6 +248,8 @@ impl Server {
                 }
             });
         }
+        // Only the readers hold a sender now: a server that exits ends the wait at once.
+        drop(sender);
         let mut server = Self { child, kind, http, https, pki, banner: String::new() };
         let mut said = Vec::new();
         loop {

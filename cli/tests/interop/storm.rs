@@ -11,10 +11,10 @@ use std::time::Instant as StdInstant;
 use reauth_core::oauth::{ClientAuth, RefreshParams};
 use reauth_core::{Config, Duration, Instant, RequestId};
 use reauth_nal::{ClientConfig, Endpoint, Event, NoStore, OAuth2, Request, Timeouts};
-use reauth_ureq::{Client, ClientBuilder};
+use reauth_ureq::{Client, ClientAssertionKey, ClientBuilder};
 
 use crate::flow::{self, Method};
-use crate::servers::{Counts, Server};
+use crate::servers::{CLIENT_KEY_ID, Counts, Server};
 
 /// Requests per thread at most, whatever the time (the loop's count bound).
 const MAX_REQUESTS_PER_THREAD: u64 = 50_000;
@@ -109,6 +109,11 @@ pub(crate) fn client_builder(server: &Server, method: Method, threads: usize) ->
             _ => ClientAuth::Basic,
         });
     }
+    if method == Method::PrivateKeyJwt {
+        let pem = std::fs::read(&server.pki.client_key_pem).unwrap();
+        let key = ClientAssertionKey::es256_pem(&pem).unwrap().key_id(CLIENT_KEY_ID);
+        builder = builder.private_key_jwt(key);
+    }
     builder
 }
 
@@ -183,7 +188,10 @@ const SLOTS: usize = 8;
 /// every free slot kept busy, for `duration`. `method` is `Post` or `None`: reauth-nal puts the
 /// client's credentials in the body.
 pub(crate) fn nal_storm(server: &Server, method: Method, duration: StdDuration) -> Storm {
-    assert_ne!(method, Method::Basic, "reauth-nal sends the client secret in the body only");
+    assert!(
+        matches!(method, Method::Post | Method::None),
+        "reauth-nal sends the client secret in the body only"
+    );
     let answer = flow::login(server, method);
     let host = server.http_addr().to_string();
     let endpoint = Endpoint { addr: server.http_addr(), host: &host };
