@@ -41,9 +41,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod authorization_code;
 #[cfg(feature = "private-key-jwt")]
 mod assertion;
+mod authorization_code;
 mod builder;
 mod client;
 mod credentials;
@@ -63,12 +63,12 @@ mod store;
 mod tls;
 mod wire;
 
+#[cfg(feature = "private-key-jwt")]
+pub use assertion::{ClientAssertionKey, KeyError};
 pub use authorization_code::{
     AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
     challenge_s256,
 };
-#[cfg(feature = "private-key-jwt")]
-pub use assertion::{ClientAssertionKey, KeyError};
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
