@@ -13,9 +13,9 @@
 //! test playing the browser), `reauth login` then `reauth get` as a new user would, `reauth get`
 //! with a refused refresh (the server's reason shown), `reauth get` across a refresh (the rotated token saved and
 //! used by the next run), a storm of 32 threads through one reauth-ureq client across several
-//! expiries, and reauth-nal on std-embedded-nal (its methods: `client_secret_post` and `none`;
-//! it has no Basic yet); and reauth-nal-async over HTTPS (embedded-tls), one method per server
-//! (its handshakes are slow in a debug build: about 20 requests a second). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
+//! expiries, and reauth-nal on std-embedded-nal (its methods: `client_secret_basic`,
+//! `client_secret_post` and `none`); and reauth-nal-async over HTTPS (embedded-tls), one method
+//! per server (its handshakes are slow in a debug build: about 20 requests a second). The verdict: 0 failed, 0 reuse, refresh calls (counted by the server)
 //! = episodes (refreshes the client installed), every refresh authenticated the registered way.
 //! No timing is asserted.
 //!
@@ -499,11 +499,13 @@ interop_tests! {
     authlib_private_key_jwt_ureq_storm: ureq_storm(AUTHLIB, Method::PrivateKeyJwt), "needs the Authlib venv; .ci/run runs it";
     authlib_403_for_superseded_tokens_ureq_storm: ureq_storm(AUTHLIB_403, Method::Basic), "needs the Authlib venv; .ci/run runs it";
 
+    oidc_provider_basic_nal_storm: nal_storm(Kind::OidcProvider, Method::Basic), "needs node and npm ci; .ci/run runs it";
+    authlib_basic_nal_storm: nal_storm(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
     oidc_provider_post_nal_storm: nal_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
     oidc_provider_none_nal_storm: nal_storm(Kind::OidcProvider, Method::None), "needs node and npm ci; .ci/run runs it";
     authlib_post_nal_storm: nal_storm(AUTHLIB, Method::Post), "needs the Authlib venv; .ci/run runs it";
     authlib_none_nal_storm: nal_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
     oidc_provider_post_nal_async_https_storm: nal_async_storm(Kind::OidcProvider, Method::Post), "needs node and npm ci; .ci/run runs it";
-    authlib_none_nal_async_https_storm: nal_async_storm(AUTHLIB, Method::None), "needs the Authlib venv; .ci/run runs it";
+    authlib_basic_nal_async_https_storm: nal_async_storm(AUTHLIB, Method::Basic), "needs the Authlib venv; .ci/run runs it";
     authlib_403_for_superseded_tokens_nal_storm: nal_storm(AUTHLIB_403, Method::Post), "needs the Authlib venv; .ci/run runs it";
 }

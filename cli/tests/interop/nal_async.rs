@@ -9,7 +9,7 @@ use std::rc::Rc;
 use embedded_io_adapters::tokio_1::FromTokio;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use reauth_core::oauth::RefreshParams;
+use reauth_core::oauth::{ClientAuth, RefreshParams};
 use reauth_core::{Duration, Instant};
 use reauth_nal_async::embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use reauth_nal_async::embedded_nal_async::{AddrType, Dns, TcpConnect};
@@ -74,12 +74,8 @@ type AsyncClient<'a> = Client<'a, NoopRawMutex, NoStore, OAuth2<'a>, TokioClock,
 pub(crate) const TASKS: usize = N;
 
 /// [`TASKS`] tasks send GETs through one reauth-nal-async client over HTTPS for `duration`.
-/// `method` is `Post` or `None`: the refresh puts the client's credentials in the body.
 pub(crate) fn storm(server: &Server, method: Method, duration: StdDuration) -> Storm {
-    assert!(
-        matches!(method, Method::Post | Method::None),
-        "reauth-nal-async sends the client secret in the body only"
-    );
+    assert_ne!(method, Method::PrivateKeyJwt, "reauth-nal-async has no private_key_jwt");
     let answer: serde_json::Value = serde_json::from_slice(&flow::login(server, method)).unwrap();
     let host = format!("localhost:{}", server.https_addr().port());
     let endpoint = Endpoint {
@@ -98,6 +94,10 @@ pub(crate) fn storm(server: &Server, method: Method, duration: StdDuration) -> S
             client_id: Some(method.client_id()),
             client_secret: method.secret(),
             scope: None,
+        },
+        auth: match method {
+            Method::Post => ClientAuth::Post,
+            _ => ClientAuth::Basic,
         },
     };
     let path = server.kind.api_path();

@@ -185,13 +185,9 @@ pub(crate) fn ureq_storm(
 const SLOTS: usize = 8;
 
 /// reauth-nal on std-embedded-nal, the way firmware drives it: one thread, one poll loop,
-/// every free slot kept busy, for `duration`. `method` is `Post` or `None`: reauth-nal puts the
-/// client's credentials in the body.
+/// every free slot kept busy, for `duration`.
 pub(crate) fn nal_storm(server: &Server, method: Method, duration: StdDuration) -> Storm {
-    assert!(
-        matches!(method, Method::Post | Method::None),
-        "reauth-nal sends the client secret in the body only"
-    );
+    assert_ne!(method, Method::PrivateKeyJwt, "reauth-nal has no private_key_jwt");
     let answer = flow::login(server, method);
     let host = server.http_addr().to_string();
     let endpoint = Endpoint { addr: server.http_addr(), host: &host };
@@ -216,6 +212,10 @@ pub(crate) fn nal_storm(server: &Server, method: Method, duration: StdDuration) 
             client_id: Some(method.client_id()),
             client_secret: method.secret(),
             scope: None,
+        },
+        auth: match method {
+            Method::Post => ClientAuth::Post,
+            _ => ClientAuth::Basic,
         },
     };
     // 4 KiB for an answer: oidc-provider's refresh answer carries an ID token.
