@@ -265,10 +265,11 @@ fn ureq_authorization_code(test: &str, kind: Kind, method: Method) {
         }
         Kind::Authlib { .. } => (format!("{}/authorize", server.base()), "profile"),
     };
-    // The login's token call is made by an agent of its own, which does not trust the client's
-    // root certificates (reported to the lead): the code goes to the plain HTTP port.
-    let token_url = format!("{}{}", server.http_base(), kind.token_path());
+    // The login's token call has TLS settings of its own (the client's are not used): the
+    // test CA again.
+    let token_url = format!("{}{}", server.base(), kind.token_path());
     let mut login = AuthorizationCodeLogin::new(authorize, token_url, method.client_id())
+        .root_certificates_pem(&server.pki.ca_pem)
         .scope(scope)
         .wait_timeout(Duration::from_secs(30));
     if let Some(secret) = method.secret() {
@@ -326,8 +327,9 @@ fn reauth_login_then_get(test: &str, kind: Kind, method: Method) {
     command
         .arg("login")
         .args(["--authorize-url", &authorize, "--scope", scope, "--no-browser", "--wait", "30"])
-        // Its token call does not take root certificates (reported): the HTTP port.
-        .args(["--token-url", &format!("{}{}", server.http_base(), kind.token_path())])
+        .args(["--token-url", &format!("{}{}", server.base(), kind.token_path())])
+        .arg("--root-certificates")
+        .arg(server.ca_file())
         .arg("--store")
         .arg(&store)
         .args(["--client-id", method.client_id()])

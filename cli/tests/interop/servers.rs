@@ -276,11 +276,6 @@ impl Server {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, the plain HTTP port whatever [`TRANSPORT`] says.
-    pub(crate) fn http_base(&self) -> String {
-        format!("http://{}", self.http)
-    }
-
     /// The HTTPS address, for reauth-nal-async's TLS transport.
     pub(crate) const fn https_addr(&self) -> SocketAddr {
         self.https
