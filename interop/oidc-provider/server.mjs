@@ -51,7 +51,7 @@ const common = {
   redirect_uris: [REDIRECT_URI],
 };
 const clients = [
-  { ...common, client_id: 'basic-client', client_secret: 'basic-secret:%&+=/', token_endpoint_auth_method: 'client_secret_basic' },
+  { ...common, client_id: 'basic-client', client_secret: 'basic secret:%&+=/', token_endpoint_auth_method: 'client_secret_basic' },
   { ...common, client_id: 'post-client', client_secret: 'post-secret', token_endpoint_auth_method: 'client_secret_post' },
   { ...common, client_id: 'public-client', token_endpoint_auth_method: 'none' },
 ];

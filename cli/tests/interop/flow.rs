@@ -48,10 +48,11 @@ impl Method {
         }
     }
 
-    /// The secret the servers register; with characters that form encoding must escape.
+    /// The secret the servers register; with characters that form encoding must escape, a space
+    /// among them (written `%20` in a Basic header, which Authlib's `unquote` reads back).
     pub(crate) const fn secret(self) -> Option<&'static str> {
         match self {
-            Self::Basic => Some("basic-secret:%&+=/"),
+            Self::Basic => Some("basic secret:%&+=/"),
             Self::Post => Some("post-secret"),
             Self::None | Self::PrivateKeyJwt => None,
         }
