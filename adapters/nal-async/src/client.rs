@@ -81,6 +81,9 @@ pub struct Stats {
     pub refreshes: u64,
     /// Refresh exchanges that failed (transient, lost or refused).
     pub refresh_failures: u64,
+    /// Of those, the ones whose request went out (at least in part) without a usable answer:
+    /// the server may have rotated the token ([`RefreshFailure::Lost`]).
+    pub lost_refreshes: u64,
     /// Rotated refresh tokens the store failed to save (the new tokens are in use anyway).
     pub persist_failures: u64,
     /// Requests sent again after a refusal of their token (a 401 for an older token, or after
@@ -158,6 +161,7 @@ impl<
                     refresh_calls: 0,
                     refreshes: 0,
                     refresh_failures: 0,
+                    lost_refreshes: 0,
                     persist_failures: 0,
                     replays: 0,
                 },
@@ -476,11 +480,11 @@ impl<
             timeouts: &self.config.timeouts,
             give_up_at: self.clock.now().saturating_add(limit),
         };
-        let mut sent_any = false;
-        let result = exchange::run(net, &self.clock, x, scratch, http, &mut sent_any).await;
-        if let Some(claim) = &mut open.claim {
-            claim.sent_any = sent_any;
-        }
+        // Recorded in the claim as it happens: if this future is dropped mid-exchange, the drop
+        // reports the attempt lost once any byte went out.
+        let Some(claim) = open.claim.as_mut() else { return };
+        let result = exchange::run(net, &self.clock, x, scratch, http, &mut claim.sent_any).await;
+        let sent_any = claim.sent_any;
         match result {
             Ok(reader) => {
                 let response = reader.response(http);
@@ -638,6 +642,7 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
 
     fn refresh_failed(&mut self, now: Instant, id: RefreshId, failure: RefreshFailure) {
         self.stats.refresh_failures += 1;
+        self.stats.lost_refreshes += u64::from(failure == RefreshFailure::Lost);
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
             && failure == RefreshFailure::Refused
             && self.coordinator.needs_login()
