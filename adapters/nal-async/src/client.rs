@@ -30,7 +30,7 @@ use crate::transport::Transport;
 ///   executor (the usual case), `CriticalSectionRawMutex` when tasks of interrupt executors
 ///   share it too. The lock is only held for a few coordinator calls, never across an `await`.
 /// - `S`: the [`TokenStore`] that persists rotated refresh tokens (called under the lock);
-/// - `X`: the [`RefreshExchange`], usually [`OAuth2`](reauth_nal::OAuth2);
+/// - `X`: the [`RefreshExchange`], usually [`OAuth2`](crate::OAuth2);
 /// - `C`: the [`Clock`];
 /// - `N`: requests open at once (sending, parked or reading); one more is refused with
 ///   [`Error::Busy`];

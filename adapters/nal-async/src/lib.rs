@@ -9,14 +9,14 @@
 //! refresh runs, on the task whose request started it; the others park (their wakers are kept,
 //! nothing polls) and are woken to go again with the new token, or get a typed rejection if the
 //! refresh is refused. A rotated refresh token is handed to a
-//! [`TokenStore`](reauth_nal::TokenStore) before it is ever used.
+//! [`TokenStore`] before it is ever used.
 //!
 //! # Quick start
 //!
 //! 1. Build a [`Client`] from a [`ClientConfig`] (API and token endpoint, expiry rule,
-//!    timeouts), a [`RefreshExchange`](reauth_nal::RefreshExchange)
-//!    ([`OAuth2`](reauth_nal::OAuth2) for the standard grant), a
-//!    [`TokenStore`](reauth_nal::TokenStore) and a [`Clock`] ([`EmbassyClock`] with the
+//!    timeouts), a [`RefreshExchange`]
+//!    ([`OAuth2`] for the standard grant), a
+//!    [`TokenStore`] and a [`Clock`] ([`EmbassyClock`] with the
 //!    `embassy-time` feature). Put it in a `static` ([`Client::new`] is `const`).
 //! 2. Install credentials: [`Client::login`], or [`Client::restore`] with the refresh token
 //!    kept in flash.
