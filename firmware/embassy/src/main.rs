@@ -15,13 +15,15 @@
 
 #![no_std]
 #![no_main]
-// The baseline leaves the client out.
-#![cfg_attr(feature = "baseline", allow(dead_code, unused_imports))]
+// The baseline leaves the client out; the QEMU run takes its settings from the command line.
+#![cfg_attr(any(feature = "baseline", feature = "qemu"), allow(dead_code, unused_imports))]
 
 #[path = "../../qemu/src/lan9118.rs"]
 #[allow(dead_code)]
 mod lan9118;
 mod nic;
+#[cfg(feature = "qemu")]
+mod qemu;
 mod time;
 
 use core::net::{IpAddr, Ipv4Addr};
@@ -32,6 +34,7 @@ use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::{Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::Timer;
+#[cfg(not(feature = "qemu"))]
 use panic_halt as _;
 use reauth_nal_async::reauth_core::oauth::RefreshParams;
 use reauth_nal_async::{
@@ -78,8 +81,8 @@ type Net =
 #[cfg(not(feature = "tls"))]
 type Net = Plain;
 
-/// The client every task shares: a `static`, built at compile time.
-static CLIENT: Client<
+/// The client the tasks share: 2 open requests, 512-byte access and 256-byte refresh tokens.
+type AppClient = Client<
     'static,
     CriticalSectionRawMutex,
     NoStore,
@@ -88,19 +91,27 @@ static CLIENT: Client<
     TASKS,
     512,
     256,
-> = Client::new(
+>;
+
+/// The standard refresh grant.
+const OAUTH: OAuth2<'static> = OAuth2 {
+    path: "/oauth/token",
+    params: RefreshParams { client_id: Some("reauth-firmware"), client_secret: None, scope: None },
+};
+
+/// The client every task shares: a `static`, built at compile time.
+#[cfg(not(feature = "qemu"))]
+static CLIENT: AppClient = Client::new(
     ClientConfig { https: cfg!(feature = "tls"), ..ClientConfig::new(ENDPOINT, ENDPOINT) },
-    OAuth2 {
-        path: "/oauth/token",
-        params: RefreshParams {
-            client_id: Some("reauth-firmware"),
-            client_secret: None,
-            scope: None,
-        },
-    },
+    OAUTH,
     NoStore,
     EmbassyClock,
 );
+
+/// On QEMU the issuer's port comes from the command line: the client is made at start.
+#[cfg(feature = "qemu")]
+static CLIENT: embassy_sync::once_lock::OnceLock<AppClient> =
+    embassy_sync::once_lock::OnceLock::new();
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -145,15 +156,35 @@ async fn main(spawner: Spawner) {
     #[cfg(not(feature = "tls"))]
     let net: Net = plain;
     let Some(net) = cortex_m::singleton!(: Net = net) else { return };
-    #[cfg(not(feature = "baseline"))]
-    if CLIENT.restore(STORED_REFRESH_TOKEN).is_err() {
-        return;
-    }
+    #[cfg(all(not(feature = "baseline"), not(feature = "qemu")))]
+    let client: &'static AppClient = {
+        if CLIENT.restore(STORED_REFRESH_TOKEN).is_err() {
+            return;
+        }
+        &CLIENT
+    };
+    #[cfg(feature = "qemu")]
+    let client: &'static AppClient = {
+        let Some(run) = qemu::settings() else { qemu::exit(false) };
+        let endpoint = Endpoint::at(run.issuer.ip(), run.issuer.port(), run.host);
+        let config = ClientConfig::new(endpoint, endpoint);
+        let _ = CLIENT.init(Client::new(config, OAUTH, NoStore, EmbassyClock));
+        let Some(client) = CLIENT.try_get() else { qemu::exit(false) };
+        if client.restore(run.refresh).is_err() {
+            qemu::exit(false);
+        }
+        qemu::start(run.seconds, TASKS);
+        client
+    };
     if let Ok(task) = net_task(runner) {
         spawner.spawn(task);
     }
     for _ in 0..TASKS {
-        if let Ok(task) = worker(net) {
+        #[cfg(not(feature = "baseline"))]
+        let task = worker(net, client);
+        #[cfg(feature = "baseline")]
+        let task = worker(net);
+        if let Ok(task) = task {
             spawner.spawn(task);
         }
     }
@@ -165,15 +196,29 @@ async fn net_task(mut runner: embassy_net::Runner<'static, Nic>) -> ! {
 }
 
 /// One of the device's tasks: a request a second through the shared client.
-#[cfg(not(feature = "baseline"))]
+#[cfg(all(not(feature = "baseline"), not(feature = "qemu")))]
 #[embassy_executor::task(pool_size = TASKS)]
-async fn worker(net: &'static Net) {
+async fn worker(net: &'static Net, client: &'static AppClient) {
     let mut buf = [0u8; BUFFER];
     loop {
         let _status =
-            CLIENT.send(net, &Request::get("/api/firmware"), &mut buf).await.map(|r| r.status());
+            client.send(net, &Request::get("/api/firmware"), &mut buf).await.map(|r| r.status());
         Timer::after_secs(1).await;
     }
+}
+
+/// On QEMU: requests back to back until the run's end, each outcome counted; the last task to
+/// finish prints the result and ends the emulation.
+#[cfg(feature = "qemu")]
+#[embassy_executor::task(pool_size = TASKS)]
+async fn worker(net: &'static Net, client: &'static AppClient) {
+    let mut buf = [0u8; BUFFER];
+    while !qemu::over() {
+        let sent = embassy_time::Instant::now();
+        let result = client.send(net, &Request::get("/api/firmware"), &mut buf).await;
+        qemu::count(result.map(|r| r.status()), sent.elapsed().as_millis());
+    }
+    qemu::done(client.stats());
 }
 
 /// The baseline's task (feature `baseline`, for the size comparison): the same request a second
