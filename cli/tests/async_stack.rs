@@ -16,9 +16,9 @@
 //! and no access token was refreshed twice. The test also reads the table: refresh calls equal
 //! refresh episodes. No timing is asserted; the latencies are printed.
 
+use core::time::Duration;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use reauth_testkit::issuer::{IssuerConfig, MockIssuer};
 
