@@ -650,6 +650,9 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
             // The stored refresh token is dead: a rebooted device must not restore it.
             let _ = self.store.clear();
         }
+        // The failure set a backoff that may end before the deadline the parked tasks sleep
+        // until: they look again, so that one of them starts the retry on time.
+        self.waiters.iter_mut().filter_map(|w| w.waker.take()).for_each(Waker::wake);
     }
 }
 
