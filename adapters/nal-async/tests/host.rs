@@ -266,3 +266,43 @@ fn more_open_requests_than_places_are_refused_busy() {
         assert_eq!((ok, busy), (N, 2), "{results:?}");
     });
 }
+
+#[test]
+fn requests_dropped_on_the_wire_free_their_places() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    issuer.set_latency(StdDuration::from_millis(300), StdDuration::ZERO);
+    run(async {
+        let client = logged_in(&issuer, None);
+        // N requests on the wire, all dropped before their answers.
+        let mut dropped = Vec::new();
+        for _ in 0..N {
+            let client = client.clone();
+            dropped.push(tokio::task::spawn_local(async move {
+                tokio::time::timeout(StdDuration::from_millis(100), get(&client, "/api/x")).await
+            }));
+        }
+        for task in dropped {
+            assert!(task.await.unwrap().is_err(), "the request should have been dropped");
+        }
+        // Every place is free again: N more requests all get in and are answered.
+        let results = storm(&client, N, 1, StdDuration::ZERO).await;
+        assert!(results.iter().all(|r| matches!(r, Ok(200))), "{results:?}");
+        assert_eq!(issuer.counters().refresh_calls, 0);
+    });
+}
+
+#[test]
+fn a_failed_save_of_the_rotated_token_is_counted_and_the_new_tokens_are_used() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    run(async {
+        let client = logged_in(&issuer, None);
+        client.with_store(|f| f.broken = true);
+        issuer.expire_all_now();
+        assert!(matches!(get(&client, "/api/x").await, Ok(200)));
+        let stats = client.stats();
+        assert_eq!((stats.refreshes, stats.persist_failures), (1, 1), "{stats:?}");
+        // The new tokens are in memory: the next request needs no refresh.
+        assert!(matches!(get(&client, "/api/x").await, Ok(200)));
+        assert_eq!(issuer.counters().refresh_calls, 1);
+    });
+}
