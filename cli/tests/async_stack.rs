@@ -21,6 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use reauth_testkit::issuer::{IssuerConfig, MockIssuer};
+use reauth_testkit::tls::TestPki;
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -104,44 +105,51 @@ fn has_thumb_target() -> bool {
         })
 }
 
-/// The embassy image on QEMU: two tasks sharing one client for 8 s of 1 s tokens, every request
-/// answered, one refresh call per refresh, no refresh token presented twice.
-#[test]
-#[ignore = "needs qemu-system-arm and the thumbv7em target; .ci/run runs it"]
-fn embassy_image_on_qemu_mps2_an386() {
-    let test = "embassy_image_on_qemu_mps2_an386";
+/// True when the QEMU test may go on (see [`can_run`]).
+fn can_run_qemu(test: &str) -> bool {
     let why = if !on_path("qemu-system-arm") {
-        Some("no qemu-system-arm (apt-get install --no-install-recommends qemu-system-arm)")
+        "no qemu-system-arm (apt-get install --no-install-recommends qemu-system-arm)"
     } else if !has_thumb_target() {
-        Some("no thumbv7em-none-eabihf target (rustup target add thumbv7em-none-eabihf)")
+        "no thumbv7em-none-eabihf target (rustup target add thumbv7em-none-eabihf)"
     } else {
-        None
+        return true;
     };
-    if let Some(why) = why {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} cannot run in CI: {why}");
-        println!("skipped: {test}: {why}");
-        return;
-    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} cannot run in CI: {why}");
+    println!("skipped: {test}: {why}");
+    false
+}
+
+/// Boots `firmware/embassy` built with `features` on QEMU against a mock issuer (over HTTPS
+/// with `pki`) for `seconds` of tokens living `lifetime`: every request answered, one refresh
+/// call per refresh, no refresh token presented twice.
+fn embassy_on_qemu(features: &str, pki: Option<&TestPki>, lifetime: Duration, seconds: u32) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/embassy");
     let built = Command::new("cargo")
-        .args(["build", "--release", "--features", "qemu"])
+        .args(["build", "--release", "--features", features])
         .current_dir(&dir)
         .status()
         .unwrap();
     assert!(built.success(), "building firmware/embassy failed");
     let elf = dir.join("target/thumbv7em-none-eabihf/release/reauth-embassy-firmware");
 
-    let config = IssuerConfig { token_lifetime: Duration::from_secs(1), ..IssuerConfig::default() };
-    let issuer = MockIssuer::start(config).unwrap();
+    let config = IssuerConfig { token_lifetime: lifetime, ..IssuerConfig::default() };
+    let issuer = match pki {
+        Some(pki) => MockIssuer::start_tls(config, pki).unwrap(),
+        None => MockIssuer::start(config).unwrap(),
+    };
     let tokens = issuer.login();
     issuer.reset_counters();
     // QEMU's user-mode network forwards the guest's 10.0.2.2 to this host's loopback.
-    let settings = [
+    let mut settings = vec![
         "reauth-embassy-firmware".to_owned(),
         format!("issuer=10.0.2.2:{}", issuer.addr().port()),
         format!("refresh={}", tokens.refresh_token),
-        "seconds=8".to_owned(),
+        format!("seconds={seconds}"),
     ];
+    if let Some(pki) = pki {
+        let hex: String = pki.ca_der().iter().map(|b| format!("{b:02x}")).collect();
+        settings.push(format!("ca={hex}"));
+    }
     let semihosting: String = settings.iter().map(|a| format!(",arg={a}")).collect();
     let output = Command::new("qemu-system-arm")
         .args(["-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"])
@@ -157,7 +165,7 @@ fn embassy_image_on_qemu_mps2_an386() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let counters = issuer.counters();
-    println!("{stdout}issuer: {counters:?}");
+    println!("firmware/embassy --features {features} on QEMU:\n{stdout}issuer: {counters:?}");
     assert!(output.status.success(), "QEMU ended with {:?}", output.status);
     let line = stdout.lines().find_map(|l| l.strip_prefix("reauth-embassy: result ")).unwrap();
     let value = |key: &str| -> u64 {
@@ -173,4 +181,25 @@ fn embassy_image_on_qemu_mps2_an386() {
     assert_eq!(value("refreshes"), counters.refresh_successes, "{line}");
     assert_eq!(counters.reuse_attempts, 0);
     assert!(counters.refreshes_per_access_token_max <= 1);
+}
+
+/// The embassy image on QEMU: two tasks sharing one client for 8 s of 1 s tokens.
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target; .ci/run runs it"]
+fn embassy_image_on_qemu_mps2_an386() {
+    if can_run_qemu("embassy_image_on_qemu_mps2_an386") {
+        embassy_on_qemu("qemu", None, Duration::from_secs(1), 8);
+    }
+}
+
+/// The same over HTTPS: embedded-tls on the emulated Cortex-M4 against the issuer's rustls
+/// listener, the run's CA pinned.
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target; .ci/run runs it"]
+fn embassy_image_on_qemu_mps2_an386_over_https() {
+    if can_run_qemu("embassy_image_on_qemu_mps2_an386_over_https") {
+        // The guest reaches the issuer as 10.0.2.2: the certificate is made for that name.
+        let pki = TestPki::generate_for(&["10.0.2.2"]).unwrap();
+        embassy_on_qemu("qemu,tls", Some(&pki), Duration::from_secs(2), 12);
+    }
 }

@@ -75,7 +75,8 @@ pub struct Client<
 /// Counts of what the client did since it was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Refresh exchanges started (each one call to the token endpoint).
+    /// Refresh requests that went out, at least in part: calls to the token endpoint (one that
+    /// never connected is not one).
     pub refresh_calls: u64,
     /// Refreshes that installed new tokens.
     pub refreshes: u64,
@@ -457,9 +458,7 @@ impl<
         let host = self.config.token.host;
         let written = self.with(|s| {
             let token = s.tokens.refresh()?;
-            let written = codec::write_refresh_request(http, &self.exchange, token, host);
-            s.stats.refresh_calls += u64::from(written.is_ok());
-            Some(written)
+            Some(codec::write_refresh_request(http, &self.exchange, token, host))
         });
         let request_len = match written {
             Some(Ok(len)) => len,
@@ -485,6 +484,9 @@ impl<
         let Some(claim) = open.claim.as_mut() else { return };
         let result = exchange::run(net, &self.clock, x, scratch, http, &mut claim.sent_any).await;
         let sent_any = claim.sent_any;
+        if sent_any {
+            self.with(|s| s.stats.refresh_calls += 1);
+        }
         match result {
             Ok(reader) => {
                 let response = reader.response(http);
@@ -700,6 +702,7 @@ impl<
             let now = s.coordinator.now();
             if let Some(Claim { id: refresh, sent_any }) = claim {
                 s.refresh_running = false;
+                s.stats.refresh_calls += u64::from(sent_any);
                 let failure = if sent_any {
                     RefreshFailure::Lost
                 } else {

@@ -140,14 +140,21 @@ async fn main(spawner: Spawner) {
         return;
     };
     let plain: Plain = Tcp::new(tcp, dns);
+    #[cfg(feature = "qemu")]
+    let Some(run) = qemu::settings() else { qemu::exit(false) };
     #[cfg(feature = "tls")]
     let net: Net = {
         use rand_chacha::rand_core::SeedableRng;
         // A device seeds this from its hardware RNG.
         let rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5eed);
+        // On QEMU the run's CA comes with the settings.
+        #[cfg(feature = "qemu")]
+        let ca = run.ca.unwrap_or(CA_DER);
+        #[cfg(not(feature = "qemu"))]
+        let ca = CA_DER;
         reauth_nal_async::tls::Tls::new(
             plain,
-            CA_DER,
+            ca,
             rng,
             reauth_nal_async::tls::MAX_RECORD,
             TLS_WRITE,
@@ -165,9 +172,20 @@ async fn main(spawner: Spawner) {
     };
     #[cfg(feature = "qemu")]
     let client: &'static AppClient = {
-        let Some(run) = qemu::settings() else { qemu::exit(false) };
-        let endpoint = Endpoint::at(run.issuer.ip(), run.issuer.port(), run.host);
-        let config = ClientConfig::new(endpoint, endpoint);
+        let issuer = run.issuer;
+        let endpoint = Endpoint {
+            name: run.name,
+            port: issuer.port(),
+            addr: Some(issuer.ip()),
+            host: run.host,
+        };
+        let mut config =
+            ClientConfig { https: cfg!(feature = "tls"), ..ClientConfig::new(endpoint, endpoint) };
+        // QEMU's user-mode network holds a closed connection's port for 10 s and refuses a SYN
+        // from it meanwhile; embassy-net picks local ports at random: a connect may have to
+        // wait that out.
+        config.timeouts.connect = reauth_nal_async::reauth_core::Duration::from_secs(30);
+        config.timeouts.total = reauth_nal_async::reauth_core::Duration::from_secs(60);
         let _ = CLIENT.init(Client::new(config, OAUTH, NoStore, EmbassyClock));
         let Some(client) = CLIENT.try_get() else { qemu::exit(false) };
         if client.restore(run.refresh).is_err() {
@@ -217,6 +235,8 @@ async fn worker(net: &'static Net, client: &'static AppClient) {
         let sent = embassy_time::Instant::now();
         let result = client.send(net, &Request::get("/api/firmware"), &mut buf).await;
         qemu::count(result.map(|r| r.status()), sent.elapsed().as_millis());
+        // A device's pace, not a benchmark's: fewer connections for slirp to hold.
+        Timer::after_millis(20).await;
     }
     qemu::done(client.stats());
 }

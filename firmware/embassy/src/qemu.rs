@@ -16,6 +16,10 @@ pub(crate) struct Settings {
     pub(crate) issuer: SocketAddr,
     /// `IP:PORT`, the `Host` header.
     pub(crate) host: &'static str,
+    /// `IP`, the name the TLS certificate is checked against.
+    pub(crate) name: &'static str,
+    /// The CA to pin (`ca=` in hex, DER), for a TLS image.
+    pub(crate) ca: Option<&'static [u8]>,
     pub(crate) refresh: &'static str,
     pub(crate) seconds: u32,
 }
@@ -30,7 +34,7 @@ static END_MS: AtomicU32 = AtomicU32::new(0);
 
 /// Reads the semihosting command line; `None` without `issuer=` and `refresh=`.
 pub(crate) fn settings() -> Option<Settings> {
-    let buffer = cortex_m::singleton!(: [u8; 1024] = [0; 1024])?;
+    let buffer = cortex_m::singleton!(: [u8; 2048] = [0; 2048])?;
     let mut block = [buffer.as_mut_ptr() as usize, buffer.len()];
     // SAFETY: SYS_GET_CMDLINE takes a two-word block (buffer address, its length), writes at
     // most that many bytes into the buffer and the length it wrote into the block's second
@@ -43,7 +47,7 @@ pub(crate) fn settings() -> Option<Settings> {
     let len = core::hint::black_box(block[1]).min(buffer.len());
     let line = buffer[..len].split(|&b| b == 0).next().unwrap_or_default();
     let line = core::str::from_utf8(line).ok()?;
-    let (mut issuer, mut host, mut refresh, mut seconds) = (None, "", "", 10);
+    let (mut issuer, mut host, mut refresh, mut seconds, mut ca) = (None, "", "", 10, None);
     for word in line.split_ascii_whitespace() {
         match word.split_once('=') {
             Some(("issuer", value)) => {
@@ -52,10 +56,24 @@ pub(crate) fn settings() -> Option<Settings> {
             }
             Some(("refresh", value)) => refresh = value,
             Some(("seconds", value)) => seconds = value.parse().ok()?,
+            Some(("ca", hex)) => ca = Some(unhex(hex)?),
             _ => {}
         }
     }
-    (!refresh.is_empty()).then_some(Settings { issuer: issuer?, host, refresh, seconds })
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    (!refresh.is_empty()).then_some(Settings { issuer: issuer?, host, name, refresh, seconds, ca })
+}
+
+/// Decodes hex digits into a buffer of its own.
+fn unhex(hex: &str) -> Option<&'static [u8]> {
+    let out = cortex_m::singleton!(: [u8; 1024] = [0; 1024])?;
+    let len = hex.len() / 2;
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        let [high, low] = pair else { return None };
+        *out.get_mut(i)? = digit(*high)? << 4 | digit(*low)?;
+    }
+    out.get(..len)
 }
 
 /// The run starts now and ends `seconds` later; `tasks` tasks will report [`done`].
