@@ -11,7 +11,7 @@ use reauth_nal_async::{Error, Request};
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_testkit::secrets::assert_hidden;
 
-use crate::common::{N, get, logged_in, net, run, storm};
+use crate::common::{Flash, N, TestClient, TokioClock, get, logged_in, net, run, storm};
 
 #[test]
 fn many_tasks_across_expiries_get_one_refresh_each_and_no_failure() {
@@ -304,5 +304,36 @@ fn a_failed_save_of_the_rotated_token_is_counted_and_the_new_tokens_are_used() {
         // The new tokens are in memory: the next request needs no refresh.
         assert!(matches!(get(&client, "/api/x").await, Ok(200)));
         assert_eq!(issuer.counters().refresh_calls, 1);
+    });
+}
+
+#[test]
+fn an_endpoint_without_an_address_is_looked_up_and_a_name_that_does_not_resolve_is_typed() {
+    use reauth_nal_async::{ClientConfig, Endpoint, OAuth2, TcpError};
+
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    run(async {
+        let port = issuer.addr().port();
+        let looked_up = Endpoint { name: "127.0.0.1", port, addr: None, host: "127.0.0.1" };
+        let nowhere = Endpoint { name: "nowhere.invalid", port, addr: None, host: "nowhere" };
+        for (endpoint, resolves) in [(looked_up, true), (nowhere, false)] {
+            let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
+            let clock = TokioClock(tokio::time::Instant::now());
+            let client = TestClient::new(
+                ClientConfig::new(endpoint, endpoint),
+                exchange,
+                Flash::default(),
+                clock,
+            );
+            let tokens = issuer.login();
+            client.login(&tokens.access_token, &tokens.refresh_token, None).unwrap();
+            let result = get(&client, "/api/x").await;
+            if resolves {
+                assert!(matches!(result, Ok(200)), "{result:?}");
+            } else {
+                let dns = matches!(result, Err(Error::Transport { error: TcpError::Dns, .. }));
+                assert!(dns, "{result:?}");
+            }
+        }
     });
 }
