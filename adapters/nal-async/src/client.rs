@@ -337,16 +337,7 @@ impl<
         open: &mut Open<'_, 'a, M, S, X, C, N, A, R>,
     ) -> Result<codec::Reader, Error<T::Error>> {
         let id = open.id;
-        self.with(|s| {
-            let admission = s.coordinator.handle_request(self.clock.now(), id);
-            let state = match admission {
-                Ok(Admission::Send(ticket)) => Wait::Send(ticket),
-                Ok(Admission::Parked) => Wait::Parked,
-                Err(rejected) => Wait::Rejected(rejected.reason),
-            };
-            s.set(id, state);
-            s.drain();
-        });
+        self.admit(id);
         let head_request = matches!(request.method.as_bytes(), b"HEAD");
         let (scratch, http) = buf.split_at_mut(net.scratch_len());
         loop {
@@ -360,8 +351,14 @@ impl<
             let ticket = match self.with(|s| s.state(id)) {
                 Wait::Send(ticket) => ticket,
                 Wait::Rejected(reason) => return Err(Error::Rejected(reason)),
-                Wait::Parked | Wait::Active => {
+                Wait::Parked => {
                     self.park(id).await;
+                    continue;
+                }
+                // Only a request on the wire is active, and this one is not: ask the coordinator
+                // again rather than wait for news that would never come.
+                Wait::Active => {
+                    self.admit(id);
                     continue;
                 }
             };
@@ -415,6 +412,20 @@ impl<
             // The answer was a refusal: it goes no further.
             codec::wipe(http);
         }
+    }
+
+    /// Asks the coordinator whether request `id` may go now, and notes its answer.
+    fn admit(&self, id: RequestId) {
+        let now = self.clock.now();
+        self.with(|s| {
+            let state = match s.coordinator.handle_request(now, id) {
+                Ok(Admission::Send(ticket)) => Wait::Send(ticket),
+                Ok(Admission::Parked) => Wait::Parked,
+                Err(rejected) => Wait::Rejected(rejected.reason),
+            };
+            s.set(id, state);
+            s.drain();
+        });
     }
 
     /// Sleeps until request `id` is released, a refresh waits for a runner, or the
