@@ -12,6 +12,12 @@
 //! Each task's buffer (and with TLS its record buffers) lives in the task's future, which
 //! embassy allocates statically: the `.bss` of the image is the RAM the device needs besides
 //! its stack.
+//!
+//! Features: `tls` (HTTPS, embedded-tls, the CA of `src/ca.der` pinned: a self-signed P-256
+//! CA made with openssl for the measurement, its key thrown away); `qemu` (the run of
+//! `cli/tests/async_stack.rs`: issuer, refresh token and CA from the semihosting command line,
+//! requests until the run's end, a result line, see [`qemu`]); `baseline` (the size baseline:
+//! the same requests by hand, no client).
 
 #![no_std]
 #![no_main]
@@ -65,7 +71,8 @@ const BUFFER: usize = HTTP;
 const ISSUER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
 const ENDPOINT: Endpoint<'static> = Endpoint::at(ISSUER, 8080, "10.0.2.2");
 
-/// The API and the token endpoint's CA, pinned (DER); a device ships its issuer's.
+/// The API and the token endpoint's CA, pinned (DER); a device ships its issuer's. This one is
+/// a stand-in for the measurement (see the crate doc).
 #[cfg(feature = "tls")]
 static CA_DER: &[u8] = include_bytes!("ca.der");
 
