@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use reauth_core::oauth::ClientAuth;
-use reauth_ureq::{Client, FileStore, StoredTokens, TokenStore};
+use reauth_ureq::{Client, ClientAssertionKey, FileStore, StoredTokens, TokenStore};
 use zeroize::Zeroizing;
 
 /// Options of `reauth get`.
@@ -16,8 +16,13 @@ pub(crate) struct Args {
     /// The URL to GET.
     url: String,
     /// The OAuth2 token endpoint used to refresh.
+    #[arg(long, required_unless_present = "issuer")]
+    token_url: Option<String>,
+    /// The authorization server's issuer URL: the token endpoint and the client
+    /// authentication method are taken from its metadata (RFC 8414, then OpenID discovery).
+    /// `--token-url` and `--client-auth` win over what it says.
     #[arg(long)]
-    token_url: String,
+    issuer: Option<String>,
     /// The file the tokens are kept in (created with mode 0600).
     #[arg(long)]
     store: PathBuf,
@@ -30,8 +35,16 @@ pub(crate) struct Args {
     client_secret_env: Option<String>,
     /// How the secret authenticates the client: HTTP Basic (`client_secret_basic`, what every
     /// server must accept) or in the form body (`client_secret_post`).
-    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
-    client_auth: AuthMethod,
+    /// Default: Basic, or what the issuer's metadata lists.
+    #[arg(long, value_enum)]
+    client_auth: Option<AuthMethod>,
+    /// A PEM file with the client's private key (RSA for RS256, P-256 for ES256): the client
+    /// authenticates with `private_key_jwt` (RFC 7523), a signed assertion instead of a secret.
+    #[arg(long, value_name = "FILE", conflicts_with = "client_secret_env")]
+    private_key: Option<PathBuf>,
+    /// The `kid` to put in the assertion's header, for a server that holds several keys.
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    key_id: Option<String>,
     /// `scope` asked for with each refresh.
     #[arg(long)]
     scope: Option<String>,
@@ -95,12 +108,17 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         })?;
     }
     let mut builder = Client::builder()
-        .token_url(&args.token_url)
         .store(store)
         .env_proxy(args.env_proxy)
         .platform_verifier(args.platform_verifier)
         .allow_insecure_http(args.allow_insecure_http)
         .user_agent(concat!("reauth/", env!("CARGO_PKG_VERSION")));
+    if let Some(token_url) = &args.token_url {
+        builder = builder.token_url(token_url);
+    }
+    if let Some(issuer) = &args.issuer {
+        builder = builder.issuer(issuer);
+    }
     for path in &args.root_certificates {
         builder = builder.root_certificates_file(path);
     }
@@ -111,23 +129,41 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         let secret = Zeroizing::new(
             std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
         );
-        builder = builder.client_secret(secret.as_str()).client_auth(match args.client_auth {
-            AuthMethod::Basic => ClientAuth::Basic,
-            AuthMethod::Post => ClientAuth::Post,
-        });
+        builder = builder.client_secret(secret.as_str());
+        if let Some(method) = args.client_auth {
+            builder = builder.client_auth(match method {
+                AuthMethod::Basic => ClientAuth::Basic,
+                AuthMethod::Post => ClientAuth::Post,
+            });
+        }
+    }
+    if let Some(path) = &args.private_key {
+        let pem = Zeroizing::new(
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+        let mut key =
+            ClientAssertionKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(kid) = &args.key_id {
+            key = key.key_id(kid);
+        }
+        builder = builder.private_key_jwt(key);
     }
     if let Some(scope) = &args.scope {
         builder = builder.scope(scope);
     }
     let client = builder.build()?;
     if client.needs_login() {
+        let endpoint = match (&args.token_url, &args.issuer) {
+            (Some(token_url), _) => format!("--token-url {token_url}"),
+            (None, Some(issuer)) => format!("--issuer {issuer}"),
+            (None, None) => String::new(),
+        };
         eprintln!(
             "reauth get: {} holds no refresh token. Seed it once with a refresh token from your \
-             login flow, e.g.\n  REFRESH_TOKEN=... reauth get {} --token-url {} --store {} \
+             login flow, e.g.\n  REFRESH_TOKEN=... reauth get {} {endpoint} --store {} \
              --refresh-token-env REFRESH_TOKEN",
             args.store.display(),
             args.url,
-            args.token_url,
             args.store.display()
         );
         return Ok(ExitCode::from(2));

@@ -12,8 +12,10 @@
 //! - `reauth fleet`: K processes x T threads sharing one credential through a `FileStore`,
 //!   against the mock issuer, next to a naive baseline; `--chaos` kills or stops the lease holder.
 //! - `reauth issuer`: the mock issuer on its own, for users' tests: URLs and a login printed.
-//! - `reauth login --device --token-url ... --device-url ... --store FILE`: the first login
-//!   through the device authorization grant (RFC 8628), tokens into the file `reauth get` uses.
+//! - `reauth login --authorize-url ... --token-url ... --client-id ID --store FILE`: the first
+//!   login in a browser (authorization code with PKCE, loopback redirect), or with `--device
+//!   --device-url ...` through the device authorization grant (RFC 8628); tokens into the file
+//!   `reauth get` uses.
 //! - `reauth get URL --token-url ... --store FILE`: one authenticated GET against a real OAuth2
 //!   server, tokens kept in a file.
 //!
@@ -75,7 +77,7 @@ subcommands! {
     Get(get::Args) => get::run,
     /// The mock issuer on its own (127.0.0.1), for your own tests; prints its URLs and a login
     Issuer(issuer::Args) => issuer::run,
-    /// First login with the device authorization grant (--device), tokens into a file store
+    /// First login in a browser (PKCE, loopback redirect) or with --device, tokens into a file store
     Login(login::Args) => login::run,
     /// The demo's workload for a minute with 100 ms tokens and random faults, watching memory
     Soak(soak::Args) => soak::run,

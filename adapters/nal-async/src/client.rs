@@ -658,9 +658,10 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
         self.stats.lost_refreshes += u64::from(failure == RefreshFailure::Lost);
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
             && failure == RefreshFailure::Refused
-            && self.coordinator.needs_login()
+            && self.coordinator.is_refused()
         {
-            // The stored refresh token is dead: a rebooted device must not restore it.
+            // The stored refresh token is dead, even while a refused early refresh leaves the
+            // access token (RAM only) working: a rebooted device must not restore it.
             let _ = self.store.clear();
         }
         // The failure set a backoff that may end before the deadline the parked tasks sleep

@@ -9,17 +9,23 @@ use std::path::PathBuf;
 
 use reauth_core::oauth::ClientAuth;
 use reauth_core::{Config, Coordinator};
+use std::sync::Arc;
 use ureq::Agent;
 use ureq::config::RedirectAuthHeaders;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use zeroize::Zeroizing;
 
 use crate::client::StoreErrorCallback;
 use crate::client::{Client, Parts};
+use crate::credentials::Credentials;
+use crate::discovery::ServerMetadata;
 use crate::error::Error;
 use crate::exchange::{OAuthExchange, RefreshExchange};
 use crate::expiry::Expiry;
 use crate::store::{MemoryStore, StoreError, TokenStore};
 use crate::tls::{self, TlsSettings};
+use crate::wire::{Capture, Masks, WireConnector};
 
 /// Configures a [`Client`]. Start with [`Client::builder`].
 ///
@@ -27,10 +33,9 @@ use crate::tls::{self, TlsSettings};
 /// grant, or [`refresh_with`](Self::refresh_with) for an API's own refresh endpoint.
 pub struct ClientBuilder {
     token_url: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<Zeroizing<String>>,
-    client_auth: ClientAuth,
-    scope: Option<String>,
+    /// The issuer whose metadata names the token endpoint and the auth methods.
+    issuer: Option<String>,
+    credentials: Credentials,
     exchange: Option<Box<dyn RefreshExchange>>,
     expiry: Expiry,
     config: Config,
@@ -51,20 +56,27 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The defaults: 401 means expired, [`Config::DEFAULT`] (refresh timeout 30 s, wait timeout
-    /// 30 s, one replay, four attempts per episode), an in-memory store, a 30 s timeout per API
-    /// exchange, 10 s to connect, no proxy from the environment, up to 5 redirects.
+    /// The defaults: 401 means expired, [`Config::DESKTOP`] (a refresh attempt may take 4 s,
+    /// two attempts per episode, a request waits at most 10 s for a refresh, one replay), an
+    /// in-memory store, a 30 s timeout per API exchange, 10 s to connect, no proxy from the
+    /// environment, up to 5 redirects.
+    ///
+    /// Why these: a token endpoint on a desktop's network answers in well under a second, so
+    /// 4 s per attempt only cuts off one that hangs; a second attempt rides out a dropped
+    /// connection; and the whole episode (at most 8.5 s) ends before the 10 s wait, so a hung
+    /// token endpoint gets two attempts and every waiting request ends with
+    /// [`Error::RefreshUnavailable`] within 10 s, not a bare timeout (see
+    /// [`Config`]'s "Two sets of defaults"). An API exchange is the application's own business
+    /// and may take longer (30 s).
     #[must_use]
     pub fn new() -> Self {
         Self {
             token_url: None,
-            client_id: None,
-            client_secret: None,
-            client_auth: ClientAuth::Basic,
-            scope: None,
+            issuer: None,
+            credentials: Credentials::default(),
             exchange: None,
             expiry: Expiry::default(),
-            config: Config::DEFAULT,
+            config: Config::DESKTOP,
             seeded: false,
             store: None,
             on_store_error: None,
@@ -87,10 +99,36 @@ impl ClientBuilder {
         self
     }
 
+    /// Finds the token endpoint from the authorization server's metadata when the client is
+    /// built: RFC 8414 (`/.well-known/oauth-authorization-server`), then OpenID discovery
+    /// (`/.well-known/openid-configuration`), with the metadata's `issuer` checked to be exactly
+    /// `issuer`. An explicit [`token_url`](Self::token_url) wins over the metadata's. Unless
+    /// [`client_auth`](Self::client_auth) was set, the method is chosen from the server's
+    /// `token_endpoint_auth_methods_supported`. The fetch uses this builder's TLS settings, proxy
+    /// and connect timeout, and the refresh timeout as its deadline. See [`ServerMetadata`] to
+    /// fetch the metadata yourself.
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Applies metadata fetched earlier ([`ServerMetadata::discover`]): its token endpoint
+    /// (unless [`token_url`](Self::token_url) was set) and its auth methods (unless
+    /// [`client_auth`](Self::client_auth) was set).
+    #[must_use]
+    pub fn metadata(mut self, metadata: &ServerMetadata) -> Self {
+        if self.token_url.is_none() {
+            self.token_url = Some(metadata.token_endpoint.clone());
+        }
+        self.credentials.choose_from(&metadata.token_endpoint_auth_methods_supported);
+        self
+    }
+
     /// `client_id` sent with every refresh.
     #[must_use]
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.client_id = Some(id.into());
+        self.credentials.client_id = Some(id.into());
         self
     }
 
@@ -99,7 +137,7 @@ impl ClientBuilder {
     /// RFC 6749 §2.3.1, which every server must support).
     #[must_use]
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self.credentials.secret = Some(Zeroizing::new(secret.into()));
         self
     }
 
@@ -110,14 +148,25 @@ impl ClientBuilder {
     /// form body instead, for servers registered that way.
     #[must_use]
     pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.client_auth = auth;
+        self.credentials.method = Some(auth);
+        self
+    }
+
+    /// Authenticates with `private_key_jwt` (RFC 7523 §2.2, the method of OpenID Connect Core
+    /// §9): every refresh carries a client assertion signed with `key` (`iss` = `sub` = the
+    /// client id, `aud` = the token endpoint, a random `jti`, valid 60 s) instead of a secret.
+    /// Takes precedence over [`client_secret`](Self::client_secret).
+    #[cfg(feature = "private-key-jwt")]
+    #[must_use]
+    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
+        self.credentials.key = Some(Arc::new(key));
         self
     }
 
     /// `scope` asked for with every refresh.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
+        self.credentials.scope = Some(scope.into());
         self
     }
 
@@ -304,7 +353,24 @@ impl ClientBuilder {
             config.backoff.seed = RandomState::new().hash_one(std::process::id()) | 1;
         }
         let refresh_timeout = Duration::from_millis(config.refresh_timeout.millis());
-        let exchange: Box<dyn RefreshExchange> = match (self.exchange, self.token_url) {
+        let mut credentials = self.credentials;
+        let mut token_url = self.token_url;
+        if let (Some(issuer), None) = (&self.issuer, &self.exchange) {
+            let discovery = agent(
+                Timeouts::Global(Some(refresh_timeout)),
+                self.connect_timeout,
+                self.env_proxy,
+                self.user_agent.as_deref(),
+                Some(0),
+                &tls_config,
+                WireConnector { masks: Arc::default(), capture: None },
+            );
+            let metadata =
+                ServerMetadata::discover_with(&discovery, issuer, self.tls.allow_insecure_http)?;
+            token_url.get_or_insert(metadata.token_endpoint);
+            credentials.choose_from(&metadata.token_endpoint_auth_methods_supported);
+        }
+        let exchange: Box<dyn RefreshExchange> = match (self.exchange, token_url) {
             (Some(exchange), _) => exchange,
             (None, Some(token_url)) => {
                 let uri = token_url
@@ -315,6 +381,12 @@ impl ClientBuilder {
                 // pooled connection the server has closed meanwhile (Node's default keep-alive
                 // is 5 s) fails after the refresh token was written to it, which reads as a
                 // lost answer. A fresh connection per refresh costs one handshake per expiry.
+                let masks = Arc::new(Masks::default());
+                let capture = Arc::new(Capture::default());
+                let wire = WireConnector {
+                    masks: Arc::clone(&masks),
+                    capture: Some(Arc::clone(&capture)),
+                };
                 let token_agent = agent(
                     Timeouts::Global(Some(refresh_timeout)),
                     self.connect_timeout,
@@ -322,21 +394,21 @@ impl ClientBuilder {
                     self.user_agent.as_deref(),
                     Some(0),
                     &tls_config,
+                    wire,
                 );
                 Box::new(OAuthExchange {
                     agent: token_agent,
                     token_url,
-                    client_id: self.client_id,
-                    auth: match self.client_secret {
-                        None => ClientAuth::None,
-                        Some(_) => self.client_auth,
-                    },
-                    client_secret: self.client_secret,
-                    scope: self.scope,
+                    credentials,
+                    masks,
+                    capture,
                 })
             }
-            (None, None) => return Err(Error::Config("set a token_url or a refresh exchange")),
+            (None, None) => {
+                return Err(Error::Config("set a token_url, an issuer or a refresh exchange"));
+            }
         };
+        let api_masks = Arc::new(Masks::default());
         let api = agent(
             Timeouts::PerPhase(self.request_timeout),
             self.connect_timeout,
@@ -344,6 +416,7 @@ impl ClientBuilder {
             self.user_agent.as_deref(),
             self.idle_connections,
             &tls_config,
+            WireConnector { masks: Arc::clone(&api_masks), capture: None },
         );
         Client::from_parts(Parts {
             coordinator: Coordinator::new(config),
@@ -355,6 +428,7 @@ impl ClientBuilder {
             max_redirects: self.max_redirects,
             lease_fallback: self.lease_fallback,
             allow_insecure_http: self.tls.allow_insecure_http,
+            api_masks,
         })
     }
 }
@@ -368,6 +442,7 @@ fn agent(
     user_agent: Option<&str>,
     idle_connections: Option<usize>,
     tls: &ureq::tls::TlsConfig,
+    wire: WireConnector,
 ) -> Agent {
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
@@ -392,7 +467,8 @@ fn agent(
     if let Some(idle) = idle_connections {
         config = config.max_idle_connections(idle).max_idle_connections_per_host(idle);
     }
-    config.build().into()
+    let connector = DefaultConnector::new().chain(wire);
+    Agent::with_parts(config.build(), connector, DefaultResolver::default())
 }
 
 /// How an agent bounds an exchange.
@@ -413,9 +489,8 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
-            .field("scope", &self.scope)
+            .field("issuer", &self.issuer)
+            .field("credentials", &self.credentials)
             .field("custom_exchange", &self.exchange.is_some())
             .field("expiry", &self.expiry)
             .field("config", &self.config)

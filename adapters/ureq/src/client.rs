@@ -17,16 +17,18 @@
 //!    outcome map under the request's id and wakes everyone; each thread takes only its own.
 //!
 //! After every input the thread drains `poll_action` completely. The thread that drains
-//! `Action::Refresh` performs the refresh itself, after releasing the lock, and reports the
-//! result; the new refresh token is saved to the store before `handle_refresh_success` releases
-//! the parked requests.
+//! `Action::Refresh` starts the refresh on a thread of its own after releasing the lock and
+//! waits for it up to the attempt's deadline (or its own wait timeout); the refresh thread
+//! reports the result; the new refresh token is saved to the store, outside the lock, before
+//! `handle_refresh_success` releases the parked requests.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
@@ -49,6 +51,7 @@ use crate::redirect::{self, Origin};
 use crate::stats::{Stat, StatCells, Stats};
 use crate::store::{StoreError, StoredTokens, TokenStore};
 use crate::tls;
+use crate::wire::{Masked, Masks};
 
 /// How many requests may wait for a refresh at once; one more is refused with
 /// [`Error::QueueFull`].
@@ -102,6 +105,7 @@ pub(crate) struct Parts {
     pub(crate) max_redirects: u8,
     pub(crate) lease_fallback: bool,
     pub(crate) allow_insecure_http: bool,
+    pub(crate) api_masks: Arc<Masks>,
 }
 
 /// Everything the clones share.
@@ -145,6 +149,8 @@ struct Shared {
     last_refresh_error: Option<RefreshError>,
     /// The header value of the installed access token, with its generation.
     authorization: Option<(Generation, Authorization)>,
+    /// The placeholders of the API agent's wire filter.
+    masks: Arc<Masks>,
     /// The version of the store's record that the installed tokens came from or were saved as
     /// (0: none). A record of another version was written by someone else: it is adopted
     /// instead of refreshing.
@@ -159,18 +165,29 @@ enum Wake {
     Reject(Rejection),
 }
 
-/// `Bearer <token>` for one generation, marked sensitive. Built once per installed access token
-/// and shared by every request of that generation (a cheap reference-counted clone). ureq needs
-/// the header as an `http::HeaderValue`, which cannot be wiped; building it once per token
-/// keeps exactly one such copy alive instead of one freed, unwiped copy per request.
+/// `Authorization: Bearer <token>` for one generation. Built once per installed access token
+/// and shared by every request of that generation (a cheap reference-counted clone).
+///
+/// ureq gets a placeholder of the same length as its header value (see [`wire`]), so that
+/// its wire trace never holds the token; the filter under ureq sends the real value. The real
+/// value lives only in wiped memory: here and in the filter's table, until the last request of
+/// the generation is done.
 #[derive(Clone)]
-struct Authorization(HeaderValue);
+struct Authorization(Arc<Bearer>);
+
+struct Bearer {
+    /// The placeholder header, marked sensitive.
+    header: HeaderValue,
+    /// The access token, for requests the application builds around it.
+    token: Zeroizing<String>,
+    /// Keeps the placeholder mapped to `Bearer <token>` while requests may use it.
+    _mask: Masked,
+}
 
 impl Authorization {
-    /// The access token inside `Bearer <token>`, for requests built around the token.
+    /// The access token, for requests built around the token.
     fn token(&self) -> &str {
-        // Built by `Shared::install` from "Bearer " and a visible-ASCII token.
-        self.0.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default()
+        &self.0.token
     }
 }
 
@@ -224,6 +241,7 @@ impl Client {
             max_redirects,
             lease_fallback,
             allow_insecure_http,
+            api_masks,
         } = parts;
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
@@ -232,6 +250,7 @@ impl Client {
                 outcomes: HashMap::new(),
                 last_refresh_error: None,
                 authorization: None,
+                masks: api_masks,
                 version: 0,
             }),
             wake: Condvar::new(),
@@ -267,9 +286,9 @@ impl Client {
     /// a response.
     ///
     /// A request that waits for a refresh returns by its wait deadline
-    /// ([`Config::wait_timeout`](reauth_core::Config::wait_timeout)), with one exception: the
-    /// thread that performs the refresh (whichever request drained it) returns when the refresh
-    /// call ends, which the refresh timeout bounds.
+    /// ([`Config::wait_timeout`](reauth_core::Config::wait_timeout)), even if the refresh call
+    /// (a custom exchange, a store) overruns its own timeout: the call runs on a thread of its
+    /// own.
     ///
     /// # Errors
     /// [`Error::NeedsLogin`], [`Error::QueueFull`], [`Error::Timeout`],
@@ -682,10 +701,37 @@ impl Client {
         (Drained(refresh), result)
     }
 
-    /// Carries out what a drain left to do outside the lock.
+    /// Carries out what a drain left to do outside the lock: a refresh, on a thread of its
+    /// own. This thread waits for it, but no longer than the attempt's deadline or its own wait
+    /// timeout, whichever is sooner: a custom exchange that ignores the refresh timeout (or a
+    /// store that hangs) then holds only the refresh thread, never a request past its deadline.
+    /// Waiting at all keeps the common case as it was: the thread that started a refresh
+    /// returns after it, so a program that exits after one request does not cut a refresh
+    /// short between the server's rotation and the store's save.
     fn finish(&self, drained: Drained) {
-        if let Some(id) = drained.0 {
-            self.refresh(id);
+        let Some(id) = drained.0 else { return };
+        let bound = {
+            let shared = self.lock();
+            let wait = Duration::from_millis(shared.coordinator.config().wait_timeout.millis());
+            match *shared.coordinator.state() {
+                State::Refreshing { phase: Phase::InFlight { timeout_at, .. }, .. } => {
+                    self.until(timeout_at).min(wait)
+                }
+                _ => wait,
+            }
+        };
+        let client = self.clone();
+        let (done, finished) = mpsc::channel();
+        let spawned = thread::Builder::new().name("reauth-refresh".into()).spawn(move || {
+            client.refresh(id);
+            let _ = done.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                let _ = finished.recv_timeout(bound);
+            }
+            // No thread to be had: refresh here, as before.
+            Err(_) => self.refresh(id),
         }
     }
 
@@ -980,7 +1026,7 @@ impl Client {
             builder = builder.header(name, value);
         }
         if let Some(authorization) = authorization {
-            builder = builder.header(header::AUTHORIZATION, authorization.0.clone());
+            builder = builder.header(header::AUTHORIZATION, authorization.0.header.clone());
         }
         let body = request.body();
         let result = if with_body && !body.is_empty() {
@@ -1087,16 +1133,17 @@ impl Shared {
     fn install(&mut self, generation: Generation, tokens: &NewTokens) {
         // `NewTokens` was checked against buffers of the same capacities, so this cannot fail;
         // if it somehow did, an access token of the wrong generation must not be used.
-        let value = {
-            let mut text = Zeroizing::new(String::with_capacity(7 + tokens.access().len()));
-            text.push_str("Bearer ");
-            text.push_str(tokens.access());
-            HeaderValue::from_str(&text)
-        };
+        let mask = self.masks.mask(tokens.access());
+        let value = HeaderValue::from_str(&format!("Bearer {}", mask.as_str()));
         match (self.tokens.install(generation, tokens.access(), tokens.refresh()), value) {
             (Ok(()), Ok(mut value)) => {
                 value.set_sensitive(true);
-                self.authorization = Some((generation, Authorization(value)));
+                let bearer = Bearer {
+                    header: value,
+                    token: Zeroizing::new(tokens.access().to_owned()),
+                    _mask: mask,
+                };
+                self.authorization = Some((generation, Authorization(Arc::new(bearer))));
             }
             _ => {
                 self.clear();

@@ -17,15 +17,19 @@ use std::time::Instant;
 use reauth_core::device::{
     self, AuthorizationResponseError, DecodeError, DevicePoller, PollOutcome,
 };
-use reauth_core::oauth::{self, ClientAuth, ErrorCode, RefreshParams, TokenResponseError};
+use reauth_core::oauth::{self, ClientAuth, ErrorCode, TokenResponseError};
 use reauth_core::{Token, TokenError};
 use ureq::Agent;
 use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
+use crate::credentials::{Authentication, Credentials};
 use crate::error::Error;
-use crate::exchange::{NewTokens, RefreshError, basic_authorization, read_limited};
+use crate::exchange::{NewTokens, RefreshError, read_limited};
+use crate::wire::{Capture, Masks, WireConnector};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 /// Largest device code accepted, in bytes (RFC 8628 sets no limit; real ones are under 100).
 pub const DEVICE_CODE_CAPACITY: usize = 512;
@@ -46,14 +50,9 @@ pub struct DeviceLogin {
     device_url: String,
     /// The token endpoint, polled with the device code.
     token_url: String,
-    /// `client_id`; RFC 8628 requires it of public clients.
-    client_id: Option<String>,
-    /// The client secret, wiped on drop; `None` for a public client.
-    client_secret: Option<Zeroizing<String>>,
-    /// How the secret travels (Basic by default).
-    client_auth: ClientAuth,
-    /// `scope` of the authorization request.
-    scope: Option<String>,
+    /// Who the client is (RFC 8628 requires `client_id` of public clients), how it
+    /// authenticates, and the `scope` of the authorization request.
+    credentials: Credentials,
     /// Deadline of each HTTP call (default 30 s).
     call_timeout: Duration,
 }
@@ -122,10 +121,7 @@ impl DeviceLogin {
         Self {
             device_url: device_url.into(),
             token_url: token_url.into(),
-            client_id: None,
-            client_secret: None,
-            client_auth: ClientAuth::Basic,
-            scope: None,
+            credentials: Credentials::default(),
             call_timeout: Duration::from_secs(30),
         }
     }
@@ -133,7 +129,7 @@ impl DeviceLogin {
     /// Sets `client_id`.
     #[must_use]
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.client_id = Some(id.into());
+        self.credentials.client_id = Some(id.into());
         self
     }
 
@@ -141,21 +137,30 @@ impl DeviceLogin {
     /// [`client_auth`](Self::client_auth) says, HTTP Basic by default).
     #[must_use]
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self.credentials.secret = Some(Zeroizing::new(secret.into()));
         self
     }
 
     /// How the secret travels: [`ClientAuth::Basic`] (the default) or [`ClientAuth::Post`].
     #[must_use]
     pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.client_auth = auth;
+        self.credentials.method = Some(auth);
+        self
+    }
+
+    /// Authenticates with `private_key_jwt` (RFC 7523): a client assertion signed with `key`
+    /// goes with both requests instead of a secret.
+    #[cfg(feature = "private-key-jwt")]
+    #[must_use]
+    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
+        self.credentials.key = Some(Arc::new(key));
         self
     }
 
     /// Sets the `scope` asked for.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
+        self.credentials.scope = Some(scope.into());
         self
     }
 
@@ -175,24 +180,11 @@ impl DeviceLogin {
     /// refusal or failure of the device authorization request, or an unusable answer. Failed
     /// polls (network, 5xx) are retried at the interval until the code expires.
     pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
-        let agent = self.agent();
-        let basic = self.basic()?;
-        let params = self.params(basic.is_some());
-
-        let mut form = Zeroizing::new(vec![0u8; 512]);
-        let len = write(&mut form, |out| device::write_authorization_body(out, &params));
-        let mut request = agent
-            .post(&self.device_url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json");
-        if let Some(basic) = &basic {
-            request = request.header("Authorization", basic.as_str());
-        }
-        let mut response =
-            request.send(&form[..len]).map_err(|e| DeviceError::Transport(Arc::new(e)))?;
+        let wire = self.wire();
+        let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
+        let form = client.form(device::write_authorization_body).map_err(config_error)?;
+        let (status, body) = wire.post(&self.device_url, &client, &form)?;
         let start = Instant::now();
-        let status = response.status().as_u16();
-        let body = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
         if !(200..300).contains(&status) {
             return Err(match oauth::classify_failure(status, &body, None) {
                 reauth_core::RefreshFailure::Refused => {
@@ -222,23 +214,13 @@ impl DeviceLogin {
         show(&prompt);
 
         let now = || reauth_core::Instant::from_millis(millis(start.elapsed()));
-        let mut poll = Zeroizing::new(vec![0u8; 1024]);
-        let len = write(&mut poll, |out| device::write_poll_body(out, code.expose(), &params));
+        let poll = client
+            .form(|out, params| device::write_poll_body(out, code.expose(), params))
+            .map_err(config_error)?;
         while let Some(at) = poller.poll_at() {
             let wait = at.saturating_duration_since(now());
             std::thread::sleep(wait.into());
-            let mut request = agent
-                .post(&self.token_url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .header("Accept", "application/json");
-            if let Some(basic) = &basic {
-                request = request.header("Authorization", basic.as_str());
-            }
-            let answer = request.send(&poll[..len]).map_err(drop).and_then(|mut response| {
-                let status = response.status().as_u16();
-                let body = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(drop)?;
-                Ok((status, body))
-            });
+            let answer = wire.post(&self.token_url, &client, &poll);
             let Ok((status, body)) = answer else {
                 if let PollOutcome::Expired = poller.handle_transport_error(now()) {
                     return Err(DeviceError::Expired);
@@ -261,38 +243,57 @@ impl DeviceLogin {
     }
 
     /// An agent that hands statuses back, follows no redirect and bounds each call.
-    fn agent(&self) -> Agent {
-        Agent::config_builder()
+    /// Its answers' bodies (the device code, the tokens) and the Basic header go past ureq's
+    /// wire trace (see [`wire`](crate::wire)).
+    fn wire(&self) -> Wire {
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .redirect_auth_headers(RedirectAuthHeaders::Never)
             .timeout_global(Some(self.call_timeout))
             .proxy(None)
-            .build()
-            .into()
+            .build();
+        let masks = Arc::new(Masks::default());
+        let capture = Arc::new(Capture::default());
+        let connector = DefaultConnector::new().chain(WireConnector {
+            masks: Arc::clone(&masks),
+            capture: Some(Arc::clone(&capture)),
+        });
+        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
+        Wire { agent, masks, capture }
     }
+}
 
-    /// The `Authorization: Basic` value, when the secret travels that way.
-    fn basic(&self) -> Result<Option<Zeroizing<String>>, DeviceError> {
-        match (&self.client_secret, self.client_auth) {
-            (Some(secret), ClientAuth::Basic) => {
-                let id = self.client_id.as_deref().unwrap_or_default();
-                basic_authorization(id, secret)
-                    .map(Some)
-                    .map_err(|_| DeviceError::Config("the client credentials cannot be encoded"))
-            }
-            _ => Ok(None),
-        }
-    }
+/// The agent of one device login, with its wire filter's placeholders and capture.
+struct Wire {
+    agent: Agent,
+    masks: Arc<Masks>,
+    capture: Arc<Capture>,
+}
 
-    /// The form parameters both requests carry; with Basic the credentials are in the header.
-    fn params(&self, basic: bool) -> RefreshParams<'_> {
-        let secret = self.client_secret.as_deref().map(String::as_str);
-        RefreshParams {
-            client_id: if basic { None } else { self.client_id.as_deref() },
-            client_secret: if self.client_auth == ClientAuth::Post { secret } else { None },
-            scope: self.scope.as_deref(),
+impl Wire {
+    /// POSTs `form` to `url`, authenticated as `client` says; the status and the body.
+    fn post(
+        &self,
+        url: &str,
+        client: &Authentication<'_>,
+        form: &[u8],
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), DeviceError> {
+        let request = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json");
+        let (request, _mask) = client.apply(request, &self.masks);
+        self.capture.clear();
+        let mut response = request.send(form).map_err(|e| DeviceError::Transport(Arc::new(e)))?;
+        let status = response.status().as_u16();
+        let masked = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
+        let body = self.capture.take();
+        if body.len() != masked.len() {
+            return Err(DeviceError::ResponseTooLarge);
         }
+        Ok((status, body))
     }
 }
 
@@ -316,19 +317,9 @@ impl Client {
     }
 }
 
-/// Writes a form with `encode` into `out`, growing it once if it is too small.
-fn write(
-    out: &mut Zeroizing<Vec<u8>>,
-    encode: impl Fn(&mut [u8]) -> Result<usize, oauth::BufferTooSmall>,
-) -> usize {
-    match encode(out) {
-        Ok(len) => len,
-        Err(too_small) => {
-            **out = vec![0u8; too_small.needed];
-            // Sized by the first call; a second failure cannot happen and would send nothing.
-            encode(out).unwrap_or(0)
-        }
-    }
+/// The credentials could not be encoded into a request.
+fn config_error(_: RefreshError) -> DeviceError {
+    DeviceError::Config("the client credentials cannot be encoded")
 }
 
 /// Milliseconds of a wall-clock span, saturating.
@@ -349,10 +340,7 @@ impl fmt::Debug for DeviceLogin {
         f.debug_struct("DeviceLogin")
             .field("device_url", &self.device_url)
             .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
-            .field("client_auth", &self.client_auth)
-            .field("scope", &self.scope)
+            .field("credentials", &self.credentials)
             .field("call_timeout", &self.call_timeout)
             .finish()
     }

@@ -6,6 +6,7 @@ use core::fmt;
 use reauth_core::oauth::TokenResponseError;
 use reauth_core::{Rejection, TokenError};
 
+use crate::discovery::DiscoveryError;
 use crate::exchange::RefreshError;
 use crate::store::StoreError;
 use crate::tls::TlsError;
@@ -54,6 +55,9 @@ pub enum Error {
     /// The root certificates given to the builder cannot be used: a file that cannot be read,
     /// PEM without a certificate, or a certificate that cannot serve as a trust anchor.
     RootCertificates(String),
+    /// The authorization server's metadata could not be had or used
+    /// ([`ClientBuilder::issuer`](crate::ClientBuilder::issuer)).
+    Discovery(DiscoveryError),
     /// The token store could not load or save the tokens. When this comes from
     /// [`Client::login`](crate::Client::login) the tokens are installed in memory all the same.
     Store(StoreError),
@@ -120,6 +124,7 @@ impl fmt::Display for Error {
                  allow_insecure_http if the network between is trusted"
             ),
             Self::RootCertificates(what) => write!(f, "unusable root certificates: {what}"),
+            Self::Discovery(e) => write!(f, "discovery failed: {e}"),
             Self::Store(e) => write!(f, "token store error: {e}"),
             Self::Token(e) => write!(f, "unusable token: {e}"),
             Self::TokenResponse(e) => write!(f, "unusable token response: {e}"),
@@ -138,6 +143,7 @@ impl core::error::Error for Error {
             Self::Rejected(e) => Some(e),
             Self::Transport(e) => Some(e),
             Self::Tls(e) => Some(e),
+            Self::Discovery(e) => Some(e),
             Self::Store(e) => Some(e),
             Self::Token(e) => Some(e),
             Self::TokenResponse(e) => Some(e),
@@ -162,5 +168,11 @@ impl From<StoreError> for Error {
 impl From<TokenError> for Error {
     fn from(e: TokenError) -> Self {
         Self::Token(e)
+    }
+}
+
+impl From<DiscoveryError> for Error {
+    fn from(e: DiscoveryError) -> Self {
+        Self::Discovery(e)
     }
 }

@@ -8,15 +8,17 @@ use std::io::Read;
 use std::sync::Arc;
 
 use reauth_core::oauth::{
-    self, ClientAuth, ErrorCode, RefreshParams, TokenResponse, TokenResponseError,
-    classify_failure, parse_error_response, parse_retry_after, parse_token_response,
+    self, ErrorCode, TokenResponse, TokenResponseError, classify_failure, parse_error_response,
+    parse_retry_after, parse_token_response,
 };
 use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
 use zeroize::Zeroizing;
 
 use crate::client::{ACCESS_CAPACITY, REFRESH_CAPACITY};
+use crate::credentials::Credentials;
 use crate::store::StoreError;
 use crate::tls::TlsError;
+use crate::wire::{Capture, Masks};
 
 /// Turns a refresh token into new tokens.
 ///
@@ -226,54 +228,38 @@ pub(crate) struct OAuthExchange {
     /// asked, statuses as responses, a global timeout of the refresh timeout.
     pub(crate) agent: ureq::Agent,
     pub(crate) token_url: String,
-    pub(crate) client_id: Option<String>,
-    pub(crate) client_secret: Option<Zeroizing<String>>,
-    /// How the client authenticates; [`ClientAuth::None`] when there is no secret.
-    pub(crate) auth: ClientAuth,
-    pub(crate) scope: Option<String>,
+    /// Who the client is and how it authenticates.
+    pub(crate) credentials: Credentials,
+    /// The placeholders of the agent's wire filter (the Basic header).
+    pub(crate) masks: Arc<Masks>,
+    /// Where the agent's wire filter puts the answer's body, out of ureq's sight.
+    pub(crate) capture: Arc<Capture>,
 }
 
 impl RefreshExchange for OAuthExchange {
     fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError> {
-        let secret = self.client_secret.as_deref().map(String::as_str);
-        // With Basic the credentials travel in the header only: one authentication method per
-        // request (§2.3).
-        let basic = match (self.auth, secret) {
-            (ClientAuth::Basic, Some(secret)) => {
-                let id = self.client_id.as_deref().unwrap_or_default();
-                Some(basic_authorization(id, secret)?)
-            }
-            _ => None,
-        };
-        let params = RefreshParams {
-            client_id: if basic.is_some() { None } else { self.client_id.as_deref() },
-            client_secret: if self.auth == ClientAuth::Post { secret } else { None },
-            scope: self.scope.as_deref(),
-        };
-        // The core's encoder writes into a caller buffer: size it with a first, empty call,
-        // so that the body (which holds the refresh token) exists once, in a wiped buffer.
-        let needed = match oauth::write_refresh_body(&mut [], refresh_token, &params) {
-            Ok(n) => n,
-            Err(too_small) => too_small.needed,
-        };
-        let mut form = Zeroizing::new(vec![0u8; needed]);
-        let len = oauth::write_refresh_body(&mut form, refresh_token, &params)
-            .map_err(|e| RefreshError::Other(e.to_string()))?;
-        let mut request = self
+        let auth = self.credentials.authenticate(&self.token_url)?;
+        let form =
+            auth.form(|out, params| oauth::write_refresh_body(out, refresh_token, params))?;
+        let request = self
             .agent
             .post(&self.token_url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json");
-        if let Some(basic) = &basic {
-            request = request.header("Authorization", basic.as_str());
-        }
-        let mut response = request.send(&form[..len]).map_err(RefreshError::from_transport)?;
+        let (request, _mask) = auth.apply(request, &self.masks);
+        self.capture.clear();
+        let mut response = request.send(&form[..]).map_err(RefreshError::from_transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| parse_retry_after(v.as_bytes()));
-        let body = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
+        // What ureq read is the body masked; its length is the real one.
+        let masked = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
+        let body = self.capture.take();
+        if body.len() != masked.len() {
+            return Err(RefreshError::Other("the token response was not captured whole".into()));
+        }
         if (200..300).contains(&status) {
             return NewTokens::from_token_response(&body).map_err(RefreshError::InvalidResponse);
         }
@@ -308,24 +294,6 @@ fn error_description(body: &[u8]) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
-/// The `Authorization` value for `client_secret_basic`, in a string wiped on drop.
-pub(crate) fn basic_authorization(
-    id: &str,
-    secret: &str,
-) -> Result<Zeroizing<String>, RefreshError> {
-    let needed = match oauth::write_basic_authorization(&mut [], id, secret) {
-        Ok(n) => n,
-        Err(too_small) => too_small.needed,
-    };
-    let mut value = Zeroizing::new(vec![0u8; needed]);
-    let len = oauth::write_basic_authorization(&mut value, id, secret)
-        .map_err(|e| RefreshError::Other(e.to_string()))?;
-    // Base64 and "Basic " are ASCII.
-    let text =
-        core::str::from_utf8(&value[..len]).map_err(|e| RefreshError::Other(e.to_string()))?;
-    Ok(Zeroizing::new(text.to_owned()))
-}
-
 /// True for a transport error that happened before any byte of the request left: the refresh
 /// token cannot have reached the server.
 fn never_sent(e: &ureq::Error) -> bool {
@@ -358,7 +326,9 @@ pub(crate) fn read_limited(
     body: &mut ureq::Body,
     limit: usize,
 ) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
-    let mut out = Zeroizing::new(Vec::new());
+    // All the room up front: a buffer that grew would leave copies of the tokens in the freed,
+    // unwiped allocations it outgrew.
+    let mut out = Zeroizing::new(Vec::with_capacity(limit.saturating_add(1)));
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     body.as_reader()
         .take(cap)

@@ -12,9 +12,12 @@
 //!
 //! Tokens never appear in `Debug`, `Display` or errors; the refresh token is only ever sent to
 //! the token endpoint; the access token goes only to the origin each request addresses, never
-//! across a redirect to another origin. One caveat outside this crate's reach: at the `trace`
-//! log level, `ureq_proto` hex-dumps every byte on the wire, headers and bodies included, so a
-//! program MUST NOT enable `trace` logging for `ureq_proto` where logs are kept.
+//! across a redirect to another origin. That holds for logs too, at every level: at `trace`,
+//! `ureq_proto` hex-dumps the request and response heads and response bodies it handles, so the
+//! client hands ureq placeholders for its `Authorization` values and takes the token endpoint's
+//! answers out of the byte stream before ureq reads them (a filter under ureq, after TLS). What
+//! remains for programs that trace other crates: rustls's buffers are not wiped, and a request
+//! the application builds around the token itself ([`Client::send_with`]) is logged as built.
 //!
 //! # Examples
 //!
@@ -38,9 +41,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "private-key-jwt")]
+mod assertion;
+mod authorization_code;
 mod builder;
 mod client;
+mod credentials;
 mod device;
+mod discovery;
 mod error;
 mod exchange;
 mod expiry;
@@ -53,10 +61,18 @@ mod redis_store;
 mod stats;
 mod store;
 mod tls;
+mod wire;
 
+#[cfg(feature = "private-key-jwt")]
+pub use assertion::{ClientAssertionKey, KeyError};
+pub use authorization_code::{
+    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
+    challenge_s256,
+};
 pub use builder::ClientBuilder;
 pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
+pub use discovery::{DiscoveryError, ServerMetadata};
 pub use error::Error;
 pub use exchange::{NewTokens, RefreshError, RefreshExchange};
 pub use expiry::{Expiry, ResponseView};

@@ -182,6 +182,8 @@ pub(super) struct Request {
     pub(super) head: Vec<u8>,
     /// Whether the client wants the connection kept open after the answer.
     pub(super) keep_alive: bool,
+    /// `http` or `https`, as the connection was made.
+    pub(super) scheme: &'static str,
 }
 
 impl Request {
@@ -311,9 +313,14 @@ trait Wire: Read + Write {
     /// Ends our sending direction; TLS first says so with a `close_notify` alert, so that the
     /// client can tell the end of a close-delimited answer from a truncation attack.
     fn finish_sending(&mut self) -> io::Result<()>;
+
+    /// `http` or `https`: how the issuer names itself in its discovery metadata.
+    const SCHEME: &'static str;
 }
 
 impl Wire for TcpStream {
+    const SCHEME: &'static str = "http";
+
     fn socket(&self) -> &TcpStream {
         self
     }
@@ -324,6 +331,8 @@ impl Wire for TcpStream {
 }
 
 impl Wire for StreamOwned<ServerConnection, TcpStream> {
+    const SCHEME: &'static str = "https";
+
     fn socket(&self) -> &TcpStream {
         &self.sock
     }
@@ -548,8 +557,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
 
 /// Reads one request from the connection; bytes of a following (pipelined) request stay in
 /// `buf`.
-fn read_request(
-    stream: &mut impl Wire,
+fn read_request<W: Wire>(
+    stream: &mut W,
     buf: &mut Vec<u8>,
     shared: &Shared,
 ) -> Result<Request, ReadError> {
@@ -570,6 +579,7 @@ fn read_request(
     let deadline = request_deadline.unwrap_or_else(|| Instant::now() + REQUEST_TIMEOUT);
     let mut request = Request {
         keep_alive: wants_keep_alive(&head.headers, head.version),
+        scheme: W::SCHEME,
         method: head.method,
         target: head.target,
         headers: head.headers,

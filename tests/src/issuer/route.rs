@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use reauth_core::oauth::ClientAuth;
 
+use super::authorize::CodeAnswer;
 use super::codec::{base64_decode, form_field, json_string, json_string_field, parse_form};
 use super::device::PollAnswer;
 use super::http::{Request, Response, Shared};
@@ -69,8 +70,10 @@ pub(super) fn handle(shared: &Shared, request: &Request) -> Reply {
     match path {
         "/oauth/token" => token_endpoint(&mut state, request, Endpoint::OAuth),
         "/oauth/device_authorization" => device_authorization(&mut state, request),
+        "/oauth/authorize" => Reply::now(super::authorize::endpoint(&mut state, request)),
         "/auth/refresh" => token_endpoint(&mut state, request, Endpoint::Classic),
         "/echo-auth" => echo_auth(&mut state, request),
+        _ if path.contains("/.well-known/") => discovery(&state, request),
         _ if path == "/api" || path.starts_with("/api/") => api(&mut state, request),
         _ => Reply::now(Response::json(404, r#"{"error":"not_found"}"#)),
     }
@@ -163,6 +166,12 @@ fn grant(
     {
         return device_grant(state, request, now);
     }
+    if endpoint == Endpoint::OAuth
+        && form_field(&parse_form(&request.body), "grant_type").ok()
+            == Some(Some("authorization_code"))
+    {
+        return code_grant(state, request, now);
+    }
     let presented = match endpoint {
         Endpoint::OAuth => match oauth_refresh_token(state, request) {
             Ok(token) => token,
@@ -231,6 +240,20 @@ fn device_grant(state: &mut State, request: &Request, now: Instant) -> Response 
     match state.poll_device(&device_code, now) {
         PollAnswer::Issued(tokens) => success(&tokens, Endpoint::OAuth),
         PollAnswer::Error(code) => oauth_error(400, code, "device authorization grant"),
+    }
+}
+
+/// The authorization code grant on `/oauth/token` (RFC 6749 §4.1.3, RFC 7636 §4.5).
+fn code_grant(state: &mut State, request: &Request, now: Instant) -> Response {
+    let form = parse_form(&request.body);
+    if let Err(response) = check_client(state, request, &form) {
+        return response;
+    }
+    let from_form = form_field(&form, "client_id").ok().flatten().map(str::to_owned);
+    let client_id = from_form.or_else(|| basic_credentials(request).map(|(user, _)| user));
+    match state.redeem_code(&form, client_id.as_deref(), now) {
+        CodeAnswer::Issued(tokens) => success(&tokens, Endpoint::OAuth),
+        CodeAnswer::Error(code, description) => oauth_error(400, code, description),
     }
 }
 
@@ -477,4 +500,58 @@ fn bearer_token(request: &Request) -> Option<&str> {
     let value = core::str::from_utf8(request.header("authorization")?).ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Authorization server metadata (RFC 8414) and OpenID discovery, for clients that start from
+/// the issuer's URL. Besides the issuer at the root, it serves issuers with a path, to test the
+/// two ways of finding their documents:
+///
+/// - `/tenant`: RFC 8414's form (`/.well-known/oauth-authorization-server/tenant`, the
+///   well-known part inserted before the path) and OpenID's (`/tenant/.well-known/openid-configuration`,
+///   appended);
+/// - `/oidc-only`: only OpenID's, so a client must fall back to it;
+/// - `/wrong-issuer`: both, naming another issuer than the one asked about (a client MUST
+///   refuse it).
+///
+/// `token_endpoint_auth_methods_supported` lists the registered method (or `none` for a public
+/// client).
+fn discovery(state: &State, request: &Request) -> Reply {
+    const RFC8414: &str = "/.well-known/oauth-authorization-server";
+    const OPENID: &str = "/.well-known/openid-configuration";
+    if request.method != "GET" {
+        return Reply::now(method_not_allowed("GET"));
+    }
+    let path = request.path();
+    let tenant = match (path.strip_prefix(RFC8414), path.strip_suffix(OPENID)) {
+        (Some(tenant @ ("" | "/tenant" | "/wrong-issuer")), _) => tenant,
+        (_, Some(tenant @ ("" | "/tenant" | "/oidc-only" | "/wrong-issuer"))) => tenant,
+        _ => return Reply::now(Response::json(404, r#"{"error":"not_found"}"#)),
+    };
+    let host = request.header("host").and_then(|h| core::str::from_utf8(h).ok());
+    let base = format!("{}://{}", request.scheme, host.unwrap_or("127.0.0.1"));
+    let issuer = match tenant {
+        "/wrong-issuer" => format!("{base}/someone-else"),
+        tenant => format!("{base}{tenant}"),
+    };
+    let method = match (&state.config.client_secret, state.config.client_auth) {
+        (None, _) | (Some(_), ClientAuth::None) => "none",
+        (Some(_), ClientAuth::Basic) => "client_secret_basic",
+        (Some(_), ClientAuth::Post) => "client_secret_post",
+    };
+    let body = format!(
+        concat!(
+            r#"{{"issuer":{},"token_endpoint":{},"device_authorization_endpoint":{},"#,
+            r#""authorization_endpoint":{},"response_types_supported":["code"],"#,
+            r#""grant_types_supported":["authorization_code","refresh_token","#,
+            r#""urn:ietf:params:oauth:grant-type:device_code"],"#,
+            r#""code_challenge_methods_supported":["S256"],"#,
+            r#""token_endpoint_auth_methods_supported":[{}]}}"#
+        ),
+        json_string(&issuer),
+        json_string(&format!("{base}/oauth/token")),
+        json_string(&format!("{base}/oauth/device_authorization")),
+        json_string(&format!("{base}/authorize")),
+        json_string(method),
+    );
+    Reply::now(Response::json(200, body))
 }
