@@ -100,7 +100,8 @@ type AppClient = Client<
     256,
 >;
 
-/// The standard refresh grant.
+/// The standard refresh grant for a public client (no secret: reauth-nal-async is built
+/// without `client-secret-basic`, so `OAuth2` has no `auth` field).
 const OAUTH: OAuth2<'static> = OAuth2 {
     path: "/oauth/token",
     params: RefreshParams { client_id: Some("reauth-firmware"), client_secret: None, scope: None },
