@@ -189,6 +189,9 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         refresh_timeout: millis_of(REFRESH_TIMEOUT),
         wait_timeout: millis_of(WAIT_TIMEOUT),
         backoff: backoff(args.seed),
+        // Four attempts per episode (the default is two), as `reauth firmware`: the fault runs
+        // ride out a burst of faults within one episode.
+        max_refresh_attempts: 4,
         ..Config::DEFAULT
     };
     // As `reauth firmware`: a hanging token endpoint frees its task soon after the coordinator
