@@ -325,8 +325,10 @@ pub enum ClientAuth {
 
 /// Writes the value of the `Authorization` header for `client_secret_basic` (RFC 6749 §2.3.1)
 /// into `out`: `Basic ` and the base64 of the form-encoded client id, `:`, and the form-encoded
-/// secret (the RFC form-encodes both before base64, so a `:` in an id survives). Returns the
-/// number of bytes written. The value holds the secret: callers SHOULD wipe `out` afterwards.
+/// secret (the RFC form-encodes both before base64, so a `:` in an id survives; a space is
+/// written `%20`, which every decoder reads as a space, rather than `+`, which some misread).
+/// Returns the number of bytes written. The value holds the secret: callers SHOULD wipe `out`
+/// afterwards.
 ///
 /// # Errors
 /// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
@@ -418,13 +420,17 @@ fn form_encode_once(text: &str, put: &mut impl FnMut(u8)) {
     }
 }
 
-/// The form encoding of one byte: itself, `+` for a space, else `%XX`; and its length.
+/// The encoding of one byte of a Basic credential: itself, else `%XX`; and its length.
+///
+/// A space becomes `%20`, not the form encoding's `+`: a form decoder reads both as a space,
+/// but some servers decode Basic credentials with percent-decoding alone (Authlib 1.9 uses
+/// `unquote`) and would read `+` as a plus, refusing a secret that contains a space.
 fn form_byte(b: u8) -> ([u8; 3], usize) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    match b {
-        _ if is_unreserved(b) => ([b, 0, 0], 1),
-        b' ' => ([b'+', 0, 0], 1),
-        _ => ([b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 3),
+    if is_unreserved(b) {
+        ([b, 0, 0], 1)
+    } else {
+        ([b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 3)
     }
 }
 
@@ -649,14 +655,15 @@ mod tests {
             let n = write_basic_authorization(&mut out, id, secret).unwrap();
             std::string::String::from_utf8(out[..n].to_vec()).unwrap()
         };
-        // RFC 6749 §2.3.1's example; the others computed with Python's quote_plus and base64.
+        // RFC 6749 §2.3.1's example; the others computed with Python's
+        // `urllib.parse.quote(s, safe="-._~")` (a space as `%20`) and base64.
         assert_eq!(
             basic("s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw"),
             "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3"
         );
         assert_eq!(
             basic("my app:1", "s3cr et/+=&%\u{e9}"),
-            "Basic bXkrYXBwJTNBMTpzM2NyK2V0JTJGJTJCJTNEJTI2JTI1JUMzJUE5"
+            "Basic bXklMjBhcHAlM0ExOnMzY3IlMjBldCUyRiUyQiUzRCUyNiUyNSVDMyVBOQ=="
         );
         assert_eq!(basic("a", ""), "Basic YTo=");
         assert_eq!(basic("ab", ""), "Basic YWI6");
