@@ -24,7 +24,7 @@ use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
-use crate::credentials::{Authentication, Credentials};
+use crate::credentials::{Authentication, Credentials, EncodeError};
 use crate::error::Error;
 use crate::exchange::{NewTokens, RefreshError, read_limited};
 use crate::wire::{Capture, Masks, WireConnector};
@@ -254,7 +254,7 @@ impl DeviceLogin {
             .proxy(None)
             .build();
         let masks = Arc::new(Masks::default());
-        let capture = Arc::new(Capture::default());
+        let capture = Arc::new(Capture::new(RESPONSE_LIMIT));
         let connector = DefaultConnector::new().chain(WireConnector {
             masks: Arc::clone(&masks),
             capture: Some(Arc::clone(&capture)),
@@ -318,7 +318,7 @@ impl Client {
 }
 
 /// The credentials could not be encoded into a request.
-fn config_error(_: RefreshError) -> DeviceError {
+fn config_error(_: EncodeError) -> DeviceError {
     DeviceError::Config("the client credentials cannot be encoded")
 }
 

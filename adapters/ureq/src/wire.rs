@@ -126,12 +126,18 @@ fn random_alphanumeric(len: usize) -> String {
 }
 
 /// The response body of the token endpoint, taken out of the byte stream before ureq saw it.
-#[derive(Default)]
 pub(crate) struct Capture {
     body: Mutex<Zeroizing<Vec<u8>>>,
+    /// The largest body kept.
+    limit: usize,
 }
 
 impl Capture {
+    /// Keeps bodies up to `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self { body: Mutex::default(), limit }
+    }
+
     /// Forgets what an earlier exchange left.
     pub(crate) fn clear(&self) {
         self.lock().clear();
@@ -338,10 +344,11 @@ impl Framing {
 /// Appends `bytes` to the capture and masks them.
 fn take(bytes: &mut [u8], capture: &Capture) {
     let mut body = capture.lock();
-    // Grown only here, by at most one response's worth; the capture's owner sizes nothing up
-    // front, so keep copies from a reallocation out by reserving the token response limit.
+    // Sized once for the largest answer the owner accepts, so that it never grows (a grown
+    // buffer leaves unwiped copies behind); more than that is cut, and the owner, which sees the
+    // length ureq read, refuses the answer.
     if body.capacity() == 0 {
-        body.reserve(crate::exchange::TOKEN_RESPONSE_LIMIT + 1);
+        body.reserve(capture.limit.saturating_add(1));
     }
     let room = body.capacity() - body.len();
     body.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -419,7 +426,7 @@ mod tests {
     }
 
     fn diverted(chunks: &[&[u8]]) -> (String, Vec<u8>) {
-        let capture = Capture::default();
+        let capture = Capture::new(1024);
         let mut framing = Framing::Head(Vec::new());
         let mut seen = Vec::new();
         for chunk in chunks {
