@@ -1,8 +1,10 @@
 //! `reauth issuer`: the mock issuer on its own, for your own tests. It serves the token endpoint
 //! (`POST /oauth/token`, the refresh grant with rotation), a classic endpoint (`POST
 //! /auth/refresh`), a protected API (`GET /api/...`) that answers an expired token with 401 (or
-//! HTTP 200 `{"code":409}`), and the device authorization grant (`POST
-//! /oauth/device_authorization`, approved by the issuer itself at the Nth poll), on 127.0.0.1
+//! HTTP 200 `{"code":409}`), the device authorization grant (`POST
+//! /oauth/device_authorization`, approved by the issuer itself at the Nth poll), and the
+//! authorization code grant with PKCE (`GET /oauth/authorize`, answered at once with a code for
+//! a loopback redirect URI, or with `access_denied` under `--authorize deny`), on 127.0.0.1
 //! until it is stopped. It prints its URLs and, as a token response on one line of JSON, the
 //! tokens of a login that a client under test can start from; `--logins N` prints more (one per
 //! session). Faults can be served from the start.
@@ -16,7 +18,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use reauth_testkit::issuer::{DeviceAnswer, ExpiryStyle, Fault, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{
+    AuthorizeAnswer, DeviceAnswer, ExpiryStyle, Fault, IssuerConfig, MockIssuer,
+};
 
 /// Options of `reauth issuer`.
 #[derive(Debug, Parser)]
@@ -55,9 +59,22 @@ pub(crate) struct Args {
     /// the first poll instead).
     #[arg(long, default_value_t = 2)]
     device_approve_after: u32,
+    /// How the authorization endpoint answers every valid request at once (there is no login
+    /// page): with a code for the loopback redirect, or with `error=access_denied`.
+    #[arg(long, value_enum, default_value_t = AuthorizeKind::Approve)]
+    authorize: AuthorizeKind,
     /// Serve this many seconds, then stop (0: until killed).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
+}
+
+/// How the authorization endpoint answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AuthorizeKind {
+    /// A code at once, as if the user had logged in and consented.
+    Approve,
+    /// `error=access_denied`, as if the user had refused.
+    Deny,
 }
 
 /// How expiry is reported.
@@ -102,6 +119,10 @@ pub(crate) fn run(args: Args) -> ExitCode {
             0 => DeviceAnswer::DenyAfter(1),
             n => DeviceAnswer::ApproveAfter(n),
         },
+        authorize_answer: match args.authorize {
+            AuthorizeKind::Approve => AuthorizeAnswer::Approve,
+            AuthorizeKind::Deny => AuthorizeAnswer::Deny,
+        },
         ..IssuerConfig::default()
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -131,6 +152,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     println!("  token endpoint   {}", issuer.token_url());
     println!("  classic refresh  {}", issuer.classic_refresh_url());
     println!("  device login     {}", issuer.device_authorization_url());
+    println!("  authorize        {}", issuer.authorization_url());
     println!("  protected API    {}", issuer.api_url("anything"));
     for _ in 0..args.logins {
         let login = issuer.login();

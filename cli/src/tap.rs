@@ -43,7 +43,7 @@ mod ports;
 use self::ports::FreshPorts;
 
 /// The TAP device's name inside the namespace.
-const DEVICE: &str = "reauth0";
+pub(crate) const DEVICE: &str = "reauth0";
 /// The kernel's side of the TAP device; the mock issuer listens here. A documentation address
 /// (RFC 5737) that exists only inside the namespace.
 pub(crate) const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -77,9 +77,7 @@ impl TapStack {
         if netns::current().is_none() {
             return Err("the TAP device is only made inside a network namespace of ours".into());
         }
-        netns::ip(["tuntap", "add", "dev", DEVICE, "mode", "tap"])?;
-        netns::ip(["addr", "add", &format!("{KERNEL_IP}/24"), "dev", DEVICE])?;
-        netns::ip(["link", "set", DEVICE, "up"])?;
+        make_device()?;
         let mut device = TunTapInterface::new(DEVICE, Medium::Ethernet)?;
         let fd = device.as_raw_fd();
         wait_for_carrier()?;
@@ -158,10 +156,22 @@ impl TcpClientStack for TapStack {
     }
 }
 
+/// Makes the TAP device [`DEVICE`] in the current namespace, the kernel's side at
+/// [`KERNEL_IP`]; the smoltcp run and `reauth firmware-async` (embassy-net) open it.
+///
+/// # Errors
+///
+/// `ip` failed.
+pub(crate) fn make_device() -> std::io::Result<()> {
+    netns::ip(["tuntap", "add", "dev", DEVICE, "mode", "tap"])?;
+    netns::ip(["addr", "add", &format!("{KERNEL_IP}/24"), "dev", DEVICE])?;
+    netns::ip(["link", "set", DEVICE, "up"])
+}
+
 /// Waits (at most 2 s) until the kernel sees the TAP device's carrier, which comes up once this
 /// process has attached to it: a frame sent before is dropped, and the first connects would
 /// then wait a second for smoltcp to ask for the issuer's MAC address again.
-fn wait_for_carrier() -> Result<(), Box<dyn core::error::Error>> {
+pub(crate) fn wait_for_carrier() -> Result<(), Box<dyn core::error::Error>> {
     let carrier = format!("/sys/class/net/{DEVICE}/carrier");
     let deadline = StdInstant::now() + core::time::Duration::from_secs(2);
     while std::fs::read_to_string(&carrier).map(|c| c.trim() != "1").unwrap_or(true) {

@@ -1,5 +1,6 @@
 //! Runs the `reauth` binary: the verdicts of `demo`, `firmware` and `soak` in short runs, and
-//! `login --device` and `get` against the loopback mock issuer.
+//! `login` (in a browser, played by the test, and `--device`) and `get` against the loopback
+//! mock issuer.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -143,6 +144,7 @@ fn standalone_issuer_serves_a_users_own_client_with_the_login_it_prints() {
     let token_url = field("token endpoint");
     let _classic = field("classic refresh");
     let _device = field("device login");
+    let _authorize = field("authorize");
     let _api = field("protected API");
     let login = field("login");
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
@@ -297,7 +299,7 @@ fn device_login_against_the_standalone_issuer() {
         .unwrap();
     let mut lines = BufReader::new(issuer.stdout.take().unwrap()).lines();
     let mut urls = std::collections::HashMap::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let line = lines.next().unwrap().unwrap();
         if let Some(url) = line.split_whitespace().last() {
             urls.insert(line.trim().split("  ").next().unwrap().to_owned(), url.to_owned());
@@ -373,6 +375,143 @@ fn get_refuses_a_plain_http_token_endpoint_off_loopback() {
         stderr.contains("plain http") && stderr.contains("http://auth.example.invalid"),
         "{stderr}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Plays the user's browser for `reauth login`: reads its stdout up to the authorization URL,
+/// visits it and follows the redirects to the loopback listener; returns the final status and
+/// page, and the rest of stdout.
+fn be_the_browser(login: &mut std::process::Child) -> (u16, String, String) {
+    use std::io::{BufRead, BufReader, Read};
+
+    let mut stdout = BufReader::new(login.stdout.take().unwrap());
+    let mut url = None;
+    let mut line = String::new();
+    // Bounded: the URL is the second line.
+    for _ in 0..10 {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(found) = line.trim().strip_prefix("http://") {
+            url = Some(format!("http://{found}"));
+            break;
+        }
+    }
+    let url = url.expect("no authorization URL printed");
+    let agent: reauth_ureq::ureq::Agent = reauth_ureq::ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(core::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent.get(&url).call().unwrap();
+    let status = response.status().as_u16();
+    let page = response.body_mut().read_to_string().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    (status, page, rest)
+}
+
+#[test]
+fn browser_login_fills_the_store_that_get_uses() {
+    use std::process::Stdio;
+
+    let issuer = MockIssuer::start(IssuerConfig {
+        client_id: Some("cli".into()),
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("browser-login");
+    let store = dir.join("tokens.json");
+    let store = store.to_str().unwrap();
+    let (authorize_url, token_url) = (issuer.authorization_url(), issuer.token_url());
+    let mut login = reauth()
+        .args(["login", "--authorize-url", &authorize_url, "--token-url", &token_url])
+        .args(["--client-id", "cli", "--scope", "api", "--store", store, "--no-browser"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, page, rest) = be_the_browser(&mut login);
+    let output = login.wait_with_output().unwrap();
+    assert!(output.status.success(), "{rest}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Logged in"), "{page}");
+    assert!(rest.contains("reauth login: logged in; tokens saved to"), "{rest}");
+    let c = issuer.counters();
+    assert_eq!((c.authorizations, c.code_redemptions, c.pkce_failures), (1, 1, 0));
+
+    let url = issuer.api_url("after-browser-login");
+    let get = ["get", &url, "--token-url", &token_url, "--store", store, "--client-id", "cli"];
+    let output = reauth().args(get).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(r#""path":"/api/after-browser-login""#)
+    );
+    issuer.expire_all_now();
+    let output = reauth().args(get).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(issuer.counters().reuse_attempts, 0);
+
+    // A browser that never comes back ends the login at --wait, with nothing stored.
+    let other = dir.join("never.json");
+    let timed_out = reauth()
+        .args(["login", "--authorize-url", &authorize_url, "--token-url", &token_url])
+        .args(["--client-id", "cli", "--store", other.to_str().unwrap(), "--no-browser"])
+        .args(["--wait", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(timed_out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&timed_out.stderr).contains("did not come back"));
+    assert!(!other.exists());
+    // The browser flow needs its endpoint and a client id.
+    let usage = reauth()
+        .args(["login", "--authorize-url", &authorize_url, "--token-url", &token_url])
+        .args(["--store", store])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn browser_login_against_the_standalone_issuer_that_denies() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut issuer = reauth()
+        .args(["issuer", "--seconds", "20", "--authorize", "deny"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(issuer.stdout.take().unwrap()).lines();
+    let mut urls = std::collections::HashMap::new();
+    for _ in 0..6 {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.split_whitespace().last() {
+            urls.insert(line.trim().split("  ").next().unwrap().to_owned(), url.to_owned());
+        }
+    }
+    let dir = temp_dir("browser-denied");
+    let store = dir.join("tokens.json");
+    let mut login = reauth()
+        .args(["login", "--authorize-url", &urls["authorize"]])
+        .args(["--token-url", &urls["token endpoint"], "--client-id", "mine", "--no-browser"])
+        .args(["--store", store.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, page, _) = be_the_browser(&mut login);
+    let output = login.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the user denied the login (access_denied)"), "{stderr}");
+    assert_eq!(status, 400);
+    assert!(page.contains("Login failed"), "{page}");
+    assert!(!store.exists());
+    issuer.kill().unwrap();
+    issuer.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

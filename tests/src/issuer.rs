@@ -11,6 +11,13 @@
 //!   [`IssuerConfig::device_answer`]), `slow_down` when they come sooner than the interval,
 //!   `access_denied` after [`MockIssuer::deny`], `expired_token` after
 //!   [`IssuerConfig::device_code_lifetime`]; an approved code gets a new session's tokens once.
+//! - `GET /oauth/authorize` and the `authorization_code` grant on `/oauth/token`: the
+//!   authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636 `S256`, required) for a loopback
+//!   redirect URI (RFC 8252 §7.3). The authorization request is answered at once, with no login
+//!   page: a 302 to the `redirect_uri` with a code and the `state`, or with `error=access_denied`
+//!   ([`IssuerConfig::authorize_answer`]). The code works once, for
+//!   [`IssuerConfig::authorization_code_lifetime`], for the `client_id` and `redirect_uri` it
+//!   was issued to, and with the verifier of its challenge; then it gets a new session's tokens.
 //! - `POST /auth/refresh`: a "classic" JSON refresh endpoint (`{"refreshToken":"..."}` in,
 //!   `{"token":"...","refreshToken":"...","ttl":N}` out) with the same rotation rules.
 //! - `GET|POST|PUT|DELETE /api/...`: protected resources; an expired or unknown bearer token
@@ -55,6 +62,7 @@
 //! assert_eq!(issuer.counters().api_ok, 1);
 //! ```
 
+mod authorize;
 mod codec;
 mod device;
 mod http;
@@ -156,6 +164,21 @@ pub struct IssuerConfig {
     /// through [`MockIssuer::approve`] and [`MockIssuer::deny`]) or the issuer itself after a
     /// number of polls.
     pub device_answer: DeviceAnswer,
+    /// How `GET /oauth/authorize` answers a valid authorization request, as the user would in
+    /// their browser: with a code (the default) or with `error=access_denied`.
+    pub authorize_answer: AuthorizeAnswer,
+    /// How long an authorization code can be redeemed. Default 60 s.
+    pub authorization_code_lifetime: Duration,
+}
+
+/// How the mock issuer's authorization endpoint answers (the user in the browser).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AuthorizeAnswer {
+    /// Redirect with a code at once, as if the user had logged in and consented.
+    #[default]
+    Approve,
+    /// Redirect with `error=access_denied`, as if the user had refused.
+    Deny,
 }
 
 /// Who decides on a device authorization of the mock issuer (RFC 8628's user on a phone).
@@ -191,6 +214,8 @@ impl Default for IssuerConfig {
             device_enforced_interval: None,
             device_code_lifetime: Duration::from_secs(600),
             device_answer: DeviceAnswer::Manual,
+            authorize_answer: AuthorizeAnswer::Approve,
+            authorization_code_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -389,6 +414,22 @@ pub struct Counters {
     /// Polls answered with tokens (also counted in
     /// [`refresh_successes`](Self::refresh_successes)).
     pub device_approvals: u64,
+    /// Authorization codes handed out by `/oauth/authorize`.
+    pub authorizations: u64,
+    /// Authorization requests answered `access_denied` ([`AuthorizeAnswer::Deny`]).
+    pub authorization_denials: u64,
+    /// Authorization requests refused as invalid (unknown client, a redirect URI that is not a
+    /// loopback one, no PKCE or not `S256`, not `response_type=code`).
+    pub authorization_requests_refused: u64,
+    /// Authorization codes exchanged for tokens (also counted in
+    /// [`refresh_successes`](Self::refresh_successes)).
+    pub code_redemptions: u64,
+    /// Code exchanges refused (unknown, used or expired code, another client or redirect URI,
+    /// a failed PKCE check).
+    pub code_refusals: u64,
+    /// Code exchanges refused because the verifier did not match the challenge (also counted
+    /// in [`code_refusals`](Self::code_refusals)).
+    pub pkce_failures: u64,
 }
 
 /// A running mock issuer. See the [module docs](self) for the endpoints.
@@ -506,6 +547,17 @@ impl MockIssuer {
     #[must_use]
     pub fn device_authorization_url(&self) -> String {
         format!("{}/oauth/device_authorization", self.base_url())
+    }
+
+    /// The authorization endpoint (RFC 6749 §3.1), `http://127.0.0.1:PORT/oauth/authorize`.
+    #[must_use]
+    pub fn authorization_url(&self) -> String {
+        format!("{}/oauth/authorize", self.base_url())
+    }
+
+    /// Sets how the authorization endpoint answers from now on.
+    pub fn set_authorize_answer(&self, answer: AuthorizeAnswer) {
+        self.shared.lock().config.authorize_answer = answer;
     }
 
     /// Approves the pending device authorization of `user_code`, as the user would on their

@@ -73,6 +73,13 @@ impl Reader {
         Ok(())
     }
 
+    /// True once the head of the final (non-interim) response is complete: the server has
+    /// started answering (the response deadline ends, the idle one begins).
+    #[must_use]
+    pub const fn has_head(&self) -> bool {
+        self.receiver.has_head()
+    }
+
     /// The complete response in `buf`, as [`Client::response`](crate::Client::response) would
     /// show it; `None` before it is complete.
     #[must_use]

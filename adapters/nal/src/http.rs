@@ -187,6 +187,35 @@ pub(crate) fn write_request(
     Ok(Layout { auth_at, tail_len: end - auth_at, persistent })
 }
 
+/// Puts `Authorization: Bearer <token>` between the head and the tail of a request that
+/// [`write_request`] wrote into `buf` as `layout`, replacing an `Authorization` line of
+/// `old_len` bytes written there before (0 for none). Returns the new line's length; the request
+/// is then `layout.auth_at + line + layout.tail_len` bytes.
+///
+/// # Errors
+/// `Err(needed)`, the request's length with this token, if it does not fit; `buf` is unchanged.
+pub(crate) fn put_authorization(
+    buf: &mut [u8],
+    layout: Layout,
+    old_len: usize,
+    token: &str,
+) -> Result<usize, usize> {
+    let Layout { auth_at, tail_len, .. } = layout;
+    let old_tail = auth_at + old_len;
+    let new_len = AUTH_PREFIX.len() + token.len() + 2;
+    let new_tail = auth_at + new_len;
+    let end = new_tail + tail_len;
+    if end > buf.len() || old_tail + tail_len > buf.len() {
+        return Err(end);
+    }
+    move_within(buf, old_tail..old_tail + tail_len, new_tail);
+    let mut line = Cursor::new(buf.get_mut(auth_at..new_tail).unwrap_or_default());
+    line.put(AUTH_PREFIX);
+    line.put(token.as_bytes());
+    line.put(b"\r\n");
+    Ok(new_len)
+}
+
 /// Writes into a fixed buffer and counts what would not fit, so that a too-small buffer is
 /// reported with the size it would need.
 pub(crate) struct Cursor<'b> {

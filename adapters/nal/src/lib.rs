@@ -76,6 +76,8 @@
 extern crate std;
 
 mod client;
+#[doc(hidden)]
+pub mod codec;
 mod config;
 mod device;
 mod error;

@@ -201,19 +201,9 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
         host: &str,
         ask_close: bool,
     ) -> Result<(), Error<E>> {
-        wipe(&mut self.request);
-        let body_len = exchange
-            .write_body(refresh_token, &mut self.request)
-            .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
-        let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
-        let needed = head_len.saturating_add(body_len);
-        if needed > REQ {
-            wipe(&mut self.request);
-            return Err(Error::RequestTooLarge { needed, capacity: REQ });
-        }
-        move_within(&mut self.request, 0..body_len, head_len);
-        write_head(&mut Cursor::new(&mut self.request), exchange, host, body_len, ask_close);
-        self.request_len = needed;
+        self.request_len =
+            write_refresh_request(&mut self.request, exchange, refresh_token, host, ask_close)
+                .map_err(|needed| Error::RequestTooLarge { needed, capacity: REQ })?;
         self.running = Some(id);
         self.exchange.start();
         Ok(())
@@ -259,6 +249,31 @@ impl<C, const REQ: usize, const RESP: usize> Refresher<C, REQ, RESP> {
     pub(crate) fn wipe_answer(&mut self) {
         wipe(&mut self.response);
     }
+}
+
+/// Writes the whole refresh request for `refresh_token` (head and body) into `buf`, which is
+/// wiped first; returns its length. Shared with reauth-nal-async through [`crate::codec`].
+///
+/// # Errors
+/// `Err(needed)` if it does not fit; `buf` is wiped then.
+pub(crate) fn write_refresh_request<X: RefreshExchange>(
+    buf: &mut [u8],
+    exchange: &X,
+    refresh_token: &str,
+    host: &str,
+    ask_close: bool,
+) -> Result<usize, usize> {
+    wipe(buf);
+    let body_len = exchange.write_body(refresh_token, buf).inspect_err(|_| wipe(buf))?;
+    let head_len = write_head(&mut Cursor::new(&mut []), exchange, host, body_len, ask_close);
+    let needed = head_len.saturating_add(body_len);
+    if needed > buf.len() {
+        wipe(buf);
+        return Err(needed);
+    }
+    move_within(buf, 0..body_len, head_len);
+    write_head(&mut Cursor::new(buf), exchange, host, body_len, ask_close);
+    Ok(needed)
 }
 
 /// Writes the head of the refresh request; returns its length.

@@ -9,7 +9,7 @@ use crate::config::Timeouts;
 use crate::error::Error;
 use crate::exchange::{Exchange, Step, Wire};
 use crate::http::{
-    AUTH_PREFIX, Answer, Cursor, Layout, Request, Response, move_within, wipe, write_request,
+    AUTH_PREFIX, Answer, Layout, Request, Response, put_authorization, wipe, write_request,
 };
 use crate::transport::Transport;
 
@@ -111,22 +111,14 @@ impl<C, E, const REQ: usize, const RESP: usize> Slot<C, E, REQ, RESP> {
             self.state = SlotState::Failed(Error::Rejected(reauth_core::Rejection::NeedsLogin));
             return;
         };
-        let Layout { auth_at, tail_len, .. } = self.layout;
-        let old_tail = auth_at + self.auth_len;
-        let new_len = auth_line_len(token.len());
-        let new_tail = auth_at + new_len;
-        let end = new_tail + tail_len;
-        if end > REQ || old_tail + tail_len > REQ {
-            // `load` reserved room for the longest token the token set can hold.
-            self.state = SlotState::Failed(Error::RequestTooLarge { needed: end, capacity: REQ });
-            return;
+        match put_authorization(&mut self.request, self.layout, self.auth_len, token) {
+            Ok(auth_len) => self.auth_len = auth_len,
+            Err(needed) => {
+                // `load` reserved room for the longest token the token set can hold.
+                self.state = SlotState::Failed(Error::RequestTooLarge { needed, capacity: REQ });
+                return;
+            }
         }
-        move_within(&mut self.request, old_tail..old_tail + tail_len, new_tail);
-        let mut line = Cursor::new(self.request.get_mut(auth_at..new_tail).unwrap_or_default());
-        line.put(AUTH_PREFIX);
-        line.put(token.as_bytes());
-        line.put(b"\r\n");
-        self.auth_len = new_len;
         ticket.generation = tokens.generation();
         self.state = SlotState::Running(ticket);
         self.exchange.start();

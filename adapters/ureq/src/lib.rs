@@ -43,6 +43,7 @@
 
 #[cfg(feature = "private-key-jwt")]
 mod assertion;
+mod authorization_code;
 mod builder;
 mod client;
 mod credentials;
@@ -64,6 +65,10 @@ mod wire;
 
 #[cfg(feature = "private-key-jwt")]
 pub use assertion::{ClientAssertionKey, KeyError};
+pub use authorization_code::{
+    AuthorizationCodeError, AuthorizationCodeLogin, AuthorizationPrompt, CALLBACK_PATH,
+    challenge_s256,
+};
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use reauth_core::oauth::ClientAuth;
 
+use super::authorize::CodeAnswer;
 use super::codec::{base64_decode, form_field, json_string, json_string_field, parse_form};
 use super::device::PollAnswer;
 use super::http::{Request, Response, Shared};
@@ -69,6 +70,7 @@ pub(super) fn handle(shared: &Shared, request: &Request) -> Reply {
     match path {
         "/oauth/token" => token_endpoint(&mut state, request, Endpoint::OAuth),
         "/oauth/device_authorization" => device_authorization(&mut state, request),
+        "/oauth/authorize" => Reply::now(super::authorize::endpoint(&mut state, request)),
         "/auth/refresh" => token_endpoint(&mut state, request, Endpoint::Classic),
         "/echo-auth" => echo_auth(&mut state, request),
         _ if path.contains("/.well-known/") => discovery(&state, request),
@@ -164,6 +166,12 @@ fn grant(
     {
         return device_grant(state, request, now);
     }
+    if endpoint == Endpoint::OAuth
+        && form_field(&parse_form(&request.body), "grant_type").ok()
+            == Some(Some("authorization_code"))
+    {
+        return code_grant(state, request, now);
+    }
     let presented = match endpoint {
         Endpoint::OAuth => match oauth_refresh_token(state, request) {
             Ok(token) => token,
@@ -232,6 +240,20 @@ fn device_grant(state: &mut State, request: &Request, now: Instant) -> Response 
     match state.poll_device(&device_code, now) {
         PollAnswer::Issued(tokens) => success(&tokens, Endpoint::OAuth),
         PollAnswer::Error(code) => oauth_error(400, code, "device authorization grant"),
+    }
+}
+
+/// The authorization code grant on `/oauth/token` (RFC 6749 §4.1.3, RFC 7636 §4.5).
+fn code_grant(state: &mut State, request: &Request, now: Instant) -> Response {
+    let form = parse_form(&request.body);
+    if let Err(response) = check_client(state, request, &form) {
+        return response;
+    }
+    let from_form = form_field(&form, "client_id").ok().flatten().map(str::to_owned);
+    let client_id = from_form.or_else(|| basic_credentials(request).map(|(user, _)| user));
+    match state.redeem_code(&form, client_id.as_deref(), now) {
+        CodeAnswer::Issued(tokens) => success(&tokens, Endpoint::OAuth),
+        CodeAnswer::Error(code, description) => oauth_error(400, code, description),
     }
 }
 
@@ -528,7 +550,7 @@ fn discovery(state: &State, request: &Request) -> Reply {
         json_string(&issuer),
         json_string(&format!("{base}/oauth/token")),
         json_string(&format!("{base}/oauth/device_authorization")),
-        json_string(&format!("{base}/authorize")),
+        json_string(&format!("{base}/oauth/authorize")),
         json_string(method),
     );
     Reply::now(Response::json(200, body))

@@ -7,6 +7,7 @@ use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use super::authorize::Authorizations;
 use super::device::Devices;
 use super::{Counters, Fault, IssuedTokens, IssuerConfig};
 
@@ -33,6 +34,8 @@ pub(super) struct State {
     counters: Counters,
     /// Device authorizations (RFC 8628), see [`super::device`].
     pub(super) devices: Devices,
+    /// Authorization codes (RFC 6749 §4.1 with PKCE), see [`super::authorize`].
+    pub(super) authorizations: Authorizations,
 }
 
 /// What the issuer knows about one access token.
@@ -115,6 +118,7 @@ impl State {
             faults: VecDeque::new(),
             counters: Counters::default(),
             devices: Devices::default(),
+            authorizations: Authorizations::default(),
         }
     }
 
