@@ -257,12 +257,15 @@ impl DeviceLogin {
         show(&prompt);
 
         let now = || reauth_core::Instant::from_millis(millis(start.elapsed()));
-        let poll = client
-            .form(|out, params| device::write_poll_body(out, code.expose(), params))
-            .map_err(config_error)?;
         while let Some(at) = poller.poll_at() {
             let wait = at.saturating_duration_since(now());
             std::thread::sleep(wait.into());
+            // Authenticated afresh for every poll: a client assertion is good for one request
+            // (its `jti` may not be presented twice).
+            let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
+            let poll = client
+                .form(|out, params| device::write_poll_body(out, code.expose(), params))
+                .map_err(config_error)?;
             let answer = wire.post(&self.token_url, &client, &poll);
             // A certificate the client does not accept will not be accepted at the next poll.
             if let Err(DeviceError::Tls(e)) = answer {
