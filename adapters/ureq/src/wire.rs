@@ -104,11 +104,12 @@ struct Cache {
 
 impl Cache {
     /// Replaces every placeholder in the request head at the start of `data` with its secret,
-    /// in place. Only a head can hold one (the headers are what ureq-proto logs); a body, which
+    /// in place; returns whether it replaced any. Only a head can hold one (the headers are what ureq-proto logs); a body, which
     /// may be large, is not searched.
-    fn unmask(&self, data: &mut [u8]) {
+    fn unmask(&self, data: &mut [u8]) -> bool {
+        let mut swapped = false;
         if self.entries.is_empty() {
-            return;
+            return swapped;
         }
         let head = head_len(data);
         let data = &mut data[..head];
@@ -118,12 +119,14 @@ impl Cache {
             while at + len <= data.len() {
                 if data[at..at + len] == entry.placeholder[..] {
                     data[at..at + len].copy_from_slice(&entry.secret);
+                    swapped = true;
                     at += len;
                 } else {
                     at += 1;
                 }
             }
         }
+        swapped
     }
 }
 
@@ -215,10 +218,15 @@ impl Connector<Box<dyn Transport>> for WireConnector {
     ) -> Result<Option<Self::Out>, ureq::Error> {
         Ok(chained.map(|inner| Filtered {
             inner,
-            buffers: LazyBuffers::new(
-                details.config.input_buffer_size(),
-                details.config.output_buffer_size(),
-            ),
+            // Buffers of its own only where the input is rewritten (the token endpoint); API
+            // connections work in the connection's buffers, saving a copy of every byte and
+            // two buffers per connection.
+            buffers: self.capture.as_ref().map(|_| {
+                LazyBuffers::new(
+                    details.config.input_buffer_size(),
+                    details.config.output_buffer_size(),
+                )
+            }),
             masks: Arc::clone(&self.masks),
             cache: Cache::default(),
             capture: self.capture.as_ref().map(|c| (Arc::clone(c), Framing::Head(Vec::new()))),
@@ -229,8 +237,9 @@ impl Connector<Box<dyn Transport>> for WireConnector {
 /// One filtered connection.
 pub(crate) struct Filtered {
     inner: Box<dyn Transport>,
-    /// What ureq reads and writes: placeholders out, masked bodies in.
-    buffers: LazyBuffers,
+    /// What ureq reads and writes, when the input is rewritten (masked bodies in); `None`:
+    /// ureq works in the inner transport's buffers and placeholders are swapped there.
+    buffers: Option<LazyBuffers>,
     masks: Arc<Masks>,
     /// This connection's copy of `masks`' entries.
     cache: Cache,
@@ -239,16 +248,29 @@ pub(crate) struct Filtered {
 
 impl Transport for Filtered {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        &mut self.buffers
+        match &mut self.buffers {
+            Some(own) => own,
+            None => self.inner.buffers(),
+        }
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.masks.refresh(&mut self.cache);
+        let Some(own) = &mut self.buffers else {
+            // In place: ureq-proto has logged the head already, with the placeholders.
+            let swapped = self.cache.unmask(&mut self.inner.buffers().output()[..amount]);
+            let result = self.inner.transmit_output(amount, timeout);
+            if swapped {
+                // The plaintext does not outlive its transmission.
+                self.inner.buffers().output()[..amount].zeroize();
+            }
+            return result;
+        };
         let mut sent = 0;
         while sent < amount {
             let out = self.inner.buffers().output();
             let n = out.len().min(amount - sent);
-            out[..n].copy_from_slice(&self.buffers.output()[sent..sent + n]);
+            out[..n].copy_from_slice(&own.output()[sent..sent + n]);
             // A secret header lies in the head, which ureq writes whole in one call; so it is
             // whole in `out` unless the head is larger than the buffer (ureq refuses that).
             self.cache.unmask(&mut out[..n]);
@@ -258,22 +280,25 @@ impl Transport for Filtered {
             result?;
             sent += n;
         }
-        self.buffers.output()[..amount].zeroize();
+        own.output()[..amount].zeroize();
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let Some(own) = &mut self.buffers else {
+            return self.inner.await_input(timeout);
+        };
         if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
             return Ok(false);
         }
         let available = self.inner.buffers().input().len();
-        let room = self.buffers.input_append_buf();
+        let room = own.input_append_buf();
         let n = available.min(room.len());
         room[..n].copy_from_slice(&self.inner.buffers().input()[..n]);
         if let Some((capture, framing)) = &mut self.capture {
             framing.divert(&mut room[..n], capture);
         }
-        self.buffers.input_appended(n);
+        own.input_appended(n);
         self.inner.buffers().input_consume(n);
         Ok(n > 0)
     }
