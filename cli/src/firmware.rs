@@ -279,6 +279,9 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
         refresh_timeout: millis_of(REFRESH_TIMEOUT),
         wait_timeout: millis_of(WAIT_TIMEOUT),
         backoff: backoff(args.seed),
+        // Four attempts per episode (the default is two): these runs ride out a lease holder's
+        // death or a burst of faults within one episode.
+        max_refresh_attempts: 4,
         ..Config::DEFAULT
     };
     // Short, so that a hanging token endpoint frees the refresh exchange soon after the

@@ -123,6 +123,9 @@ fn worker_config() -> Config {
         refresh_timeout: reauth_core::Duration::from_secs(2),
         wait_timeout: reauth_core::Duration::from_secs(15),
         backoff: backoff(u64::from(std::process::id())),
+        // Four attempts per episode (the default is two): these runs ride out a lease holder's
+        // death or a burst of faults within one episode.
+        max_refresh_attempts: 4,
         ..Config::DEFAULT
     }
 }

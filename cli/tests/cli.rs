@@ -475,6 +475,44 @@ fn browser_login_fills_the_store_that_get_uses() {
 }
 
 #[test]
+fn get_with_an_issuer_discovers_the_token_endpoint_and_the_auth_method() {
+    use reauth_core::oauth::ClientAuth;
+    // Registered for the body secret only: Basic (reauth's default) would be refused, so the
+    // method must come from the metadata.
+    let issuer = MockIssuer::start(IssuerConfig {
+        client_id: Some("cli".to_owned()),
+        client_secret: Some("s3cret".to_owned()),
+        client_auth: ClientAuth::Post,
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("get-issuer");
+    let store = dir.join("tokens.json");
+    let seed = issuer.login();
+    let output = reauth()
+        .args(["get", &issuer.api_url("found"), "--issuer", &issuer.base_url()])
+        .args(["--store", store.to_str().unwrap(), "--client-id", "cli"])
+        .args(["--client-secret-env", "SECRET", "--refresh-token-env", "SEED"])
+        .env("SECRET", "s3cret")
+        .env("SEED", &seed.refresh_token)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(r#""path":"/api/found""#));
+    assert_eq!(issuer.counters().refresh_successes, 1);
+    // An issuer whose metadata names another: refused, with the reason.
+    let output = reauth()
+        .args(["get", &issuer.api_url("found"), "--store", store.to_str().unwrap()])
+        .args(["--issuer", &format!("{}/wrong-issuer", issuer.base_url())])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("someone-else"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn browser_login_against_the_standalone_issuer_that_denies() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
@@ -512,44 +550,6 @@ fn browser_login_against_the_standalone_issuer_that_denies() {
     assert!(!store.exists());
     issuer.kill().unwrap();
     issuer.wait().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn get_with_an_issuer_discovers_the_token_endpoint_and_the_auth_method() {
-    use reauth_core::oauth::ClientAuth;
-    // Registered for the body secret only: Basic (reauth's default) would be refused, so the
-    // method must come from the metadata.
-    let issuer = MockIssuer::start(IssuerConfig {
-        client_id: Some("cli".to_owned()),
-        client_secret: Some("s3cret".to_owned()),
-        client_auth: ClientAuth::Post,
-        ..IssuerConfig::default()
-    })
-    .unwrap();
-    let dir = temp_dir("get-issuer");
-    let store = dir.join("tokens.json");
-    let seed = issuer.login();
-    let output = reauth()
-        .args(["get", &issuer.api_url("found"), "--issuer", &issuer.base_url()])
-        .args(["--store", store.to_str().unwrap(), "--client-id", "cli"])
-        .args(["--client-secret-env", "SECRET", "--refresh-token-env", "SEED"])
-        .env("SECRET", "s3cret")
-        .env("SEED", &seed.refresh_token)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(r#""path":"/api/found""#));
-    assert_eq!(issuer.counters().refresh_successes, 1);
-    // An issuer whose metadata names another: refused, with the reason.
-    let output = reauth()
-        .args(["get", &issuer.api_url("found"), "--store", store.to_str().unwrap()])
-        .args(["--issuer", &format!("{}/wrong-issuer", issuer.base_url())])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("someone-else"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

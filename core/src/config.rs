@@ -19,6 +19,27 @@ use crate::time::Duration;
 /// `stale_at = t0 + L - margin` and `refresh_at = stale_at - ahead`, where `margin` and `ahead`
 /// are [`Config::expiry_margin`] and [`Config::refresh_ahead`] clamped for short-lived tokens (see
 /// [`Config::timing_for`]), so a 30 s token neither starts out stale nor refreshes forever.
+///
+/// # Two sets of defaults
+///
+/// A request that waits for a refresh should hear how the refresh went, not merely that it
+/// waited too long: an episode of [`max_refresh_attempts`](Self::max_refresh_attempts) attempts
+/// of up to [`refresh_timeout`](Self::refresh_timeout) each, with the backoffs between them,
+/// should end before [`wait_timeout`](Self::wait_timeout). Then a hung token endpoint gets more
+/// than one attempt, and every waiting request ends with
+/// [`Rejection::RefreshUnavailable`](crate::Rejection::RefreshUnavailable).
+///
+/// - [`Config::DESKTOP`] (reauth-ureq's defaults) fails fast: a token endpoint on a wired or
+///   Wi-Fi network answers in well under a second, so 4 s per attempt, 2 attempts and the
+///   0.25-0.5 s backoff between them end an episode within 8.5 s, under the 10 s a user or a
+///   calling service is asked to wait.
+/// - [`Config::DEFAULT`] (reauth-nal's defaults) is for slow links (cellular, a modem that
+///   takes seconds to open a socket, TLS on a small CPU): 30 s per attempt, 2 attempts and the
+///   backoff end within 60.5 s, under the 75 s wait. reauth-nal's own
+///   [`Timeouts`](https://docs.rs/reauth-nal) end an exchange by 25 s (10 s to connect, 15 s
+///   for the answer), inside the 30 s.
+/// - Both present one refresh token at most [`max_unanswered`](Self::max_unanswered) (4) times
+///   without an answer, across episodes: two hung episodes, then `Failed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// How long before a token turns stale a proactive refresh may start (default 60 s).
@@ -28,13 +49,15 @@ pub struct Config {
     /// and the request's own travel time (default 10 s). Clamped to a quarter of the lifetime.
     pub expiry_margin: Duration,
     /// How long one refresh call may take before it counts as failed and unanswered (default
-    /// 30 s). A success that arrives later is still installed. The caller's refresh call MUST
+    /// 30 s, desktop 4 s). A success that arrives later is still installed. The caller's refresh call MUST
     /// end by then (a transport timeout of at most this much): after it the coordinator may
     /// start the next attempt, and two calls presenting the same rotating refresh token at once
     /// is a reuse.
     pub refresh_timeout: Duration,
     /// How long a parked request waits for a refresh before it is rejected with
-    /// [`Rejection::Timeout`](crate::Rejection::Timeout) (default 30 s).
+    /// [`Rejection::Timeout`](crate::Rejection::Timeout) (default 75 s, desktop 10 s). Longer
+    /// than an episode (see [the defaults](Self#two-sets-of-defaults)), so that a waiting
+    /// request hears the episode's outcome.
     pub wait_timeout: Duration,
     /// How many times one request may be replayed after the server refused the then-current
     /// token (default 1); replays after a refusal of an older token are free. A request that is
@@ -43,8 +66,18 @@ pub struct Config {
     pub replay_limit: u8,
     /// How many refresh attempts one expiry episode may make before the parked requests are
     /// rejected with [`Rejection::RefreshUnavailable`](crate::Rejection::RefreshUnavailable)
-    /// (default 4). The refresh token is kept: only a refusal logs the user out.
+    /// (default 2: a second attempt rides out a dropped connection or one slow server instance;
+    /// more would keep requests waiting past [`wait_timeout`](Self::wait_timeout)). The refresh
+    /// token is kept: only a refusal logs the user out. The next request after the episode's
+    /// cool-down starts a new one.
     pub max_refresh_attempts: u8,
+    /// How many times one refresh token may be presented without an answer (a
+    /// [`RefreshFailure::Lost`](crate::RefreshFailure::Lost) or a refresh timeout), across
+    /// episodes, before the coordinator stops ([`FailCause::Unanswered`](crate::FailCause)):
+    /// each such presentation may have rotated the token on the server, and presenting it again
+    /// and again risks the reuse detection that revokes the whole session (default 4). Reset by
+    /// new tokens.
+    pub max_unanswered: u8,
     /// Delay between attempts after a transient failure.
     pub backoff: Backoff,
 }
@@ -77,16 +110,48 @@ pub struct TokenTiming {
 }
 
 impl Config {
-    /// The documented defaults, usable in a `const`.
+    /// The defaults for slow links, reauth-nal's (see [the defaults](Self#two-sets-of-defaults)):
+    /// refresh ahead 60 s, margin 10 s, refresh timeout 30 s, wait timeout 75 s, one replay,
+    /// two attempts per episode, four unanswered presentations, [`Backoff::DEFAULT`]. Usable in
+    /// a `const`.
     pub const DEFAULT: Self = Self {
         refresh_ahead: Duration::from_secs(60),
         expiry_margin: Duration::from_secs(10),
         refresh_timeout: Duration::from_secs(30),
-        wait_timeout: Duration::from_secs(30),
+        wait_timeout: Duration::from_secs(75),
         replay_limit: 1,
-        max_refresh_attempts: 4,
+        max_refresh_attempts: 2,
+        max_unanswered: 4,
         backoff: Backoff::DEFAULT,
     };
+
+    /// The defaults that fail fast, reauth-ureq's (see
+    /// [the defaults](Self#two-sets-of-defaults)): as [`DEFAULT`](Self::DEFAULT), but 4 s per
+    /// refresh attempt and 10 s of waiting, so a hung token endpoint gets two attempts and every
+    /// waiting request ends with `RefreshUnavailable` within 8.5 s.
+    pub const DESKTOP: Self = Self {
+        refresh_timeout: Duration::from_secs(4),
+        wait_timeout: Duration::from_secs(10),
+        ..Self::DEFAULT
+    };
+
+    /// The longest an expiry episode can last when every attempt times out: its attempts and the
+    /// longest backoffs between them (the second clamped by the first hint-free delay). A
+    /// configuration where this is under [`wait_timeout`](Self::wait_timeout) tells waiting
+    /// requests how the episode went.
+    #[must_use]
+    pub const fn longest_episode(&self) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut attempt = 0;
+        while attempt < self.max_refresh_attempts {
+            total = total.saturating_add(self.refresh_timeout);
+            attempt += 1;
+            if attempt < self.max_refresh_attempts {
+                total = total.saturating_add(self.backoff.base_delay(attempt));
+            }
+        }
+        total
+    }
 
     /// When a token with the given lifetime turns stale and when it may be refreshed early.
     ///
@@ -163,6 +228,17 @@ mod tests {
         assert_eq!((t.refresh_after, t.stale_after), (Duration::ZERO, Duration::ZERO));
         let t = Config::DEFAULT.timing_for(Duration::MAX);
         assert!(t.refresh_after <= t.stale_after);
+    }
+
+    #[test]
+    fn both_default_episodes_end_before_their_wait_timeout() {
+        for config in [Config::DEFAULT, Config::DESKTOP] {
+            assert!(config.max_refresh_attempts >= 2, "a hung endpoint gets a second attempt");
+            assert!(config.longest_episode() < config.wait_timeout, "{config:?}");
+            assert!(config.max_unanswered > config.max_refresh_attempts, "{config:?}");
+        }
+        assert_eq!(Config::DESKTOP.longest_episode(), Duration::from_millis(8_500));
+        assert_eq!(Config::DEFAULT.longest_episode(), Duration::from_millis(60_500));
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct Coordinator<const N: usize> {
     streak: u32,
     /// Presentations of the current refresh token that ended without a usable answer
     /// ([`RefreshFailure::Lost`] or the refresh timeout): each may have rotated the token on the
-    /// server. Reset by new credentials; at [`Config::max_refresh_attempts`] the token is
+    /// server. Reset by new credentials; at [`Config::max_unanswered`] the token is
     /// presented no more ([`FailCause::Unanswered`]).
     unanswered: u32,
     /// State of the jitter generator (splitmix64).
@@ -109,6 +109,17 @@ pub enum State {
         failures: u8,
         /// Whether an attempt is in flight or the episode is backing off.
         phase: Phase,
+    },
+    /// The token endpoint refused the refresh token while the access token was still usable
+    /// (an early refresh): the access token keeps working until it turns stale
+    /// ([`Access::Valid::stale_at`]) or the server refuses it, and then the state becomes
+    /// `Failed` with [`FailCause::Refused`]. No refresh starts (the refresh token is dead), so
+    /// `refresh_at` means nothing here. [`Coordinator::needs_login`] is false, but the
+    /// application should log in soon; [`Coordinator::is_refused`] is true.
+    // Before `Failed` so that the variants with `access` keep neighbouring tags.
+    Refused {
+        /// The access token, still usable when the refusal came.
+        access: Access,
     },
     /// No usable credentials. Every request is refused with [`Rejection::NeedsLogin`] and no
     /// refresh starts until [`handle_login`](Coordinator::handle_login) or
@@ -161,11 +172,13 @@ pub enum Phase {
 pub enum FailCause {
     /// No credentials were ever installed.
     NeverLoggedIn,
-    /// The token endpoint refused the refresh token (`invalid_grant` and friends).
+    /// The token endpoint refused the refresh token (`invalid_grant` and friends), and no
+    /// usable access token was left (at once, or when the one kept in [`State::Refused`] turned
+    /// stale or was refused by the server).
     Refused,
     /// The application logged out.
     LoggedOut,
-    /// [`Config::max_refresh_attempts`] presentations of the same refresh token went unanswered
+    /// [`Config::max_unanswered`] presentations of the same refresh token went unanswered
     /// ([`RefreshFailure::Lost`] or the refresh timeout). Each may have rotated the token on the
     /// server, so presenting it again risks the reuse detection that revokes the whole session;
     /// the coordinator stops instead. A late success of one of those attempts still installs
@@ -228,13 +241,14 @@ pub enum RefreshFailure {
         retry_after: Option<Duration>,
     },
     /// A definite refusal (`invalid_grant`, or 400/401 from the token endpoint): the refresh token
-    /// is no good and the user must log in again.
+    /// is no good and the user must log in again. An access token still usable keeps working
+    /// until it turns stale ([`State::Refused`]).
     Refused,
     /// The request was sent (or may have been) but no usable answer came back: the connection
     /// was reset, closed or timed out before the whole answer arrived, or a success status came
     /// with a body that could not be used. The server may have rotated the refresh token, so
     /// besides backing off as for `Transient`, the coordinator presents one refresh token at
-    /// most [`Config::max_refresh_attempts`] times with such results (see
+    /// most [`Config::max_unanswered`] times with such results (see
     /// [`FailCause::Unanswered`]). A failure before any byte was sent (no route, connection
     /// refused) is `Transient`.
     Lost,
@@ -330,6 +344,15 @@ impl<const N: usize> Coordinator<N> {
     #[must_use]
     pub const fn needs_login(&self) -> bool {
         matches!(self.state, State::Failed { .. })
+    }
+
+    /// True if the token endpoint refused the current refresh token: in [`State::Refused`]
+    /// (the access token still works until it turns stale) and in `Failed` with
+    /// [`FailCause::Refused`]. The stored refresh token is dead: adapters erase it at once, so a
+    /// restarted program needs a login without a refresh call.
+    #[must_use]
+    pub const fn is_refused(&self) -> bool {
+        matches!(self.state, State::Refused { .. } | State::Failed { cause: FailCause::Refused })
     }
 
     /// Whether a refresh result for `id` would be applied: false for an attempt that belongs to
@@ -451,6 +474,11 @@ impl<const N: usize> Coordinator<N> {
         } else if ticket.replays >= self.config.replay_limit {
             return reject(Rejection::Unauthorized);
         } else {
+            if let State::Refused { .. } = self.state {
+                // The last access token of refused credentials was refused too.
+                self.enter_failed(FailCause::Refused);
+                return reject(Rejection::NeedsLogin);
+            }
             self.expire_access();
             ticket.replays.saturating_add(1)
         };
@@ -477,16 +505,23 @@ impl<const N: usize> Coordinator<N> {
     /// the server has rotated the refresh token, so throwing the result away would lose it.
     ///
     /// The order that keeps the coordinator, the token buffers and the persisted refresh token
-    /// in agreement (reauth-nal's `refresh_answered` follows it):
+    /// in agreement, and persists a rotated refresh token before anything uses the new
+    /// generation:
     /// 1. [`is_live_refresh(id)`](Self::is_live_refresh): if not, drop the answer unread.
-    /// 2. Decode the answer into the token set as generation
-    ///    `self.generation().next()`, which is the generation this call will hand out:
-    ///    [`TokenResponse::apply`](crate::oauth::TokenResponse::apply) is all or nothing. If it
-    ///    fails (a token too long for its buffer), report
+    /// 2. Parse it and [`validate`](crate::oauth::TokenResponse::validate) it for the token
+    ///    set's capacities. If that fails (a token too long for its buffer), report
     ///    [`handle_refresh_failure`](Self::handle_refresh_failure) with
-    ///    [`RefreshFailure::Lost`] instead: the server has rotated, the answer cannot be used.
-    /// 3. Persist the rotated refresh token, now readable from the token set.
-    /// 4. Call this, and only then carry out the actions it releases.
+    ///    [`RefreshFailure::Lost`] instead: the server has rotated, the answer cannot be used,
+    ///    and neither the coordinator nor the buffers have changed.
+    /// 3. Persist the rotated refresh token, lent by
+    ///    [`write_refresh_token`](crate::oauth::ValidTokenResponse::write_refresh_token).
+    /// 4. Call this, then [`apply`](crate::oauth::ValidTokenResponse::apply) the validated
+    ///    answer (it cannot fail) under the generation returned, and only then carry out the
+    ///    actions it releases.
+    ///
+    /// (reauth-nal applies into its token set as `self.generation().next()`, the generation
+    /// this call will hand out, before calling it; the validation makes that all or nothing
+    /// too.)
     ///
     /// The refresh call itself MUST end (succeed, fail, or be given up) by
     /// [`Config::refresh_timeout`] after [`Action::Refresh`]: the coordinator then counts the
@@ -540,8 +575,11 @@ impl<const N: usize> Coordinator<N> {
     /// [`Config::max_refresh_attempts`] per episode, after which the parked requests are
     /// rejected with [`Rejection::RefreshUnavailable`] and the refresh token is kept; a
     /// cool-down then holds (see [`State::Idle::retry_at`]) so that a failing token endpoint is
-    /// never hammered. A refusal rejects every parked request with [`Rejection::NeedsLogin`] and
-    /// enters [`State::Failed`], and so does the `max_refresh_attempts`-th presentation of one
+    /// never hammered. A refusal of an early refresh, while the access token is still usable,
+    /// enters [`State::Refused`]: requests keep going out with that token, no refresh starts,
+    /// and when it turns stale (or the server refuses it) the state becomes `Failed`. Any other
+    /// refusal rejects every parked request with [`Rejection::NeedsLogin`] and enters
+    /// [`State::Failed`] at once, and so does the `max_unanswered`-th presentation of one
     /// refresh token that went unanswered ([`RefreshFailure::Lost`], [`FailCause::Unanswered`]).
     ///
     /// # Errors
@@ -574,7 +612,7 @@ impl<const N: usize> Coordinator<N> {
             return Ok(());
         }
         match failure {
-            RefreshFailure::Refused => self.enter_failed(FailCause::Refused),
+            RefreshFailure::Refused => self.refuse(now, access),
             RefreshFailure::Transient { retry_after } => self.fail_attempt(now, retry_after, false),
             RefreshFailure::Lost => self.fail_attempt(now, None, true),
         }
@@ -627,7 +665,10 @@ impl<const N: usize> Coordinator<N> {
                 phase: Phase::InFlight { timeout_at: at, .. } | Phase::Backoff { retry_at: at },
                 ..
             } => at,
-            State::Idle { .. } | State::Failed { .. } => return deadline,
+            // The instant the access token turns stale and the state becomes `Failed`
+            // (`Instant::MAX` for a token of unknown lifetime: until the API refuses it).
+            State::Refused { access: Access::Valid { stale_at, .. } } => stale_at,
+            State::Idle { .. } | State::Refused { .. } | State::Failed { .. } => return deadline,
         };
         Some(deadline.map_or(refresh, |d| d.min(refresh)))
     }
@@ -650,6 +691,11 @@ impl<const N: usize> Coordinator<N> {
         {
             self.start_attempt(now);
         }
+        if let State::Refused { access } = self.state
+            && !access.is_usable(now)
+        {
+            self.enter_failed(FailCause::Refused);
+        }
         self.queue.expire(now);
         now
     }
@@ -659,7 +705,9 @@ impl<const N: usize> Coordinator<N> {
     #[inline(never)]
     fn usable(&self, now: Instant) -> bool {
         match self.state {
-            State::Idle { access, .. } | State::Refreshing { access, .. } => access.is_usable(now),
+            State::Idle { access, .. }
+            | State::Refreshing { access, .. }
+            | State::Refused { access } => access.is_usable(now),
             State::Failed { .. } => false,
         }
     }
@@ -777,7 +825,7 @@ impl<const N: usize> Coordinator<N> {
         };
         if unanswered {
             self.unanswered = self.unanswered.saturating_add(1);
-            if self.unanswered >= u32::from(self.config.max_refresh_attempts) {
+            if self.unanswered >= u32::from(self.config.max_unanswered) {
                 self.enter_failed(FailCause::Unanswered);
                 return;
             }
@@ -812,6 +860,17 @@ impl<const N: usize> Coordinator<N> {
         }
         event!(info, "refresh failed ({failures} so far), retry in {delay}");
         self.state = State::Refreshing { access, failures, phase: Phase::Backoff { retry_at } };
+    }
+
+    /// The refresh token was refused. An access token still usable keeps working until it
+    /// turns stale ([`State::Refused`]); otherwise the credentials are gone.
+    fn refuse(&mut self, now: Instant, access: Access) {
+        if access.is_usable(now) {
+            event!(warn, "refresh refused; the access token is used until it turns stale");
+            self.state = State::Refused { access };
+        } else {
+            self.enter_failed(FailCause::Refused);
+        }
     }
 
     fn enter_failed(&mut self, cause: FailCause) {

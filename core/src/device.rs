@@ -318,7 +318,7 @@ impl DeviceAuthorization<'_> {
     /// [`TokenError`] if it does not fit, is empty, or is not visible ASCII.
     pub fn device_code_into<const N: usize>(&self, out: &mut Token<N>) -> Result<(), TokenError> {
         out.clear();
-        let decoded = oauth::decode(self.device_code, out.view_mut());
+        let decoded = oauth::decode(self.device_code, Some(out.view_mut()), N);
         if decoded.is_err() {
             out.clear();
         }

@@ -2,17 +2,39 @@
 //! `WWW-Authenticate` challenge, or by an API's own code in a JSON body (the classic
 //! `{"code":409}`). Shared by both adapters so they agree on what expiry looks like.
 
+use core::fmt;
+
 use crate::coordinator::Verdict;
 use crate::json::{self, Members, Value, same};
 
-/// What counts as "token expired" for one API.
+/// What counts as "token expired" for one API. Built from a constant
+/// ([`STATUS_401`](Self::STATUS_401), [`STATUS_401_403`](Self::STATUS_401_403)) or
+/// [`statuses`](Self::statuses), then [`body_code`](Self::body_code) for an API that also
+/// answers expiry in its body; [`body_code_only`](Self::body_code_only) for one that never says
+/// it with a status. An empty status list is an error, so the 401 rule cannot be dropped by
+/// accident. Both adapters take this rule (reauth-ureq's `Expiry` is built from one).
+///
+/// ```
+/// use reauth_core::expiry::{BodyCode, ExpiryRule};
+///
+/// const CLASSIC: ExpiryRule<'static> =
+///     ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
+/// let both = ExpiryRule::statuses(&[401, 419])?;
+/// assert!(ExpiryRule::statuses(&[]).is_err());
+/// # Ok::<(), reauth_core::expiry::EmptyStatusList>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExpiryRule<'a> {
-    /// Statuses that always mean expired (default: 401 only).
-    pub statuses: &'a [u16],
+    /// Statuses that always mean expired; empty only for a body-code-only rule.
+    statuses: &'a [u16],
     /// An expiry code inside a JSON body, for APIs that answer expiry with a 200.
-    pub body_code: Option<BodyCode<'a>>,
+    body_code: Option<BodyCode<'a>>,
 }
+
+/// [`ExpiryRule::statuses`] was given no status: that would silently drop the 401 rule. An API
+/// that signals expiry only in the body says so with [`ExpiryRule::body_code_only`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EmptyStatusList;
 
 /// A top-level integer field of a JSON body whose value signals expiry, e.g. `code` = 409.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +48,48 @@ pub struct BodyCode<'a> {
 impl ExpiryRule<'static> {
     /// 401 and nothing else: the OAuth 2.0 bearer token convention (RFC 6750 §3.1).
     pub const STATUS_401: Self = Self { statuses: &[401], body_code: None };
+    /// 401 or 403 for every token, for APIs that answer an expired token with a 403 (without
+    /// it, a 403 is replayed only when it answered an older token than the current one).
+    pub const STATUS_401_403: Self = Self { statuses: &[401, 403], body_code: None };
 }
 
-impl ExpiryRule<'_> {
+impl<'a> ExpiryRule<'a> {
+    /// Expired means one of `statuses`.
+    ///
+    /// # Errors
+    /// [`EmptyStatusList`] if `statuses` is empty.
+    pub const fn statuses(statuses: &'a [u16]) -> Result<Self, EmptyStatusList> {
+        if statuses.is_empty() {
+            return Err(EmptyStatusList);
+        }
+        Ok(Self { statuses, body_code: None })
+    }
+
+    /// Expired means a JSON body with this code, whatever the status: for APIs that never
+    /// signal expiry with a status (not even 401).
+    #[must_use]
+    pub const fn body_code_only(code: BodyCode<'a>) -> Self {
+        Self { statuses: &[], body_code: Some(code) }
+    }
+
+    /// Also expired: a JSON body with this code (e.g. `{"code":409}` with a 200).
+    #[must_use]
+    pub const fn body_code(self, code: BodyCode<'a>) -> Self {
+        Self { statuses: self.statuses, body_code: Some(code) }
+    }
+
+    /// The statuses that mean expired (empty for a body-code-only rule).
+    #[must_use]
+    pub const fn status_list(&self) -> &'a [u16] {
+        self.statuses
+    }
+
+    /// The body-code rule, if any.
+    #[must_use]
+    pub const fn body_code_rule(&self) -> Option<BodyCode<'a>> {
+        self.body_code
+    }
+
     /// True if the rule needs to see the body to judge a response with this status.
     #[must_use]
     pub const fn needs_body(&self) -> bool {
@@ -58,6 +119,14 @@ impl Default for ExpiryRule<'static> {
         Self::STATUS_401
     }
 }
+
+impl fmt::Display for EmptyStatusList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an expiry rule needs at least one status (use body_code_only for none)")
+    }
+}
+
+impl core::error::Error for EmptyStatusList {}
 
 impl BodyCode<'_> {
     /// True if `body` is a whole, well-formed JSON object whose field holds one of the values as
@@ -98,10 +167,8 @@ pub fn is_invalid_token_challenge(value: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const CLASSIC: ExpiryRule<'static> = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    const CLASSIC: ExpiryRule<'static> =
+        ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
 
     #[test]
     fn status_rule() {
@@ -109,8 +176,13 @@ mod tests {
         // A 403 is the coordinator's to judge against the token's generation.
         assert_eq!(ExpiryRule::STATUS_401.verdict(403, None), Verdict::Forbidden);
         assert_eq!(ExpiryRule::STATUS_401.verdict(404, None), Verdict::Accepted);
-        let both = ExpiryRule { statuses: &[401, 403], body_code: None };
-        assert_eq!(both.verdict(403, None), Verdict::Expired);
+        assert_eq!(ExpiryRule::STATUS_401_403.verdict(403, None), Verdict::Expired);
+        assert_eq!(ExpiryRule::statuses(&[401, 403]), Ok(ExpiryRule::STATUS_401_403));
+        assert_eq!(ExpiryRule::statuses(&[]), Err(EmptyStatusList));
+        let only_body = ExpiryRule::body_code_only(BodyCode { field: "code", values: &[409] });
+        assert_eq!(only_body.verdict(401, Some(b"{}")), Verdict::Accepted);
+        assert_eq!(only_body.verdict(200, Some(br#"{"code":409}"#)), Verdict::Expired);
+        assert_eq!(only_body.status_list(), &[] as &[u16]);
         assert_eq!(
             ExpiryRule::STATUS_401.verdict(200, Some(br#"{"code":409}"#)),
             Verdict::Accepted

@@ -4,8 +4,6 @@
 
 use core::fmt;
 
-use zeroize::Zeroizing;
-
 use crate::coordinator::RefreshFailure;
 use crate::json::{self, Members, Unescape, Value, same};
 use crate::time::Duration;
@@ -17,6 +15,15 @@ pub use crate::json::JsonError;
 ///
 /// The tokens stay in the body, still JSON-escaped, until [`apply`](Self::apply) decodes them
 /// straight into a [`TokenSet`]: no other copy of a secret is made. `Debug` shows no token.
+///
+/// To persist a rotated refresh token *before* the new generation is used, first
+/// [`validate`](Self::validate) the response for the token set's capacities: the
+/// [`ValidTokenResponse`] lends the new refresh token
+/// ([`write_refresh_token`](ValidTokenResponse::write_refresh_token)) and its
+/// [`apply`](ValidTokenResponse::apply) cannot fail. The order of operations around
+/// [`Coordinator::handle_refresh_success`](crate::Coordinator::handle_refresh_success) is given
+/// there.
+#[derive(Clone, Copy)]
 pub struct TokenResponse<'a> {
     /// The text between the quotes, still escaped (checked well-formed by the parser).
     access_token: &'a [u8],
@@ -217,6 +224,40 @@ pub(crate) fn raw_error_code(body: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The `error_description` of an error response (RFC 6749 §5.2), bounded and sanitised into
+/// `out`: escapes decoded, every character outside printable ASCII (and `"` and `\\`) written
+/// as `?`, cut at `out.len()` bytes. Returns the number of bytes written, all printable ASCII
+/// (so `core::str::from_utf8` of them cannot fail); 0 if the body has no string
+/// `error_description`, or an empty one. The text is the server's: show it to the user as its
+/// words, not as a fact.
+///
+/// ```
+/// let mut out = [0u8; 24];
+/// let body = br#"{"error":"invalid_client","error_description":"Client \"x\" is not allowed\nhere"}"#;
+/// let len = reauth_core::oauth::write_error_description(body, &mut out);
+/// assert_eq!(&out[..len], b"Client ?x? is not allowe");
+/// ```
+#[must_use]
+pub fn write_error_description(body: &[u8], out: &mut [u8]) -> usize {
+    let mut description = None;
+    let mut members = Members::new(body);
+    while let Ok(Some((key, value))) = members.next() {
+        if same(key, b"error_description") {
+            description.get_or_insert(value);
+        }
+    }
+    let Some(Value::Str(raw)) = description else { return 0 };
+    let mut len = 0;
+    for (slot, unit) in out.iter_mut().zip(Unescape::new(raw)) {
+        *slot = match unit.map(u8::try_from) {
+            Ok(Ok(byte @ b' '..=b'~')) if byte != b'"' && byte != b'\\' => byte,
+            _ => b'?',
+        };
+        len += 1;
+    }
+    len
+}
+
 /// Classifies a token endpoint answer that is not a success.
 ///
 /// 400 and 401 are refusals (the refresh token or the client is not accepted), unless the body
@@ -284,8 +325,10 @@ pub enum ClientAuth {
 
 /// Writes the value of the `Authorization` header for `client_secret_basic` (RFC 6749 §2.3.1)
 /// into `out`: `Basic ` and the base64 of the form-encoded client id, `:`, and the form-encoded
-/// secret (the RFC form-encodes both before base64, so a `:` in an id survives). Returns the
-/// number of bytes written. The value holds the secret: callers SHOULD wipe `out` afterwards.
+/// secret (the RFC form-encodes both before base64, so a `:` in an id survives; a space is
+/// written `%20`, which every decoder reads as a space, rather than `+`, which some misread).
+/// Returns the number of bytes written. The value holds the secret: callers SHOULD wipe `out`
+/// afterwards.
 ///
 /// # Errors
 /// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
@@ -335,9 +378,9 @@ fn encode_basic(client_id: &str, client_secret: &str, out: &mut [u8]) -> usize {
             (group, held) = (0, 0);
         }
     };
-    form_encode(client_id, &mut feed);
+    form_encode_once(client_id, &mut feed);
     feed(b':');
-    form_encode(client_secret, &mut feed);
+    form_encode_once(client_secret, &mut feed);
     // The last one or two bytes, padded with `=`.
     if held > 0 {
         let group = group << (8 * (3 - u32::from(held)));
@@ -365,6 +408,32 @@ fn form_encode(text: &str, put: &mut impl FnMut(u8)) {
     }
 }
 
+/// [`form_encode`] for a large `put`: it is called from one place, so it is inlined once rather
+/// than once per case (with the base64 feed of `encode_basic` as `put`, once per case cost
+/// 400 B more flash on thumbv7em; for the body's plain `put`, this form costs 56 B more).
+fn form_encode_once(text: &str, put: &mut impl FnMut(u8)) {
+    for b in text.bytes() {
+        let (encoded, len) = form_byte(b);
+        for &e in encoded.get(..len).unwrap_or_default() {
+            put(e);
+        }
+    }
+}
+
+/// The encoding of one byte of a Basic credential: itself, else `%XX`; and its length.
+///
+/// A space becomes `%20`, not the form encoding's `+`: a form decoder reads both as a space,
+/// but some servers decode Basic credentials with percent-decoding alone (Authlib 1.9 uses
+/// `unquote`) and would read `+` as a plus, refusing a secret that contains a space.
+fn form_byte(b: u8) -> ([u8; 3], usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if is_unreserved(b) {
+        ([b, 0, 0], 1)
+    } else {
+        ([b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 3)
+    }
+}
+
 /// Form-encodes `fields` into `out` as far as it has room, and returns the full length.
 pub(crate) fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> usize {
     let mut len = 0;
@@ -385,6 +454,76 @@ pub(crate) fn encode_form(fields: &[Option<(&str, &str)>], out: &mut [u8]) -> us
     len
 }
 
+/// A [`TokenResponse`] whose tokens are known to fit a [`TokenSet<A, R>`] and to be usable,
+/// from [`TokenResponse::validate`]: reading the new refresh token and applying cannot fail.
+/// Still borrowed from the body, still escaped; `Debug` shows no token.
+#[derive(Clone, Copy)]
+pub struct ValidTokenResponse<'a, const A: usize, const R: usize> {
+    response: TokenResponse<'a>,
+}
+
+impl<'a> TokenResponse<'a> {
+    /// Checks that both tokens decode to visible ASCII and fit a [`TokenSet<A, R>`], without
+    /// copying them anywhere.
+    ///
+    /// # Errors
+    /// [`TokenError`] as [`apply`](Self::apply) would give it (the access token's first).
+    pub fn validate<const A: usize, const R: usize>(
+        self,
+    ) -> Result<ValidTokenResponse<'a, A, R>, TokenError> {
+        decode(self.access_token, None, A)?;
+        if let Some(raw) = self.refresh_token {
+            decode(raw, None, R)?;
+        }
+        Ok(ValidTokenResponse { response: self })
+    }
+}
+
+impl<const A: usize, const R: usize> ValidTokenResponse<'_, A, R> {
+    /// The access token's lifetime from `expires_in`, if the server gave one.
+    #[must_use]
+    pub const fn expires_in(&self) -> Option<Duration> {
+        self.response.expires_in
+    }
+
+    /// True if the server rotated the refresh token (sent a new one).
+    #[must_use]
+    pub const fn has_refresh_token(&self) -> bool {
+        self.response.refresh_token.is_some()
+    }
+
+    /// Decodes the new refresh token into `out`, to persist it before anything uses the new
+    /// generation; `None` if the server did not rotate it. The bytes are a secret: wipe `out`
+    /// when done (e.g. with `zeroize`).
+    pub fn write_refresh_token<'o>(&self, out: &'o mut [u8; R]) -> Option<&'o str> {
+        let raw = self.response.refresh_token?;
+        let mut len = 0;
+        for unit in Unescape::new(raw) {
+            // Validated: every unit is a visible ASCII byte, and there are at most `R`.
+            if let (Ok(Ok(byte)), Some(slot)) = (unit.map(u8::try_from), out.get_mut(len)) {
+                *slot = byte;
+                len += 1;
+            }
+        }
+        core::str::from_utf8(out.get(..len)?).ok()
+    }
+
+    /// Decodes the tokens into `tokens` as generation `generation`, straight into its buffers
+    /// (each wiped first). A response without a `refresh_token` keeps the old one. Cannot fail:
+    /// the response was validated for these capacities.
+    pub fn apply(&self, tokens: &mut TokenSet<A, R>, generation: crate::Generation) {
+        let (access, refresh, live_generation) = tokens.parts_mut();
+        access.clear();
+        // Validated, so these cannot fail; a failure would leave the buffer empty, never mixed.
+        let _ = decode(self.response.access_token, Some(access.view_mut()), A);
+        if let Some(raw) = self.response.refresh_token {
+            refresh.clear();
+            let _ = decode(raw, Some(refresh.view_mut()), R);
+        }
+        *live_generation = generation;
+    }
+}
+
 impl TokenResponse<'_> {
     /// The access token's lifetime from `expires_in`, if the server gave one.
     #[must_use]
@@ -399,7 +538,8 @@ impl TokenResponse<'_> {
     }
 
     /// Decodes the tokens into `tokens` as generation `generation`. A response without a
-    /// `refresh_token` keeps the old one. All or nothing.
+    /// `refresh_token` keeps the old one. All or nothing: [`validate`](Self::validate), then
+    /// [`ValidTokenResponse::apply`].
     ///
     /// # Errors
     /// [`TokenError`] if a token does not fit or is not visible ASCII; `tokens` is unchanged then.
@@ -408,31 +548,21 @@ impl TokenResponse<'_> {
         tokens: &mut TokenSet<A, R>,
         generation: crate::Generation,
     ) -> Result<(), TokenError> {
-        // Decode into scratch buffers first so that a bad refresh token cannot leave a new access
-        // token beside an old refresh token. Both scratch buffers wipe themselves on drop, and
-        // they are never moved (a move would leave an unwiped copy behind).
-        let mut access = Zeroizing::new(heapless::String::<A>::new());
-        decode(self.access_token, access.as_mut_view())?;
-        let mut refresh = Zeroizing::new(heapless::String::<R>::new());
-        if let Some(raw) = self.refresh_token {
-            decode(raw, refresh.as_mut_view())?;
-        }
-        let (live_access, live_refresh, live_generation) = tokens.parts_mut();
-        live_access.set(&access)?;
-        if !refresh.is_empty() {
-            live_refresh.set(&refresh)?;
-        }
-        *live_generation = generation;
+        self.validate::<A, R>()?.apply(tokens, generation);
         Ok(())
     }
 }
 
-/// Decodes the raw text of a JSON string into `out`, with the checks of
-/// [`Token::set`](crate::Token::set): a byte that is not visible ASCII where it is found, then
-/// the decoded length.
+/// Decodes the raw text of a JSON string into `out` (or, without one, only checks it), with the
+/// checks of [`Token::set`](crate::Token::set) against `capacity`: a byte that is not visible
+/// ASCII where it is found, then the decoded length. Nothing is written past `capacity`.
 ///
 /// Not generic over the capacity, so that the firmware carries one copy for both tokens.
-pub(crate) fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Result<(), TokenError> {
+pub(crate) fn decode(
+    raw: &[u8],
+    mut out: Option<&mut heapless::string::StringView>,
+    capacity: usize,
+) -> Result<(), TokenError> {
     let mut len = 0;
     for unit in Unescape::new(raw) {
         let unit = unit.map_err(|_| TokenError::InvalidEscape)?;
@@ -440,10 +570,12 @@ pub(crate) fn decode(raw: &[u8], out: &mut heapless::string::StringView) -> Resu
             return Err(TokenError::InvalidByte { position: len });
         };
         // Past the capacity, keep counting so that `TooLong` gives the whole decoded length.
-        let _ = out.push(char::from(byte));
+        if let Some(out) = out.as_deref_mut() {
+            let _ = out.push(char::from(byte));
+        }
         len += 1;
     }
-    crate::token::check(len, out.capacity(), &[])
+    crate::token::check(len, capacity, &[])
 }
 
 /// Bytes kept as they are by form encoding; space becomes `+`, everything else `%XX`.
@@ -458,6 +590,12 @@ impl fmt::Debug for TokenResponse<'_> {
             .field("refresh_token", &self.refresh_token.map(|_| "<redacted>"))
             .field("expires_in", &self.expires_in)
             .finish()
+    }
+}
+
+impl<const A: usize, const R: usize> fmt::Debug for ValidTokenResponse<'_, A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValidTokenResponse").field(&self.response).finish()
     }
 }
 
@@ -517,14 +655,15 @@ mod tests {
             let n = write_basic_authorization(&mut out, id, secret).unwrap();
             std::string::String::from_utf8(out[..n].to_vec()).unwrap()
         };
-        // RFC 6749 §2.3.1's example; the others computed with Python's quote_plus and base64.
+        // RFC 6749 §2.3.1's example; the others computed with Python's
+        // `urllib.parse.quote(s, safe="-._~")` (a space as `%20`) and base64.
         assert_eq!(
             basic("s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw"),
             "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3"
         );
         assert_eq!(
             basic("my app:1", "s3cr et/+=&%\u{e9}"),
-            "Basic bXkrYXBwJTNBMTpzM2NyK2V0JTJGJTJCJTNEJTI2JTI1JUMzJUE5"
+            "Basic bXklMjBhcHAlM0ExOnMzY3IlMjBldCUyRiUyQiUzRCUyNiUyNSVDMyVBOQ=="
         );
         assert_eq!(basic("a", ""), "Basic YTo=");
         assert_eq!(basic("ab", ""), "Basic YWI6");
@@ -608,6 +747,110 @@ mod tests {
         assert_eq!(err, Err(TokenError::TooLong { len: 65, capacity: 64 }));
         assert_eq!((set.access(), set.refresh()), (Some("old-access"), Some("old-refresh")));
         assert_eq!(set.generation(), Generation(1));
+    }
+
+    #[test]
+    fn validated_response_lends_the_new_refresh_token_before_anything_is_installed() {
+        let body = br#"{"access_token":"new-\u0061ccess","token_type":"Bearer",
+                        "expires_in":60,"refresh_token":"new-r\u0065fresh"}"#;
+        let mut set = TokenSet::<32, 16>::new();
+        set.install(Generation(1), "old-access", Some("old-refresh")).unwrap();
+        let valid = parse_token_response(body).unwrap().validate::<32, 16>().unwrap();
+        assert_eq!(valid.expires_in(), Some(Duration::from_secs(60)));
+        assert!(valid.has_refresh_token());
+        // Persist first: the set still holds the old generation meanwhile.
+        let mut page = [0u8; 16];
+        assert_eq!(valid.write_refresh_token(&mut page), Some("new-refresh"));
+        assert_eq!((set.access(), set.refresh()), (Some("old-access"), Some("old-refresh")));
+        // Then install, which cannot fail.
+        valid.apply(&mut set, Generation(2));
+        assert_eq!((set.access(), set.refresh()), (Some("new-access"), Some("new-refresh")));
+        assert_eq!(set.generation(), Generation(2));
+        // Without rotation there is nothing to persist, and the old refresh token stays.
+        let body = br#"{"access_token":"third","token_type":"Bearer"}"#;
+        let valid = parse_token_response(body).unwrap().validate::<32, 16>().unwrap();
+        assert_eq!(valid.write_refresh_token(&mut page), None);
+        valid.apply(&mut set, Generation(3));
+        assert_eq!((set.access(), set.refresh()), (Some("third"), Some("new-refresh")));
+        // A refresh token exactly as long as its buffer fits; one byte more does not validate.
+        let exact =
+            br#"{"access_token":"a","token_type":"Bearer","refresh_token":"0123456789abcdef"}"#;
+        let valid = parse_token_response(exact).unwrap().validate::<32, 16>().unwrap();
+        assert_eq!(valid.write_refresh_token(&mut page), Some("0123456789abcdef"));
+        let over =
+            br#"{"access_token":"a","token_type":"Bearer","refresh_token":"0123456789abcdef0"}"#;
+        let err = parse_token_response(over).unwrap().validate::<32, 16>().err();
+        assert_eq!(err, Some(TokenError::TooLong { len: 17, capacity: 16 }));
+        let err = parse_token_response(exact).unwrap().validate::<0, 16>().err();
+        assert_eq!(err, Some(TokenError::TooLong { len: 1, capacity: 0 }));
+        // Debug shows no token.
+        let debug = std::format!("{valid:?}");
+        assert!(!debug.contains("0123") && debug.contains("redacted"), "{debug}");
+    }
+
+    /// Issue 14 item 5: the order of operations of `handle_refresh_success`'s docs keeps the
+    /// coordinator and the token buffers in agreement, also when an answer cannot be applied.
+    #[test]
+    fn an_answer_that_does_not_fit_leaves_coordinator_and_tokens_agreeing() {
+        use crate::{Action, Admission, Config, Coordinator, Instant, RefreshFailure, RequestId};
+        let mut auth = Coordinator::<4>::new(Config::DEFAULT);
+        let mut set = TokenSet::<16, 16>::new();
+        let generation = auth.handle_login(Instant::ZERO, Some(Duration::from_secs(60)));
+        set.install(generation, "access-1", Some("refresh-1")).unwrap();
+        let now = Instant::from_millis(60_000);
+        assert_eq!(auth.handle_request(now, RequestId(1)), Ok(Admission::Parked));
+        let Some(Action::Refresh(id)) = auth.poll_action() else { panic!() };
+        let too_long = br#"{"access_token":"an-access-token-of-31-bytes-xyz","token_type":"Bearer",
+                            "refresh_token":"refresh-2"}"#;
+        assert!(auth.is_live_refresh(id));
+        let valid = parse_token_response(too_long).unwrap().validate::<16, 16>();
+        assert_eq!(valid.err(), Some(TokenError::TooLong { len: 31, capacity: 16 }));
+        // Reported as lost (the server rotated; the answer is unusable): nothing moved.
+        auth.handle_refresh_failure(now, id, RefreshFailure::Lost).unwrap();
+        assert_eq!(auth.generation(), set.generation());
+        assert_eq!((set.access(), set.refresh()), (Some("access-1"), Some("refresh-1")));
+        // The retry's answer fits: persist, then success, then install under that generation.
+        auth.handle_timeout(Instant::from_millis(61_000));
+        let Some(Action::Refresh(retry)) = auth.poll_action() else { panic!() };
+        let fits =
+            br#"{"access_token":"access-2","token_type":"Bearer","refresh_token":"refresh-2"}"#;
+        let valid = parse_token_response(fits).unwrap().validate::<16, 16>().unwrap();
+        let mut flash = [0u8; 16];
+        assert_eq!(valid.write_refresh_token(&mut flash), Some("refresh-2"));
+        let generation = auth.handle_refresh_success(Instant::from_millis(61_010), retry, None);
+        valid.apply(&mut set, generation.unwrap());
+        assert_eq!(auth.generation(), set.generation());
+        let Some(Action::Send(ticket)) = auth.poll_action() else { panic!() };
+        assert_eq!(ticket.generation, set.generation());
+        assert_eq!(set.access(), Some("access-2"));
+    }
+
+    #[test]
+    fn error_descriptions_are_bounded_and_sanitised() {
+        let describe = |body: &[u8]| {
+            let mut out = [0u8; 16];
+            let len = write_error_description(body, &mut out);
+            let text = core::str::from_utf8(&out[..len]).unwrap();
+            (len > 0).then(|| std::string::String::from(text))
+        };
+        assert_eq!(
+            describe(br#"{"error":"invalid_grant","error_description":"expired"}"#),
+            Some("expired".into())
+        );
+        assert_eq!(describe(br#"{"error":"invalid_grant"}"#), None);
+        assert_eq!(describe(br#"{"error_description":""}"#), None);
+        assert_eq!(describe(br#"{"error_description":42}"#), None);
+        assert_eq!(describe(b"not json"), None);
+        // Control characters, quotes, backslashes and non-ASCII text become `?`.
+        assert_eq!(
+            describe("{\"error_description\":\"a\\u0000b\\\"c\\\\d\\t\u{e9}\"}".as_bytes()),
+            Some("a?b?c?d???".into())
+        );
+        // Cut at the buffer's size.
+        assert_eq!(
+            describe(br#"{"error_description":"0123456789abcdefghij"}"#),
+            Some("0123456789abcdef".into())
+        );
     }
 
     #[test]

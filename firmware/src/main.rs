@@ -22,7 +22,8 @@ use crate::stub::StubStack;
 
 /// Two request slots, 512-byte requests, 1 KiB responses, a 256-byte access token and a
 /// 128-byte refresh token.
-type FwClient = Client<'static, StubStack, FlashStore, OAuth2<'static>, 2, 512, 1024, 256, 128>;
+type FwClient = reauth_nal::client_type!(StubStack, FlashStore, OAuth2<'static>,
+    slots: 2, request: 512, response: 1024, access: 256, refresh: 128);
 
 const API: Endpoint<'static> = Endpoint {
     addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80)),
@@ -34,7 +35,7 @@ const AUTH: Endpoint<'static> = Endpoint {
 };
 /// Both expiry signals, so that the body-code matcher is linked in too.
 const EXPIRY: ExpiryRule<'static> =
-    ExpiryRule { statuses: &[401], body_code: Some(BodyCode { field: "code", values: &[409] }) };
+    ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
 
 /// Stands in for a flash page holding the refresh token.
 struct FlashStore {

@@ -98,16 +98,30 @@ pub fn device(data: &[u8]) {
 /// Any bytes into the token response, error response, `Retry-After` and body-code parsers.
 ///
 /// Checks: no panic; a response that is applied leaves only visible-ASCII tokens of the new
-/// generation; a response that is not applied leaves the old tokens whole; the JSON parsers are
-/// strict about the end of the document (whitespace after it changes nothing, text after it
-/// makes it unusable).
+/// generation; a response that is not applied leaves the old tokens whole; validation agrees
+/// with applying, and a validated response lends exactly the refresh token it then installs;
+/// an error description is bounded printable ASCII; the JSON parsers are strict about the end
+/// of the document (whitespace after it changes nothing, text after it makes it unusable).
 pub fn token_response(data: &[u8]) {
     check_document_end(data);
     if let Ok(response) = oauth::parse_token_response(data) {
         let mut tokens = TokenSet::<64, 48>::new();
         let installed = tokens.install(Generation(1), "old-access", Some("old-refresh"));
         assert!(installed.is_ok());
-        match response.apply(&mut tokens, Generation(2)) {
+        let valid = response.validate::<64, 48>();
+        let mut lent = [0u8; 48];
+        let lent = valid.as_ref().ok().and_then(|v| v.write_refresh_token(&mut lent));
+        let lent = lent.map(String::from);
+        let applied = response.apply(&mut tokens, Generation(2));
+        assert_eq!(valid.is_ok(), applied.is_ok(), "validate agrees with apply");
+        if let Some(lent) = &lent {
+            assert_eq!(
+                tokens.refresh(),
+                Some(lent.as_str()),
+                "the lent token is the one installed"
+            );
+        }
+        match applied {
             Ok(()) => {
                 assert_eq!(tokens.generation(), Generation(2));
                 let access = tokens.access().unwrap_or_default();
@@ -127,6 +141,10 @@ pub fn token_response(data: &[u8]) {
             }
         }
     }
+    let mut described = [0u8; 32];
+    let len = oauth::write_error_description(data, &mut described);
+    assert!(len <= described.len());
+    assert!(described[..len].iter().all(|&b| (0x20..=0x7E).contains(&b) && b != b'"'));
     let code = parse_error_response(data);
     let retry_after = parse_retry_after(data);
     let failure = classify_failure(400, data, retry_after);
@@ -134,10 +152,7 @@ pub fn token_response(data: &[u8]) {
         assert_eq!(failure, RefreshFailure::Refused, "a 400 without a known code is a refusal");
     }
     assert!(matches!(classify_failure(503, data, None), RefreshFailure::Transient { .. }));
-    let classic = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    let classic = ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
     let verdict = classic.verdict(200, Some(data));
     if verdict == Verdict::Expired {
         assert!(data.windows(3).any(|w| w == b"409"), "expired without a 409 in the body");
@@ -173,6 +188,8 @@ pub fn coordinator(data: &[u8]) {
         wait_timeout: Duration::from_millis(900),
         replay_limit: data.get(1).map_or(1, |b| b % 3),
         max_refresh_attempts: data.get(2).map_or(3, |b| b % 5),
+        // The same byte, so that the seeds keep their meaning: both limits vary independently.
+        max_unanswered: data.get(2).map_or(3, |b| b / 5 % 5),
         backoff: Backoff {
             initial: Duration::from_millis(50),
             max: Duration::from_millis(400),

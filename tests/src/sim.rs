@@ -32,11 +32,17 @@ use reauth_core::{
 /// 7. generations only increase and every ticket carries the current generation;
 /// 9. whenever something waits on time, `poll_timeout` is `Some`;
 /// 10. a live refresh success is applied; a failure for a superseded attempt changes nothing;
-/// 11. one refresh token is presented at most `max_refresh_attempts` times without a
+/// 11. one refresh token is presented at most `max_unanswered` times without a
 ///     confirmation (a success, an answered failure, or new credentials), so a token whose
 ///     answers keep getting lost is not replayed into the server's reuse detection;
 /// 12. no refresh starts while an exhausted episode's cool-down holds, unless new credentials
-///     arrive.
+///     arrive;
+/// 13. after a refusal, the refresh token is presented no more: no refresh starts in
+///     `Refused` until new credentials arrive (a login, a restore, an adoption, or a late
+///     success of an earlier attempt); `Refused` only ever holds a usable access token (it
+///     becomes `Failed` as the token turns stale, and `poll_timeout` names that instant), and
+///     a refusal of the current attempt leaves `Refused` exactly when the access token was
+///     still usable, `Failed` otherwise.
 ///
 /// Invariant 8 (no panic) holds if the harness itself finishes.
 #[derive(Debug)]
@@ -55,6 +61,8 @@ pub struct Checked<const N: usize> {
     unconfirmed: u8,
     /// The end of the cool-down that held when the current input began, if one did (inv 12).
     cooling_until: Option<Instant>,
+    /// The coordinator was `Refused` when the current input began (inv 13).
+    refused: bool,
     /// Counters for scenario assertions.
     pub stats: Stats,
 }
@@ -88,6 +96,7 @@ impl<const N: usize> Checked<N> {
             actions: Vec::new(),
             unconfirmed: 0,
             cooling_until: None,
+            refused: false,
             stats: Stats::default(),
         }
     }
@@ -155,6 +164,7 @@ impl<const N: usize> Checked<N> {
             }
             self.unconfirmed = 0;
             self.cooling_until = None;
+            self.refused = false;
         }
         self.settle(true);
         generation
@@ -245,6 +255,7 @@ impl<const N: usize> Checked<N> {
             Ok(generation) => {
                 self.unconfirmed = 0;
                 self.cooling_until = None;
+                self.refused = false;
                 assert!(live, "a result for a dead attempt was applied");
                 assert!(generation > before, "inv 7: a refresh bumps the generation");
                 assert_eq!(generation, self.coordinator.generation());
@@ -275,6 +286,11 @@ impl<const N: usize> Checked<N> {
         let was_failed = self.coordinator.needs_login();
         let current = self.coordinator.refresh_in_flight() == Some(id);
         let result = self.coordinator.handle_refresh_failure(now, id, failure);
+        // Whether the access token was still usable when the failure was applied.
+        let usable = match state_before {
+            State::Refreshing { access, .. } => access.is_usable(self.coordinator.now()),
+            _ => false,
+        };
         if result.is_ok() && failure != RefreshFailure::Lost {
             // The endpoint answered: the token it was shown is known not to be spent.
             self.unconfirmed = 0;
@@ -299,7 +315,10 @@ impl<const N: usize> Checked<N> {
                     if base < generation_before
             );
             assert!(current);
-            assert_eq!(self.coordinator.needs_login(), !superseded, "refusal of {id}");
+            assert_eq!(self.coordinator.is_refused(), !superseded, "inv 13: refusal of {id}");
+            let kept = matches!(self.coordinator.state(), State::Refused { .. });
+            assert_eq!(kept, !superseded && usable, "inv 13: a usable token is kept, no other");
+            assert_eq!(self.coordinator.needs_login(), !superseded && !usable, "refusal of {id}");
         }
         if self.outstanding.is_some_and(|(o, ..)| o == id) {
             self.outstanding = None;
@@ -320,6 +339,7 @@ impl<const N: usize> Checked<N> {
         self.session += 1;
         self.unconfirmed = 0;
         self.cooling_until = None;
+        self.refused = false;
     }
 
     /// Notes the cool-down that holds as an input begins (inv 12).
@@ -328,6 +348,7 @@ impl<const N: usize> Checked<N> {
             State::Idle { retry_at, .. } if retry_at > Instant::ZERO => Some(retry_at),
             _ => None,
         };
+        self.refused = matches!(self.coordinator.state(), State::Refused { .. });
     }
 
     fn note_parked(&mut self, id: RequestId) {
@@ -383,12 +404,13 @@ impl<const N: usize> Checked<N> {
     fn check_refresh_start(&mut self, id: RefreshId) {
         let now = self.coordinator.now();
         self.unconfirmed = self.unconfirmed.saturating_add(1);
-        let limit = self.coordinator.config().max_refresh_attempts.max(1);
+        let limit = self.coordinator.config().max_unanswered.max(1);
         assert!(
             self.unconfirmed <= limit,
             "inv 11: {id} presents a refresh token for the {}th time without an answer",
             self.unconfirmed
         );
+        assert!(!self.refused, "inv 13: {id} presents a refused refresh token");
         if let Some(until) = self.cooling_until {
             assert!(
                 now >= until,
@@ -418,6 +440,15 @@ impl<const N: usize> Checked<N> {
     }
 
     fn check_timer(&self) {
+        if let State::Refused { access } = *self.coordinator.state() {
+            assert!(access.is_usable(self.coordinator.now()), "inv 13: Refused with a stale token");
+            if let reauth_core::Access::Valid { stale_at, .. } = access
+                && stale_at < Instant::MAX
+            {
+                let at = self.coordinator.poll_timeout();
+                assert!(at.is_some_and(|at| at <= stale_at), "inv 13: no timer for {stale_at:?}");
+            }
+        }
         let waits = matches!(self.coordinator.state(), State::Refreshing { .. })
             || self.coordinator.parked_len() > 0;
         if waits {

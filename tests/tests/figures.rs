@@ -22,8 +22,8 @@ const QUOTING: &[(&str, &[&str])] = &[
 ];
 
 /// Row names of the table, as written in BENCHMARKS.md.
-const FLASH: &str = "flash added, default features";
-const FLASH_KEEP_ALIVE: &str = "flash added, `keep-alive`";
+const FLASH: &str = "flash added, public client";
+const FLASH_KEEP_ALIVE: &str = "flash added, public client, `keep-alive`";
 const BUDGET: &str = "flash budget";
 const RAM: &str = "client state (static RAM)";
 const STACK: &str = "worst-case stack, `keep-alive`";

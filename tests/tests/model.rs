@@ -26,6 +26,7 @@ fn config() -> Config {
         wait_timeout: Duration::from_millis(800),
         replay_limit: 1,
         max_refresh_attempts: 2,
+        max_unanswered: 3,
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(400),
@@ -126,6 +127,9 @@ struct Model {
     unanswered: u8,
     /// No episode starts before this instant (0: no cool-down).
     cool_until: u64,
+    /// The refresh token was refused while the access token was still usable: it is used
+    /// until it turns stale (or the server refuses it), and no refresh starts.
+    refused: bool,
     /// Tickets of requests on the wire, for `Respond` picks.
     wire: Vec<Ticket>,
     /// Refresh ids handed out, for `RefreshOk`/`RefreshFail` picks (latest last).
@@ -154,6 +158,7 @@ impl Model {
             streak: 0,
             unanswered: 0,
             cool_until: 0,
+            refused: false,
             wire: Vec::new(),
             handed: Vec::new(),
             next_request: 1,
@@ -208,6 +213,9 @@ impl Model {
         {
             self.launch();
         }
+        if self.refused && !self.usable() {
+            self.refused_and_dead();
+        }
         let now = self.now;
         for w in &mut self.waiting {
             if w.fate.is_none() && w.deadline <= now {
@@ -230,7 +238,7 @@ impl Model {
         let Some(ep) = self.episode else { return };
         if unanswered {
             self.unanswered += 1;
-            if self.unanswered >= 2 {
+            if self.unanswered >= 3 {
                 self.doom(Rejection::NeedsLogin);
                 self.logged_out = true;
                 self.episode = None;
@@ -265,6 +273,15 @@ impl Model {
             Some(Episode { failures, attempt: None, retry_at: self.now.saturating_add(delay) });
     }
 
+    /// A refused refresh token and no usable access token: the credentials are gone.
+    fn refused_and_dead(&mut self) {
+        self.doom(Rejection::NeedsLogin);
+        self.logged_out = true;
+        self.refused = false;
+        self.episode = None;
+        self.announce = None;
+    }
+
     fn cooling(&self) -> bool {
         self.episode.is_none() && !self.logged_out && self.now < self.cool_until
     }
@@ -293,7 +310,12 @@ impl Model {
 
     fn kick(&mut self) {
         let needs = self.waiting.iter().any(|w| w.fate.is_none());
-        if !self.logged_out && self.episode.is_none() && !self.usable() && needs && !self.cooling()
+        if !self.logged_out
+            && !self.refused
+            && self.episode.is_none()
+            && !self.usable()
+            && needs
+            && !self.cooling()
         {
             self.launch();
         }
@@ -311,6 +333,7 @@ impl Model {
         self.streak = 0;
         self.unanswered = 0;
         self.cool_until = 0;
+        self.refused = false;
     }
 
     /// A new access token from attempt `finished` (or adopted: `None`); an attempt already
@@ -339,6 +362,7 @@ impl Model {
             if let (None, Token::Valid { refresh_at, .. }) = (self.episode, self.token)
                 && self.now >= refresh_at
                 && !self.cooling()
+                && !self.refused
             {
                 self.launch();
             }
@@ -385,6 +409,10 @@ impl Model {
         let replays = if stale { ticket.replays } else { ticket.replays + 1 };
         if !stale {
             self.token = Token::Expired;
+            if self.refused {
+                self.refused_and_dead();
+                return reject(Rejection::NeedsLogin);
+            }
         }
         let parked = self.park(id, replays);
         self.kick();
@@ -425,12 +453,13 @@ impl Model {
             self.episode = None;
         } else {
             match kind {
-                FailKind::Refused => {
-                    self.doom(Rejection::NeedsLogin);
-                    self.logged_out = true;
+                // An early refresh refused: the access token stays in use until it is stale.
+                FailKind::Refused if self.usable() => {
+                    self.refused = true;
                     self.episode = None;
                     self.announce = None;
                 }
+                FailKind::Refused => self.refused_and_dead(),
                 FailKind::Transient => self.attempt_failed(hint, false),
                 FailKind::Lost => self.attempt_failed(None, true),
             }
@@ -484,10 +513,15 @@ impl ReferenceStateMachine for Reference {
         Just(Model::new()).boxed()
     }
 
-    fn transitions(_: &Model) -> BoxedStrategy<Input> {
+    fn transitions(m: &Model) -> BoxedStrategy<Input> {
         let lifetime = prop_oneof![3 => (0u64..3_000).prop_map(Some), 1 => Just(None)];
+        // An early refresh (the access token still usable) is short-lived in these sequences:
+        // while one is on the wire, refusals are made likelier so that keeping the token after
+        // a refused early refresh is exercised.
+        let early = m.usable()
+            && matches!(m.episode, Some(Episode { attempt: Some(a), .. }) if a.base == m.generation);
         let kind = prop_oneof![
-            1 => Just(FailKind::Refused),
+            if early { 6 } else { 1 } => Just(FailKind::Refused),
             4 => Just(FailKind::Transient),
             1 => Just(FailKind::Lost)
         ];
@@ -700,6 +734,8 @@ impl StateMachineTest for Coordinator {
         assert_eq!(c.now().millis(), m.now, "clock");
         assert_eq!(c.generation(), Generation(m.generation), "generation");
         assert_eq!(c.needs_login(), m.logged_out, "needs login; state {:?}", c.state());
+        let refused = matches!(c.state(), State::Refused { .. });
+        assert_eq!(refused, m.refused, "refused; state {:?} vs {m:?}", c.state());
         let refreshing = matches!(c.state(), State::Refreshing { .. });
         assert_eq!(
             refreshing,
@@ -773,11 +809,23 @@ fn random_sequences_reach_every_outcome() {
             if model.cooling() {
                 seen.insert("cooling down".to_owned());
             }
-            if model.logged_out && model.unanswered >= 2 {
+            if model.logged_out && model.unanswered >= 3 {
                 seen.insert("stopped after unanswered presentations".to_owned());
             }
             if matches!(input, Input::Adopt(_)) {
                 seen.insert("adopted".to_owned());
+            }
+            if model.refused {
+                seen.insert("refused early, token kept".to_owned());
+                if matches!(model.answer, Answer::Admit(Ok(Admission::Send(_)))) {
+                    seen.insert("request sent after a refusal".to_owned());
+                }
+            }
+            if matches!(input, Input::RefreshFail { kind: FailKind::Refused, .. })
+                && model.logged_out
+                && matches!(model.answer, Answer::Refresh(Ok(())))
+            {
+                seen.insert("refused with a stale token".to_owned());
             }
             if matches!(input, Input::Respond { verdict: Verdict::Forbidden, .. })
                 && matches!(model.answer, Answer::Respond(Outcome::Replay(_)))
@@ -814,6 +862,9 @@ fn random_sequences_reach_every_outcome() {
         "response rejected RefreshUnavailable",
         "stopped after unanswered presentations",
         "adopted",
+        "refused early, token kept",
+        "request sent after a refusal",
+        "refused with a stale token",
         "attempt superseded by a late success",
         "cancel",
     ];

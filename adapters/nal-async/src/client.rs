@@ -640,9 +640,10 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
         self.stats.refresh_failures += 1;
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
             && failure == RefreshFailure::Refused
-            && self.coordinator.needs_login()
+            && self.coordinator.is_refused()
         {
-            // The stored refresh token is dead: a rebooted device must not restore it.
+            // The stored refresh token is dead, even while a refused early refresh leaves the
+            // access token (RAM only) working: a rebooted device must not restore it.
             let _ = self.store.clear();
         }
     }

@@ -5,6 +5,8 @@ use core::fmt;
 use core::mem;
 
 use reauth_core::oauth::parse_token_response;
+#[cfg(feature = "refusal-description")]
+use reauth_core::oauth::write_error_description;
 use reauth_core::{
     Action, Admission, Coordinator, Duration, Generation, Instant, Outcome, RefreshFailure,
     RefreshId, Rejection, RequestId, TokenError, TokenSet,
@@ -34,6 +36,12 @@ use crate::transport::Transport;
 /// - `RESP`: bytes per response buffer: head plus body (chunked bodies decoded in place, with a
 ///   few bytes of framing slack). The token endpoint's answer MUST fit it too;
 /// - `A`, `R`: capacities of the access and refresh tokens in bytes.
+///
+/// Five numbers in a row are easy to swap: name the type with [`client_type!`](crate::client_type),
+/// which takes each size by name (`slots: 2, request: 512, response: 1024, access: 256,
+/// refresh: 128`) and refuses them in another order. [`new`](Self::new) also refuses, at
+/// compile time, sizes that cannot work: `K = 0`, a request buffer not larger than the access
+/// token (`REQ <= A`), a response buffer not larger than both tokens (`RESP <= A + R`).
 ///
 /// Memory: roughly `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 /// value; put it in a `static` (see [`new`](Self::new), a `const fn`) rather than on a small
@@ -71,7 +79,8 @@ use crate::transport::Transport;
 /// let api = Endpoint { addr: "192.0.2.1:80".parse().unwrap(), host: "api.example" };
 /// let token = Endpoint { addr: "192.0.2.2:80".parse().unwrap(), host: "auth.example" };
 /// let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
-/// let mut client: Client<'_, T, NoStore, OAuth2<'_>, 2, 512, 1024, 256, 128> =
+/// let mut client: reauth_nal::client_type!('_, T, NoStore, OAuth2<'_>,
+///     slots: 2, request: 512, response: 1024, access: 256, refresh: 128) =
 ///     Client::new(ClientConfig::new(api, token), exchange, NoStore);
 /// client.restore(now(), "refresh-token-from-flash").unwrap();
 /// let id = client.submit(now(), &Request::get("/api/status")).unwrap();
@@ -111,10 +120,69 @@ pub struct Client<
     /// not yet handed out. A refresh exchange is only stepped while both are empty, and one
     /// step ends with at most one of each, so no event is ever dropped.
     refresh_news: Option<Event<T::Error, S::Error>>,
+    /// The server's `error_description` of the last refusal, bounded and sanitised.
+    #[cfg(feature = "refusal-description")]
+    refusal: Description,
     /// The id the next request gets.
     next_id: u32,
     /// The latest instant seen; earlier ones are clamped to it.
     now: Instant,
+}
+
+/// Names a [`Client`] type with its five sizes given by name, in this order, so that they cannot
+/// be swapped silently (a name out of place does not compile):
+///
+/// ```
+/// use reauth_nal::{NoStore, OAuth2};
+/// # type Stack = std_embedded_nal::Stack;
+///
+/// type Device = reauth_nal::client_type!(Stack, NoStore, OAuth2<'static>,
+///     slots: 2, request: 512, response: 1024, access: 256, refresh: 128);
+/// // With a lifetime other than `'static` for the configuration:
+/// type Borrowed<'a> = reauth_nal::client_type!('a, Stack, NoStore, OAuth2<'a>,
+///     slots: 2, request: 512, response: 1024, access: 256, refresh: 128);
+/// ```
+///
+/// Sizes in another order do not compile:
+///
+/// ```compile_fail
+/// # use reauth_nal::{NoStore, OAuth2};
+/// # type Stack = std_embedded_nal::Stack;
+/// type Swapped = reauth_nal::client_type!(Stack, NoStore, OAuth2<'static>,
+///     slots: 2, response: 1024, request: 512, access: 256, refresh: 128);
+/// ```
+///
+/// - `slots`: requests open at once (`K`);
+/// - `request`: bytes per request buffer (`REQ`), the request with its `Authorization` line;
+///   the refresh request uses one too;
+/// - `response`: bytes per response buffer (`RESP`), head and body; the token endpoint's
+///   answer uses one too;
+/// - `access`, `refresh`: the capacities of the access and refresh tokens (`A`, `R`).
+#[macro_export]
+macro_rules! client_type {
+    ($lt:lifetime, $net:ty, $store:ty, $exchange:ty,
+     slots: $k:expr, request: $req:expr, response: $resp:expr, access: $a:expr,
+     refresh: $r:expr $(,)?) => {
+        $crate::Client<$lt, $net, $store, $exchange, { $k }, { $req }, { $resp }, { $a }, { $r }>
+    };
+    ($net:ty, $store:ty, $exchange:ty,
+     slots: $k:expr, request: $req:expr, response: $resp:expr, access: $a:expr,
+     refresh: $r:expr $(,)?) => {
+        $crate::client_type!('static, $net, $store, $exchange, slots: $k, request: $req,
+            response: $resp, access: $a, refresh: $r)
+    };
+}
+
+/// The most bytes of a refusal's `error_description` that
+/// [`Client::refusal_description`] keeps.
+pub const REFUSAL_DESCRIPTION_LEN: usize = 64;
+
+/// A refusal's description: printable ASCII, `len` bytes of `bytes`.
+#[derive(Debug)]
+#[cfg(feature = "refusal-description")]
+struct Description {
+    bytes: [u8; REFUSAL_DESCRIPTION_LEN],
+    len: u8,
 }
 
 /// Something the application must hear about, from [`Client::poll`].
@@ -147,9 +215,15 @@ pub enum Event<E, SE> {
     /// [`RefreshFailure::Lost`] one (the request went out, at least in part, and no usable
     /// answer came back: reset, close or timeout before the whole answer, an unusable or
     /// oversized success) is retried too, but one refresh token is presented at most
-    /// [`max_refresh_attempts`](reauth_core::Config::max_refresh_attempts) times that way; a
-    /// [`RefreshFailure::Refused`] one means the user must log in again
-    /// ([`Client::needs_login`]).
+    /// [`max_unanswered`](reauth_core::Config::max_unanswered) times that way; a
+    /// [`RefreshFailure::Refused`] one means the user must log in again: at once
+    /// ([`Client::needs_login`]), or, when an early refresh was refused while the access token
+    /// is still valid, once that token turns stale (the coordinator is
+    /// [`Refused`](reauth_core::State::Refused) meanwhile and requests keep going out). Its
+    /// error is [`AnswerError::Refused`](crate::AnswerError::Refused) with the OAuth code;
+    /// [`is_configuration_error`](crate::AnswerError::is_configuration_error) tells a client
+    /// set up wrong (whose stored refresh token is kept) from a refused refresh token (which
+    /// is erased from the store at once).
     RefreshFailed {
         /// How the coordinator took it.
         failure: RefreshFailure,
@@ -180,6 +254,20 @@ impl<
     /// before submitting requests. `const`, so that it can live in a `static`.
     #[must_use]
     pub const fn new(config: ClientConfig<'a>, exchange: X, store: S) -> Self {
+        // Sizes that cannot work, as compile errors (evaluated for each set of sizes used).
+        const { assert!(K >= 1, "reauth-nal: a client needs at least one request slot") };
+        const {
+            assert!(
+                REQ > A,
+                "reauth-nal: the request buffer (REQ) must be larger than the access token (A)"
+            )
+        };
+        const {
+            assert!(
+                RESP > A + R,
+                "reauth-nal: the response buffer (RESP) must be larger than both tokens (A + R)"
+            )
+        };
         Self {
             coordinator: Coordinator::new(config.coordinator),
             config,
@@ -195,6 +283,8 @@ impl<
             refresher: const { Refresher::new() },
             persist_failed: None,
             refresh_news: None,
+            #[cfg(feature = "refusal-description")]
+            refusal: Description { bytes: [0; REFUSAL_DESCRIPTION_LEN], len: 0 },
             next_id: 1,
             now: Instant::ZERO,
         }
@@ -240,6 +330,18 @@ impl<
         self.slots.iter().find(|s| s.id == id).and_then(Slot::response)
     }
 
+    /// The token endpoint's own words about its last refusal (its `error_description`), from
+    /// the [`Event::RefreshFailed`] with [`AnswerError::Refused`](crate::AnswerError::Refused)
+    /// until the next login, restore or logout: at most [`REFUSAL_DESCRIPTION_LEN`] bytes,
+    /// printable ASCII only (anything else, quotes and backslashes shown as `?`). `None` if the
+    /// server gave none. Needs the `refusal-description` feature (on by default).
+    #[cfg(feature = "refusal-description")]
+    #[must_use]
+    pub fn refusal_description(&self) -> Option<&str> {
+        let text = self.refusal.bytes.get(..usize::from(self.refusal.len))?;
+        core::str::from_utf8(text).ok().filter(|text| !text.is_empty())
+    }
+
     /// The token store.
     #[must_use]
     pub const fn store(&self) -> &S {
@@ -268,6 +370,7 @@ impl<
         lifetime: Option<Duration>,
     ) -> Result<Generation, LoginError<S::Error>> {
         let now = self.clock(now);
+        self.forget_refusal();
         // `handle_login` installs exactly the next generation; the tokens go in first so that
         // a token that does not fit leaves the coordinator untouched.
         let generation = self.coordinator.generation().next();
@@ -292,6 +395,7 @@ impl<
         body: &[u8],
     ) -> Result<Generation, LoginError<S::Error>> {
         let now = self.clock(now);
+        self.forget_refusal();
         let response = parse_token_response(body).map_err(LoginError::TokenResponse)?;
         if !response.has_refresh_token() {
             return Err(LoginError::Token(TokenError::Empty));
@@ -311,6 +415,7 @@ impl<
     /// [`TokenError`] if the token is unusable; nothing changes then.
     pub fn restore(&mut self, now: Instant, refresh: &str) -> Result<(), TokenError> {
         let now = self.clock(now);
+        self.forget_refusal();
         self.tokens.restore(refresh)?;
         self.coordinator.handle_restore(now);
         self.drain_actions();
@@ -325,6 +430,7 @@ impl<
     /// The store could not erase the token; the tokens are gone from memory anyway.
     pub fn logout(&mut self, now: Instant) -> Result<(), S::Error> {
         let now = self.clock(now);
+        self.forget_refusal();
         self.tokens.clear();
         self.coordinator.handle_logout(now);
         self.drain_actions();
@@ -455,6 +561,14 @@ impl<
         self.now
     }
 
+    /// New credentials or none: the last refusal's description is about the old ones.
+    fn forget_refusal(&mut self) {
+        #[cfg(feature = "refusal-description")]
+        {
+            self.refusal.len = 0;
+        }
+    }
+
     /// An id no open request has (the counter wraps after 4 billion requests).
     fn fresh_id(&mut self) -> RequestId {
         let mut id = self.next_id;
@@ -577,6 +691,11 @@ impl<
         let refreshed = match read {
             Ok(refreshed) => refreshed,
             Err(Unusable { failure, error }) => {
+                #[cfg(feature = "refusal-description")]
+                if let crate::AnswerError::Refused { .. } = error {
+                    let len = write_error_description(response.body(), &mut self.refusal.bytes);
+                    self.refusal.len = u8::try_from(len).unwrap_or(0);
+                }
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;
             }
@@ -611,9 +730,12 @@ impl<
         // A failure the coordinator ignores (the attempt was superseded or had timed out) is not
         // reported: it changed nothing.
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok() {
-            if failure == RefreshFailure::Refused && self.coordinator.needs_login() {
-                // The stored refresh token is dead: a rebooted device must not restore it and
-                // spend a refresh call to learn so. A failed erase changes nothing else.
+            let misconfigured = matches!(&error, Error::Refresh(e) if e.is_configuration_error());
+            if self.coordinator.is_refused() && !misconfigured {
+                // The stored refresh token is dead, even while the access token (which only RAM
+                // holds) still works: a rebooted device must not restore it and spend a refresh
+                // call to learn so. A failed erase changes nothing else. A client set up wrong
+                // has not used its refresh token: it stays for the corrected firmware.
                 let _ = self.store.clear();
             }
             self.notify(Event::RefreshFailed { failure, error });

@@ -15,7 +15,13 @@ pub struct ClientConfig<'a> {
     /// Where the refresh exchange goes; the path comes from the
     /// [`RefreshExchange`](crate::RefreshExchange).
     pub token: Endpoint<'a>,
-    /// The coordinator's tunables (refresh-ahead window, waits, retries).
+    /// The coordinator's tunables (refresh-ahead window, waits, retries). The embedded
+    /// defaults, [`Config::DEFAULT`](reauth_core::Config::DEFAULT), are for slow links: a
+    /// refresh attempt may take 30 s (an exchange with [`Timeouts::DEFAULT`] ends by 25 s when
+    /// the server says nothing: 10 s to connect, 15 s for the answer), two attempts per
+    /// episode, and a request waits up to 75 s, longer than the 60.5 s an episode can last, so
+    /// a hung token endpoint gets two attempts and every waiting request ends with
+    /// [`Rejection::RefreshUnavailable`](reauth_core::Rejection::RefreshUnavailable).
     pub coordinator: reauth_core::Config,
     /// What counts as "token expired" in an API response (default: status 401).
     pub expiry: ExpiryRule<'a>,

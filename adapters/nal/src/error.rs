@@ -5,7 +5,7 @@
 use core::fmt;
 
 use embedded_nal::{TcpError, TcpErrorKind};
-use reauth_core::oauth::TokenResponseError;
+use reauth_core::oauth::{ErrorCode, TokenResponseError};
 use reauth_core::{Rejection, TokenError};
 
 /// Why a request or a refresh exchange failed. `E` is the transport's error type.
@@ -52,8 +52,23 @@ pub enum Error<E> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AnswerError {
-    /// The endpoint answered with this status instead of a success.
+    /// The endpoint answered with this status instead of a success, and it is no refusal: a
+    /// `408`, `429` or `5xx` (retried), or a status no token endpoint sends (the exchange is
+    /// lost).
     Status(u16),
+    /// The endpoint refused: the refresh token (`400` or `401`, e.g. `invalid_grant`: the user
+    /// must log in again), or the client, when
+    /// [`is_configuration_error`](Self::is_configuration_error) says so (`invalid_client`,
+    /// `unauthorized_client`, `unsupported_grant_type`, or a `3xx` or `4xx` no token endpoint
+    /// sends to a client set up right, such as a `404` or `405` from a wrong token path: the
+    /// refresh token was not used and is kept; fix the configuration).
+    Refused {
+        /// The status.
+        status: u16,
+        /// The OAuth error code of the body (RFC 6749 §5.2), e.g. [`ErrorCode::InvalidGrant`];
+        /// `None` if the body had none.
+        code: Option<ErrorCode>,
+    },
     /// A success status, but the body is not an OAuth2 token response.
     TokenResponse(TokenResponseError),
     /// A token in the answer does not fit its buffer or has bytes a token may not have.
@@ -146,6 +161,20 @@ pub enum LoginError<SE> {
     TokenResponse(TokenResponseError),
 }
 
+impl AnswerError {
+    /// True when the endpoint refused the client rather than the refresh token: it is set up
+    /// wrong (credentials, client authentication method, or token path).
+    #[must_use]
+    pub const fn is_configuration_error(&self) -> bool {
+        match self {
+            Self::Refused { status: 400 | 401, code: None } => false,
+            Self::Refused { status: 400 | 401, code: Some(code) } => code.is_configuration_error(),
+            Self::Refused { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 impl<E: TcpError> Error<E> {
     /// The kind of a transport error, `None` for every other variant.
     #[must_use]
@@ -205,6 +234,19 @@ impl fmt::Display for AnswerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Status(status) => write!(f, "status {status}"),
+            Self::Refused { status, code } => {
+                let what = if self.is_configuration_error() {
+                    "the client is set up wrong (check its id, secret, authentication method and \
+                     token path)"
+                } else {
+                    "the refresh token was refused"
+                };
+                write!(f, "{what}: status {status}")?;
+                match code {
+                    Some(code) => write!(f, ", {}", code.as_str()),
+                    None => Ok(()),
+                }
+            }
             Self::TokenResponse(e) => write!(f, "{e}"),
             Self::Token(e) => write!(f, "{e}"),
             Self::Invalid => f.write_str("the answer could not be read"),

@@ -243,6 +243,14 @@ impl<'b> Cursor<'b> {
         self.len = end;
     }
 
+    /// Lets `write` fill the rest of the buffer; counts what it wrote, or the length it needed
+    /// (`Err`, nothing written then).
+    pub(crate) fn put_from(&mut self, write: impl FnOnce(&mut [u8]) -> Result<usize, usize>) {
+        let spare = self.buf.get_mut(self.len..).unwrap_or_default();
+        let (Ok(n) | Err(n)) = write(spare);
+        self.len = self.len.saturating_add(n);
+    }
+
     pub(crate) fn put_decimal(&mut self, mut n: usize) {
         // 20 digits hold any u64, so every index below is in range; `get_mut` keeps it so.
         let mut digits = [0u8; 20];

@@ -13,13 +13,17 @@
 //!
 //! 1. Build a [`Client`] from a [`ClientConfig`] (API and token endpoint addresses, expiry rule,
 //!    timeouts), a [`RefreshExchange`] ([`OAuth2`] for the standard grant) and a [`TokenStore`].
-//!    Size its buffers with the const parameters (see [`Client`]).
+//!    Size its buffers by name with [`client_type!`] (see [`Client`]).
 //! 2. Install credentials: [`Client::login`] after a login, or [`Client::restore`] with the
 //!    refresh token kept in flash.
 //! 3. [`Client::submit`] requests; in the main loop call [`Client::poll`] until it returns `None`
 //!    and handle each [`Event`]; sleep until the stack has news or [`Client::poll_timeout`].
 //!
 //! # Sizing
+//!
+//! Name the client's type with [`client_type!`], which takes the five sizes below by name
+//! (`slots`, `request`, `response`, `access`, `refresh`), so that two cannot be swapped silently;
+//! [`Client::new`] refuses sizes that cannot work at compile time.
 //!
 //! - `K` slots: requests open at once. The stack MUST offer `K + 1` sockets (one per slot and
 //!   one for the refresh exchange).
@@ -32,8 +36,9 @@
 //!   the same size. A chunked body needs a few bytes of slack for its framing.
 //! - RAM: about `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 //!   [`Client`] value (no heap); the example firmware's client (`K = 2`, 512, 1024, 256, 128)
-//!   takes 6,048 bytes. The two crates add 15.3 KiB of flash to it (thumbv7em,
-//!   `opt-level = "s"`), 15.7 KiB with `keep-alive` (BENCHMARKS.md, "Firmware footprint").
+//!   takes 6,048 bytes. The two crates add 15.5 KiB of flash to it (thumbv7em,
+//!   `opt-level = "s"`, without the default features), 16.0 KiB with `keep-alive`, 17.4 KiB
+//!   with `keep-alive` and the default features (BENCHMARKS.md, "Firmware footprint").
 //!
 //! # Network stacks
 //!
@@ -54,14 +59,20 @@
 //! request's `Authorization` line, the refresh request and answer) are wiped when they are done
 //! with.
 //!
-//! Features, all off by default:
+//! Features, all off by default but `client-secret-basic` and `refusal-description`:
+//! - `refusal-description` (default): [`Client::refusal_description`], the token endpoint's
+//!   `error_description` of its last refusal, bounded and sanitised (64 B of RAM, 392 B of
+//!   flash).
+//! - `client-secret-basic` (default): `client_secret_basic` client authentication in
+//!   [`OAuth2`], the default when a secret is given (1,080 B of flash on thumbv7em);
+//!   without it a secret goes in the request body.
 //! - `keep-alive`: a slot keeps its connection to the API for its next request, for
 //!   [`Timeouts::keep_alive`] (4 s by default): no TCP or TLS handshake per request. Only
 //!   idempotent requests (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`) use a kept connection, so
 //!   that when the server turns out to have closed it, the request can go again on a new one;
 //!   a `POST` always has its own, and so has every refresh (it consumes the refresh token).
 //!   A response with `Connection: close`, from HTTP/1.0, or delimited by the end of the
-//!   connection ends it. Costs about 500 bytes of flash on thumbv7em.
+//!   connection ends it. Costs 468 B of flash on thumbv7em.
 //! - `smoltcp`: [`stack::SmoltcpNal`](stack), the profile of smoltcp-nal 0.7 (a dependency
 //!   on smoltcp-nal).
 //! - `log`: every [`Event`] that [`Client::poll`] hands out is logged under the target
@@ -98,7 +109,7 @@ mod personality;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, Event};
+pub use client::{Client, Event, REFUSAL_DESCRIPTION_LEN};
 pub use config::{ClientConfig, Endpoint, Timeouts};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceEvent, DeviceFailure, DeviceLogin};
 pub use error::{AnswerError, Error, HttpError, LoginError, Stage, SubmitError, TimeoutKind};

@@ -5,7 +5,8 @@
 use core::net::SocketAddr;
 
 use reauth_core::oauth::{
-    RefreshParams, classify_failure, parse_token_response, write_refresh_body,
+    ClientAuth, ErrorCode, RefreshParams, parse_error_response, parse_token_response,
+    write_refresh_body,
 };
 use reauth_core::{Duration, Generation, Instant, RefreshFailure, RefreshId, TokenSet};
 
@@ -30,6 +31,17 @@ pub trait RefreshExchange {
     /// # Errors
     /// `Err(needed)`, the body's full length, if it does not fit `out`.
     fn write_body(&self, refresh_token: &str, out: &mut [u8]) -> Result<usize, usize>;
+
+    /// Writes the value of the request's `Authorization` header into `out` and returns its
+    /// length; `Ok(0)` (the default) sends no such header. The request buffer that holds it is
+    /// wiped after the exchange.
+    ///
+    /// # Errors
+    /// `Err(needed)`, the value's full length, if it does not fit `out`.
+    fn write_authorization(&self, out: &mut [u8]) -> Result<usize, usize> {
+        let _ = out;
+        Ok(0)
+    }
 
     /// Reads the endpoint's answer and, on success, installs the new tokens into `tokens` as
     /// `generation` (all or nothing, e.g. with [`TokenSet::install`]).
@@ -71,12 +83,65 @@ pub struct Unusable {
 
 /// The OAuth 2.0 refresh grant (RFC 6749 §6): a form POST with `grant_type=refresh_token`,
 /// answered by a JSON token response or an OAuth2 error.
+///
+/// Client authentication (RFC 6749 §2.3) follows `auth` when [`params`](Self::params) has a
+/// `client_secret`: [`ClientAuth::Basic`] (the default, `client_secret_basic`: the
+/// form-encoded id and secret in `Authorization: Basic`, nothing of them in the body),
+/// [`ClientAuth::Post`] (`client_id` and `client_secret` in the body) or [`ClientAuth::None`]
+/// (the secret is not sent). Without a secret the client is public: `client_id`, if given,
+/// goes in the body. `scope`, if given, goes in the body either way.
+///
+/// `client_secret_basic` needs the `client-secret-basic` feature (on by default, 1,080 B of
+/// flash on thumbv7em). Without it there is no `auth` field and a secret goes in the
+/// body (`client_secret_post`), for the smallest firmware of a public client or a server that
+/// takes the secret there.
+///
+/// ```
+/// use reauth_nal::OAuth2;
+/// use reauth_nal::reauth_core::oauth::{ClientAuth, RefreshParams};
+///
+/// // client_secret_basic, the method every server must support.
+/// let confidential = OAuth2 {
+///     path: "/oauth/token",
+///     params: RefreshParams {
+///         client_id: Some("device-42"),
+///         client_secret: Some("s3cret"),
+///         scope: Some("telemetry"),
+///     },
+///     ..OAuth2::default()
+/// };
+/// // A server that only takes the secret in the body.
+/// let post = OAuth2 { auth: ClientAuth::Post, ..confidential };
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OAuth2<'a> {
     /// The token endpoint's path, e.g. `"/oauth/token"`.
     pub path: &'a str,
-    /// `client_id`, `client_secret` and `scope` for the body.
+    /// `client_id`, `client_secret` and `scope`.
     pub params: RefreshParams<'a>,
+    /// How the client authenticates when it has a secret (default [`ClientAuth::Basic`]).
+    #[cfg(feature = "client-secret-basic")]
+    pub auth: ClientAuth,
+}
+
+impl OAuth2<'_> {
+    /// How the client authenticates when it has a secret.
+    const fn auth(&self) -> ClientAuth {
+        #[cfg(feature = "client-secret-basic")]
+        return self.auth;
+        #[cfg(not(feature = "client-secret-basic"))]
+        ClientAuth::Post
+    }
+
+    /// The id and secret for `Authorization: Basic`, when that is how the client authenticates.
+    fn basic(&self) -> Option<(&str, &str)> {
+        match (self.auth(), self.params.client_secret) {
+            (ClientAuth::Basic, Some(secret)) => {
+                Some((self.params.client_id.unwrap_or_default(), secret))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl RefreshExchange for OAuth2<'_> {
@@ -89,7 +154,27 @@ impl RefreshExchange for OAuth2<'_> {
     }
 
     fn write_body(&self, refresh_token: &str, out: &mut [u8]) -> Result<usize, usize> {
-        write_refresh_body(out, refresh_token, &self.params).map_err(|e| e.needed)
+        // One authentication method per request: with Basic, neither id nor secret in the body.
+        let basic = self.basic().is_some();
+        let params = RefreshParams {
+            client_id: if basic { None } else { self.params.client_id },
+            client_secret: match self.auth() {
+                ClientAuth::Post => self.params.client_secret,
+                _ => None,
+            },
+            scope: self.params.scope,
+        };
+        write_refresh_body(out, refresh_token, &params).map_err(|e| e.needed)
+    }
+
+    #[cfg(feature = "client-secret-basic")]
+    fn write_authorization(&self, out: &mut [u8]) -> Result<usize, usize> {
+        match self.basic() {
+            Some((id, secret)) => {
+                reauth_core::oauth::write_basic_authorization(out, id, secret).map_err(|e| e.needed)
+            }
+            None => Ok(0),
+        }
     }
 
     fn read_answer<const A: usize, const R: usize>(
@@ -101,19 +186,7 @@ impl RefreshExchange for OAuth2<'_> {
         generation: Generation,
     ) -> Result<Refreshed, Unusable> {
         if !(200..300).contains(&status) {
-            let failure = match classify_failure(status, body, retry_after) {
-                // The server says it did not do the work: retry after a backoff.
-                failure @ RefreshFailure::Transient { .. }
-                    if matches!(status, 408 | 429 | 500..=599) =>
-                {
-                    failure
-                }
-                RefreshFailure::Refused => RefreshFailure::Refused,
-                // A status no token endpoint sends (a proxy's, a redirect): whether the grant
-                // went through is unknown.
-                _ => RefreshFailure::Lost,
-            };
-            return Err(Unusable { failure, error: AnswerError::Status(status) });
+            return Err(classify(status, body, retry_after));
         }
         // A 2xx that cannot be used may still have rotated the refresh token: the exchange is
         // lost. If the server did rotate, the retry is answered `invalid_grant`, which then logs
@@ -126,6 +199,34 @@ impl RefreshExchange for OAuth2<'_> {
             .map_err(|e| Unusable { failure: lost, error: AnswerError::Token(e) })?;
         Ok(Refreshed { lifetime: response.expires_in(), rotated: response.has_refresh_token() })
     }
+}
+
+/// Classifies a token endpoint answer that is not a success.
+///
+/// - 408, 429, 5xx: the server says it did not do the work: retried after a backoff.
+/// - 400, 401 with `invalid_client`, `unauthorized_client` or `unsupported_grant_type`, and
+///   any other 3xx or 4xx (a 404 or 405 from a wrong token path, a redirect): the client is set
+///   up wrong. The grant was not processed, so the refresh token is kept (in the store too), but
+///   retrying cannot help: no refresh starts until the firmware logs in or restores again.
+/// - 400, 401 with a code outside RFC 6749 §5.2 (`temporarily_unavailable`): whether the grant
+///   went through is unknown, the exchange is lost (retried a bounded number of times).
+/// - 400, 401 with any other code or none: the refresh token is refused.
+/// - Anything else (a 1xx, a status outside 100-599): lost, as above.
+fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Unusable {
+    let code = parse_error_response(body);
+    let failure = match (status, code) {
+        (408 | 429 | 500..=599, _) => RefreshFailure::Transient { retry_after },
+        (400 | 401, Some(ErrorCode::Other)) => RefreshFailure::Lost,
+        // A refusal of the token, or of the client (see `AnswerError::is_configuration_error`).
+        (300..=499, _) => {
+            return Unusable {
+                failure: RefreshFailure::Refused,
+                error: AnswerError::Refused { status, code },
+            };
+        }
+        _ => RefreshFailure::Lost,
+    };
+    Unusable { failure, error: AnswerError::Status(status) }
 }
 
 /// An attempt that left the wire: its id, and its answer or why there is none.
@@ -290,6 +391,10 @@ fn write_head<X: RefreshExchange>(
     out.put(host.as_bytes());
     if ask_close {
         out.put(b"\r\nConnection: close");
+    }
+    if exchange.write_authorization(&mut []) != Ok(0) {
+        out.put(b"\r\nAuthorization: ");
+        out.put_from(|spare| exchange.write_authorization(spare));
     }
     out.put(b"\r\nAccept: application/json\r\nContent-Type: ");
     out.put(exchange.content_type().as_bytes());

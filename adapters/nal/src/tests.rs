@@ -13,9 +13,10 @@ use reauth_core::{Duration, Generation, Instant, RefreshFailure, Rejection, Requ
 
 use crate::mock::{MockError, MockNet, Script, http, token_response};
 use crate::{
-    Client, ClientConfig, Endpoint, Error, Event, OAuth2, Request, Stage, SubmitError, TimeoutKind,
-    Timeouts, TokenStore,
+    AnswerError, Client, ClientConfig, Endpoint, Error, Event, OAuth2, Request, Stage, SubmitError,
+    TimeoutKind, Timeouts, TokenStore,
 };
+use reauth_core::oauth::ErrorCode;
 
 const API: &str = "10.0.0.1:80";
 const AUTH: &str = "10.0.0.2:80";
@@ -25,6 +26,8 @@ const AUTH: &str = "10.0.0.2:80";
 struct MemStore {
     saved: Vec<String>,
     fail: bool,
+    /// How many times the stored token was erased.
+    cleared: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -39,9 +42,15 @@ impl TokenStore for MemStore {
         self.saved.push(refresh_token.to_string());
         Ok(())
     }
+
+    fn clear(&mut self) -> Result<(), FlashFull> {
+        self.cleared += 1;
+        Ok(())
+    }
 }
 
-type TestClient = Client<'static, MockNet, MemStore, OAuth2<'static>, 3, 384, 256, 48, 48>;
+type TestClient = crate::client_type!(MockNet, MemStore, OAuth2<'static>,
+    slots: 3, request: 384, response: 256, access: 48, refresh: 48);
 type Ev = Event<MockError, FlashFull>;
 
 fn api() -> SocketAddr {
@@ -69,9 +78,21 @@ fn client_with(config: ClientConfig<'static>) -> TestClient {
 
 /// A client logged in with `at1` / `rt1`, valid for an hour.
 fn logged_in() -> TestClient {
-    let mut client = client_with(config());
+    logged_in_with(config())
+}
+
+/// [`logged_in`] with `config`.
+fn logged_in_with(config: ClientConfig<'static>) -> TestClient {
+    let mut client = client_with(config);
     client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
     client
+}
+
+/// [`config`] with four attempts per episode, for scenarios longer than the default two.
+fn four_attempts() -> ClientConfig<'static> {
+    let config = config();
+    let coordinator = reauth_core::Config { max_refresh_attempts: 4, ..config.coordinator };
+    ClientConfig { coordinator, ..config }
 }
 
 fn t(ms: u64) -> Instant {
@@ -234,6 +255,145 @@ fn refused_refresh_rejects_every_parked_request_and_needs_login() {
     assert_eq!(client.free_slots(), 3);
 }
 
+/// Issue 11 item 2 and issue 14 item 6 for reauth-nal: a refusal carries the OAuth error code;
+/// a refusal of the client (its credentials, its authentication method, a wrong token path) is
+/// a configuration error, and the refresh token it did not use stays in the store.
+#[test]
+fn refusals_carry_the_oauth_code_and_a_client_set_up_wrong_keeps_its_refresh_token() {
+    let cases: [(u16, &str, Option<ErrorCode>, bool); 6] = [
+        (
+            400,
+            r#"{"error":"invalid_grant","error_description":"Token \"x\" revoked\n"}"#,
+            Some(ErrorCode::InvalidGrant),
+            false,
+        ),
+        (401, "", None, false),
+        (401, r#"{"error":"invalid_client"}"#, Some(ErrorCode::InvalidClient), true),
+        (400, r#"{"error":"unauthorized_client"}"#, Some(ErrorCode::UnauthorizedClient), true),
+        (404, "Not Found", None, true),
+        (405, "", None, true),
+    ];
+    for (status, body, code, misconfigured) in cases {
+        let mut net = MockNet::default();
+        net.script(api(), Script::answer(&http(401, "")));
+        net.script(auth(), Script::answer(&http(status, body)));
+        let mut client = logged_in();
+        let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
+        let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
+        let error = events.iter().find_map(|e| match e {
+            Event::RefreshFailed { failure: RefreshFailure::Refused, error: Error::Refresh(e) } => {
+                Some(*e)
+            }
+            _ => None,
+        });
+        assert_eq!(error, Some(AnswerError::Refused { status, code }), "{status} {body}");
+        let error = error.unwrap();
+        assert_eq!(error.is_configuration_error(), misconfigured, "{status} {body}");
+        let shown = error.to_string();
+        assert!(shown.contains(&status.to_string()), "{shown}");
+        if let Some(code) = code {
+            assert!(shown.contains(code.as_str()), "{shown}");
+        }
+        assert_eq!(shown.contains("set up wrong"), misconfigured, "{shown}");
+        // The server's own words, bounded and sanitised.
+        let described = (code == Some(ErrorCode::InvalidGrant)).then_some("Token ?x? revoked?");
+        assert_eq!(client.refusal_description(), described, "{status} {body}");
+        assert!(matches!(failure(&events, id), Error::Rejected(Rejection::NeedsLogin)));
+        assert!(client.needs_login());
+        // Only a refused refresh token is dead; a client set up wrong did not use it.
+        assert_eq!(client.store().cleared, u32::from(!misconfigured), "{status} {body}");
+        assert_eq!(net.requests_to(auth()).len(), 1, "no retry of a refusal");
+    }
+}
+
+/// Issue 11 item 6 for reauth-nal: an early refresh refused while the access token is still
+/// valid keeps the token working until it turns stale; the refusal is reported at once, the
+/// dead refresh token is erased at once, and it is never presented again.
+#[test]
+fn a_refused_early_refresh_keeps_the_access_token_until_it_turns_stale() {
+    let mut net = MockNet::default();
+    net.script(api(), Script::answer(&http(200, "early")));
+    net.script(auth(), Script::answer(&http(400, r#"{"error":"invalid_grant"}"#)));
+    net.script(api(), Script::answer(&http(200, "still")));
+    let mut client = logged_in();
+    // An hour-long token: the early window starts at 3530 s, it turns stale at 3590 s.
+    let early = client.submit(t(3_530_000), &Request::get("/api/early")).unwrap();
+    let (events, now) = run(&mut client, &mut net, 3_530_000, 50, |e| {
+        e.iter().any(|e| matches!(e, Event::RefreshFailed { .. })) && responses(e) == 1
+    });
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::RefreshFailed {
+            failure: RefreshFailure::Refused,
+            error: Error::Refresh(AnswerError::Refused {
+                status: 400,
+                code: Some(ErrorCode::InvalidGrant)
+            })
+        }
+    )));
+    assert_eq!(body(&client, early), "early");
+    client.release(early);
+    assert!(matches!(client.coordinator().state(), reauth_core::State::Refused { .. }));
+    assert!(client.coordinator().is_refused() && !client.needs_login());
+    assert_eq!(client.store().cleared, 1, "the dead refresh token is erased at once");
+    // The access token still works, without another refresh call.
+    let still = client.submit(t(now + 1), &Request::get("/api/still")).unwrap();
+    let (events, _) = run(&mut client, &mut net, now + 1, 50, |e| responses(e) == 1);
+    assert_eq!(body(&client, still), "still", "{events:?}");
+    client.release(still);
+    assert!(net.requests_to(api()).iter().all(|r| r.contains("Bearer at1")));
+    // Stale: needs login, and the client's timer said when.
+    assert_eq!(client.poll_timeout(), Some(t(3_590_000)));
+    let (_, _) = run(&mut client, &mut net, 3_590_000, 50, |_| true);
+    assert!(client.needs_login());
+    let later = client.submit(t(3_590_001), &Request::get("/api/late"));
+    assert_eq!(later, Err(SubmitError::Rejected(Rejection::NeedsLogin)));
+    assert_eq!(net.requests_to(auth()).len(), 1, "the refused token is never presented again");
+}
+
+/// Issue 11 item 1 for reauth-nal: `client_secret_basic` by default when a secret is given (id
+/// and secret form-encoded, then base64), `client_secret_post` and public clients on request,
+/// `scope` in the body each time.
+#[test]
+fn client_authentication_methods_and_scope_on_the_wire() {
+    use reauth_core::oauth::{ClientAuth, RefreshParams};
+    let params = RefreshParams {
+        client_id: Some("dev:42"),
+        client_secret: Some("p@ss word"),
+        scope: Some("read write"),
+    };
+    let cases = [
+        // base64("dev%3A42:p%40ss+word")
+        (ClientAuth::Basic, Some("Authorization: Basic ZGV2JTNBNDI6cCU0MHNzK3dvcmQ=\r\n"), ""),
+        (ClientAuth::Post, None, "&client_id=dev%3A42&client_secret=p%40ss+word"),
+        (ClientAuth::None, None, "&client_id=dev%3A42"),
+    ];
+    for (method, header, credentials) in cases {
+        let mut net = MockNet::default();
+        net.script(api(), Script::answer(&http(401, "")));
+        net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
+        net.script(api(), Script::answer(&http(200, "ok")));
+        let exchange = OAuth2 { path: "/oauth/token", params, auth: method };
+        let mut client: TestClient = Client::new(config(), exchange, MemStore::default());
+        client.login(t(0), "at1", "rt1", Some(Duration::from_secs(3600))).unwrap();
+        client.submit(t(0), &Request::get("/api/x")).unwrap();
+        let (events, _) = run(&mut client, &mut net, 0, 50, |e| responses(e) == 1);
+        let sent = net.requests_to(auth());
+        let [request] = &sent[..] else { panic!("{events:?}") };
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        match header {
+            Some(line) => assert!(request.contains(line), "{request}"),
+            None => assert!(!head.contains("Authorization"), "{request}"),
+        }
+        let expected =
+            format!("grant_type=refresh_token&refresh_token=rt1{credentials}&scope=read+write");
+        assert_eq!(body, expected, "{method:?}");
+        // The secret travels in one form only, and never as plain text.
+        assert!(!request.contains("p@ss"), "{request}");
+        assert_eq!(request.contains("p%40ss"), method == ClientAuth::Post, "{request}");
+    }
+}
+
 #[test]
 fn a_refresh_is_lost_once_its_request_went_out_and_transient_only_before_or_on_408_429_5xx() {
     let token = token_response("at2", "rt2", 600);
@@ -245,7 +405,11 @@ fn a_refresh_is_lost_once_its_request_went_out_and_transient_only_before_or_on_4
         (Script { reset_after: Some(0), ..Script::answer(&token) }, Some(RefreshFailure::Lost)),
         (Script { close_after: Some(40), ..Script::answer(&token) }, Some(RefreshFailure::Lost)),
         (Script::answer(&http(200, "{not json")), Some(RefreshFailure::Lost)),
-        (Script::answer(&http(404, "")), Some(RefreshFailure::Lost)),
+        // A code outside RFC 6749 §5.2: whether the grant went through is unknown.
+        (
+            Script::answer(&http(400, r#"{"error":"temporarily_unavailable"}"#)),
+            Some(RefreshFailure::Lost),
+        ),
     ];
     for (script, expected) in cases {
         let mut net = MockNet::default();
@@ -277,10 +441,10 @@ fn a_token_endpoint_that_never_answers_sees_one_refresh_token_at_most_max_attemp
     for _ in 0..20 {
         net.script(auth(), Script { reset_after: Some(10), ..Script::answer(&http(200, "{}")) });
     }
-    let mut client = logged_in();
+    let mut client = logged_in_with(four_attempts());
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, _) = run(&mut client, &mut net, 0, 50, |e| finished(e) == 1);
-    let attempts = usize::from(client.config().coordinator.max_refresh_attempts);
+    let attempts = usize::from(client.config().coordinator.max_unanswered);
     let presented = net.requests_to(auth());
     assert_eq!(presented.len(), attempts, "{events:?}");
     assert!(presented.iter().all(|r| r.ends_with("refresh_token=rt1")));
@@ -299,7 +463,7 @@ fn transient_refresh_failures_back_off_and_retry() {
     net.script(auth(), Script { refuse: true, ..Script::default() });
     net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
     net.script(api(), Script::answer(&http(200, "finally")));
-    let mut client = logged_in();
+    let mut client = logged_in_with(four_attempts());
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, _) = run(&mut client, &mut net, 0, 50, |e| responses(e) == 1);
     let transient = |e: &&Ev| {
@@ -325,7 +489,7 @@ fn every_attempt_failing_transiently_rejects_with_refresh_unavailable() {
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, _) = run(&mut client, &mut net, 0, 100, |e| finished(e) == 1);
     assert!(matches!(failure(&events, id), Error::Rejected(Rejection::RefreshUnavailable)));
-    assert_eq!(net.requests_to(auth()).len(), 4, "max_refresh_attempts");
+    assert_eq!(net.requests_to(auth()).len(), 2, "max_refresh_attempts");
     assert!(!client.needs_login(), "transient failures never log out");
 }
 
@@ -336,11 +500,14 @@ fn a_request_parked_longer_than_the_wait_timeout_is_rejected_with_timeout() {
     for _ in 0..4 {
         net.script(auth(), Script { silent: true, ..Script::default() });
     }
-    let mut client = logged_in();
+    // Shorter than an episode (the default is longer, so that requests hear its outcome).
+    let mut config = config();
+    config.coordinator.wait_timeout = Duration::from_secs(10);
+    let mut client = logged_in_with(config);
     let id = client.submit(t(0), &Request::get("/api/x")).unwrap();
     let (events, end) = run(&mut client, &mut net, 0, 500, |e| finished(e) == 1);
     assert!(matches!(failure(&events, id), Error::Rejected(Rejection::Timeout)), "{events:?}");
-    assert_eq!(end, 30_000, "the default wait timeout");
+    assert_eq!(end, 10_000, "the wait timeout");
 }
 
 #[test]
@@ -413,10 +580,8 @@ fn a_request_still_refused_after_its_replay_is_unauthorized() {
 
 #[test]
 fn classic_body_code_409_counts_as_expiry() {
-    const RULE: ExpiryRule<'static> = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    const RULE: ExpiryRule<'static> =
+        ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
     let mut net = MockNet::default();
     net.script(api(), Script::answer(&http(200, r#"{"code":409,"message":"token expired"}"#)));
     net.script(auth(), Script::answer(&token_response("at2", "rt2", 600)));
@@ -690,10 +855,7 @@ fn random_network_behaviour_gives_every_request_exactly_one_outcome() {
                 net.script(remote, script);
             }
         }
-        let rule = ExpiryRule {
-            statuses: &[401],
-            body_code: Some(BodyCode { field: "code", values: &[409] }),
-        };
+        let rule = ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
         // Half the rounds keep connections, so that reuse meets every fault too.
         let keep_alive = Duration::from_secs(if next() % 2 == 0 { 4 } else { 0 });
         let timeouts = Timeouts { keep_alive, ..Timeouts::DEFAULT };

@@ -78,7 +78,7 @@ impl RefreshExchange for Spy {
 fn oauth() -> OAuth2<'static> {
     let params =
         RefreshParams { client_id: Some("secrets"), client_secret: Some(SENTINEL), scope: None };
-    OAuth2 { path: "/oauth/token", params }
+    OAuth2 { path: "/oauth/token", params, ..OAuth2::default() }
 }
 
 fn config<'a>(host: &'a str, api: core::net::SocketAddr, issuer: &MockIssuer) -> ClientConfig<'a> {

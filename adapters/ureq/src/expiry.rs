@@ -6,7 +6,7 @@ use core::fmt;
 use std::sync::Arc;
 
 use reauth_core::Verdict;
-use reauth_core::expiry::{BodyCode, ExpiryRule};
+use reauth_core::expiry::{BodyCode, EmptyStatusList, ExpiryRule};
 
 /// The response as an expiry rule sees it.
 #[derive(Clone, Copy, Debug)]
@@ -23,8 +23,12 @@ pub struct ResponseView<'a> {
 /// A predicate that says "expired" for a response.
 type Predicate = Arc<dyn Fn(&ResponseView<'_>) -> bool + Send + Sync>;
 
-/// How the client recognises an expired access token. Built like
-/// `Expiry::default().body_code("code", &[409])`.
+/// How the client recognises an expired access token. Built like reauth-nal's rule, from the
+/// core's constants or a status list, then builders:
+/// `Expiry::from(ExpiryRule::STATUS_401).body_code("code", &[409])` (the same as
+/// `Expiry::default().body_code("code", &[409])`), `Expiry::statuses(&[401, 419])?`, or
+/// [`Expiry::body_code_only`] for an API that never signals expiry with a status. An empty
+/// status list is an error ([`EmptyStatusList`]), so the 401 rule cannot be dropped by accident.
 ///
 /// A response is "expired" when its status is in the status list, or the body-code rule matches,
 /// or the predicate returns true. Only responses to requests that carried the client's token are
@@ -47,17 +51,20 @@ impl Expiry {
     /// Default cap on the body read for a rule: 64 KiB, far more than an error document needs.
     pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-    /// Expired means one of `statuses` (and nothing else, until more rules are added). An empty
-    /// list turns the status rule off, for APIs that only signal expiry in the body.
+    /// Expired means one of `statuses` (and nothing else, until more rules are added).
+    ///
+    /// # Errors
+    /// [`EmptyStatusList`] for an empty list; an API that only signals expiry in the body uses
+    /// [`body_code_only`](Self::body_code_only).
+    pub fn statuses(statuses: &[u16]) -> Result<Self, EmptyStatusList> {
+        ExpiryRule::statuses(statuses).map(Self::from)
+    }
+
+    /// Expired means a JSON body whose top-level `field` is one of `values`, whatever the
+    /// status (not even a 401 means expired): for APIs that never signal expiry with a status.
     #[must_use]
-    pub fn statuses(statuses: &[u16]) -> Self {
-        Self {
-            statuses: statuses.to_vec(),
-            body_code: None,
-            predicate: None,
-            predicate_reads_body: false,
-            body_limit: Self::DEFAULT_BODY_LIMIT,
-        }
+    pub fn body_code_only(field: &str, values: &[i64]) -> Self {
+        Self { statuses: Vec::new(), ..Self::from(ExpiryRule::STATUS_401) }.body_code(field, values)
     }
 
     /// Also expired: a JSON body whose top-level `field` is one of `values` (a number), e.g.
@@ -113,9 +120,13 @@ impl Expiry {
 
     /// Judges one response.
     pub(crate) fn verdict(&self, view: &ResponseView<'_>) -> Verdict {
-        let rule = ExpiryRule {
-            statuses: &self.statuses,
-            body_code: self.body_code.as_ref().map(|(field, values)| BodyCode { field, values }),
+        let code = self.body_code.as_ref().map(|(field, values)| BodyCode { field, values });
+        // Every way of building an `Expiry` leaves a status or a body code.
+        let rule = match (ExpiryRule::statuses(&self.statuses), code) {
+            (Ok(rule), Some(code)) => rule.body_code(code),
+            (Ok(rule), None) => rule,
+            (Err(EmptyStatusList), Some(code)) => ExpiryRule::body_code_only(code),
+            (Err(EmptyStatusList), None) => ExpiryRule::STATUS_401,
         };
         let verdict = rule.verdict(view.status.as_u16(), view.body);
         match &self.predicate {
@@ -128,9 +139,23 @@ impl Expiry {
 }
 
 impl Default for Expiry {
-    /// 401 and nothing else (RFC 6750 §3.1).
+    /// 401 and nothing else (RFC 6750 §3.1): [`ExpiryRule::STATUS_401`].
     fn default() -> Self {
-        Self::statuses(&[401])
+        Self::from(ExpiryRule::STATUS_401)
+    }
+}
+
+impl From<ExpiryRule<'_>> for Expiry {
+    /// The core's rule (a constant such as [`ExpiryRule::STATUS_401_403`], or one built with
+    /// its builders), the same one reauth-nal takes.
+    fn from(rule: ExpiryRule<'_>) -> Self {
+        Self {
+            statuses: rule.status_list().to_vec(),
+            body_code: rule.body_code_rule().map(|c| (c.field.to_owned(), c.values.to_vec())),
+            predicate: None,
+            predicate_reads_body: false,
+            body_limit: Self::DEFAULT_BODY_LIMIT,
+        }
     }
 }
 

@@ -178,7 +178,7 @@ fn hanging_token_endpoint_times_out_waiting_requests() {
 #[test]
 fn hanging_token_endpoint_is_presented_the_token_at_most_max_attempts_times() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    let config = Config { max_refresh_attempts: 2, ..quick_config() };
+    let config = Config { max_refresh_attempts: 2, max_unanswered: 2, ..quick_config() };
     let client = logged_in(
         &issuer,
         builder(&issuer)
@@ -211,7 +211,7 @@ fn hanging_token_endpoint_is_presented_the_token_at_most_max_attempts_times() {
 #[test]
 fn malformed_token_response_is_a_clear_error() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    let config = Config { max_refresh_attempts: 1, ..quick_config() };
+    let config = Config { max_refresh_attempts: 1, max_unanswered: 1, ..quick_config() };
     let client = logged_in(&issuer, builder(&issuer).config(config));
     issuer.expire_all_now();
     issuer.inject(Fault::MalformedJson { times: 1 });
@@ -243,7 +243,7 @@ fn one_lost_answer_is_retried_within_the_attempts() {
 #[test]
 fn oversized_token_response_is_a_clear_error() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    let config = Config { max_refresh_attempts: 1, ..quick_config() };
+    let config = Config { max_refresh_attempts: 1, max_unanswered: 1, ..quick_config() };
     let client = logged_in(&issuer, builder(&issuer).config(config));
     issuer.expire_all_now();
     issuer.inject(Fault::OversizedToken { times: 1, len: 9_000 });
@@ -302,7 +302,7 @@ fn classic_409_api_with_body_code_rule_and_custom_refresh_exchange() {
         &issuer,
         Client::builder()
             .refresh_with(exchange)
-            .expiry(Expiry::statuses(&[]).body_code("code", &[409]))
+            .expiry(Expiry::body_code_only("code", &[409]))
             .config(quick_config()),
     );
     issuer.expire_all_now();

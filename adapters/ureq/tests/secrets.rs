@@ -57,7 +57,7 @@ fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() 
         format!("{:?} {:?}", client.stats(), client.state()),
     ];
     // Every transient failure of the token endpoint, as the error of the request that waited.
-    let one_attempt = Config { max_refresh_attempts: 1, ..quick_config() };
+    let one_attempt = Config { max_refresh_attempts: 1, max_unanswered: 1, ..quick_config() };
     let faults = [
         Fault::ServiceUnavailable { times: 1 },
         Fault::TooManyRequests { times: 1, retry_after_secs: 0 },

@@ -114,6 +114,9 @@ pub(crate) fn logged_in_as(
     config.timeouts.response = Duration::from_millis(1500);
     config.coordinator.refresh_timeout = Duration::from_secs(5);
     config.coordinator.backoff.initial = Duration::from_millis(50);
+    // Four attempts per episode (the default is two): the fault tests run two or three failures
+    // and a success in one episode.
+    config.coordinator.max_refresh_attempts = 4;
     config.coordinator.backoff.max = Duration::from_secs(2);
     let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
     let clock = TokioClock(tokio::time::Instant::now());

@@ -102,6 +102,9 @@ impl TokenStore for Flash {
 pub(crate) fn quick() -> Config {
     Config {
         backoff: Backoff { initial: Duration::from_millis(20), ..Backoff::DEFAULT },
+        // Four attempts per episode (the default is two): the scenarios here run three failures
+        // and a success in one episode.
+        max_refresh_attempts: 4,
         ..Config::DEFAULT
     }
 }

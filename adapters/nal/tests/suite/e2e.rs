@@ -182,7 +182,10 @@ fn refused_refresh_rejects_every_request_and_needs_login() {
         e,
         Event::RefreshFailed {
             failure: RefreshFailure::Refused,
-            error: Error::Refresh(AnswerError::Status(400))
+            error: Error::Refresh(AnswerError::Refused {
+                status: 400,
+                code: Some(reauth_core::oauth::ErrorCode::InvalidGrant)
+            })
         }
     )));
     // The dead refresh token is erased from flash: a rebooted device finds none and knows it
@@ -257,7 +260,7 @@ fn malformed_and_oversized_token_responses_are_clear_errors() {
         .filter_map(|e| match e {
             Event::RefreshFailed { error: Error::Refresh(reason), failure } => {
                 // A success that cannot be used may still have rotated the token on the server.
-                if !matches!(reason, AnswerError::Status(_)) {
+                if !matches!(reason, AnswerError::Status(_) | AnswerError::Refused { .. }) {
                     assert_eq!(*failure, RefreshFailure::Lost);
                 }
                 Some(*reason)
@@ -281,10 +284,7 @@ fn malformed_and_oversized_token_responses_are_clear_errors() {
 
 #[test]
 fn classic_409_api_is_detected_by_its_body_code() {
-    const RULE: ExpiryRule<'static> = ExpiryRule {
-        statuses: &[401],
-        body_code: Some(BodyCode { field: "code", values: &[409] }),
-    };
+    const RULE: ExpiryRule<'static> = ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
     let issuer = MockIssuer::start(IssuerConfig {
         expiry_style: ExpiryStyle::Classic409,
         ..IssuerConfig::default()

@@ -354,7 +354,14 @@ fn token_answer_trickling_past_the_total_timeout_ends_every_request_promptly() {
             failures[..],
             [
                 (_, RefreshFailure::Lost, Error::Timeout(TimeoutKind::Total)),
-                (_, RefreshFailure::Refused, Error::Refresh(AnswerError::Status(400))),
+                (
+                    _,
+                    RefreshFailure::Refused,
+                    Error::Refresh(AnswerError::Refused {
+                        status: 400,
+                        code: Some(reauth_core::oauth::ErrorCode::InvalidGrant)
+                    })
+                ),
             ]
         ),
         "{failures:?}"
@@ -382,7 +389,16 @@ fn invalid_client_logs_out_and_rejects_every_waiting_request_at_once() {
     assert!(
         matches!(
             failures[..],
-            [(_, RefreshFailure::Refused, Error::Refresh(AnswerError::Status(401)))]
+            [(
+                _,
+                RefreshFailure::Refused,
+                Error::Refresh(
+                    error @ AnswerError::Refused {
+                        status: 401,
+                        code: Some(reauth_core::oauth::ErrorCode::InvalidClient)
+                    }
+                )
+            )] if error.is_configuration_error()
         ),
         "{failures:?}"
     );

@@ -16,6 +16,9 @@ use reauth_ureq::{Client, ClientBuilder};
 pub(crate) fn quick_config() -> Config {
     Config {
         backoff: Backoff { initial: reauth_core::Duration::from_millis(50), ..Backoff::DEFAULT },
+        // Four attempts per episode (the default is two): several scenarios here run two or
+        // three failures and a success in one episode.
+        max_refresh_attempts: 4,
         ..Config::DEFAULT
     }
 }

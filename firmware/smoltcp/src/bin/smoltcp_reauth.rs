@@ -33,7 +33,7 @@ const AUTH: Endpoint<'static> = Endpoint {
 };
 /// Both expiry signals, so that the body-code matcher is linked in too.
 const EXPIRY: ExpiryRule<'static> =
-    ExpiryRule { statuses: &[401], body_code: Some(BodyCode { field: "code", values: &[409] }) };
+    ExpiryRule::STATUS_401.body_code(BodyCode { field: "code", values: &[409] });
 
 /// Stands in for a flash page holding the refresh token.
 struct FlashStore {
