@@ -555,8 +555,11 @@ fn browser_login_against_the_standalone_issuer_that_denies() {
 
 #[test]
 fn get_with_a_private_key_signs_its_refreshes_and_names_an_unusable_key() {
+    // The issuer verifies the assertions with the public key.
+    let public = include_str!("../../adapters/ureq/tests/data/ec-test-key.pub.pem");
     let issuer = MockIssuer::start(IssuerConfig {
         client_id: Some("cli".to_owned()),
+        client_assertion_key: Some(public.to_owned()),
         ..IssuerConfig::default()
     })
     .unwrap();

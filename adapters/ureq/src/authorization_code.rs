@@ -296,14 +296,15 @@ impl AuthorizationCodeLogin {
             return Err(AuthorizationCodeError::Config("the authorization URL has a fragment"));
         }
         // Before the user is sent anywhere: a token endpoint the exchange cannot use.
-        let tls_config = self.tls.config().map_err(AuthorizationCodeError::Settings)?;
+        let tls_config =
+            self.tls.config().map_err(|e| AuthorizationCodeError::Settings(e.into()))?;
         let token_uri = self.token_url.parse::<http::Uri>().map_err(|_| {
             AuthorizationCodeError::Settings(Error::InvalidRequest(
                 "the token endpoint is not a valid URL".to_owned(),
             ))
         })?;
         tls::require_https(&token_uri, self.tls.allow_insecure_http, "the token endpoint")
-            .map_err(AuthorizationCodeError::Settings)?;
+            .map_err(|e| AuthorizationCodeError::Settings(e.into()))?;
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
             .map_err(listener_error)?;
         let port = listener.local_addr().map_err(listener_error)?.port();

@@ -24,9 +24,10 @@ use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
-use crate::credentials::{Authentication, Credentials};
+use crate::credentials::{Authentication, Credentials, EncodeError};
 use crate::error::Error;
 use crate::exchange::{NewTokens, RefreshError, read_limited};
+use crate::tls::{self, TlsError, TlsSettings};
 use crate::wire::{Capture, Masks, WireConnector};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, DefaultConnector};
@@ -55,6 +56,8 @@ pub struct DeviceLogin {
     credentials: Credentials,
     /// Deadline of each HTTP call (default 30 s).
     call_timeout: Duration,
+    /// Trusted roots, and whether plain http may leave the machine (as for the client).
+    tls: TlsSettings,
 }
 
 /// What to show the user: where to go and which code to enter.
@@ -94,6 +97,11 @@ pub enum DeviceError {
     /// The device authorization request failed on the wire. (Failed polls are retried until
     /// the code expires.)
     Transport(Arc<ureq::Error>),
+    /// An endpoint's TLS certificate was not accepted (not retried: see [`TlsError`]).
+    Tls(TlsError),
+    /// The login's settings cannot be used: root certificates that cannot be read, or an
+    /// endpoint that is plain http to a host other than loopback ([`Error::InsecureUrl`]).
+    Settings(Error),
     /// The device authorization response is not what RFC 8628 §3.2 describes.
     InvalidAuthorization(AuthorizationResponseError),
     /// The user code or a verification URI is unusable (too long, not visible ASCII).
@@ -123,6 +131,7 @@ impl DeviceLogin {
             token_url: token_url.into(),
             credentials: Credentials::default(),
             call_timeout: Duration::from_secs(30),
+            tls: TlsSettings::default(),
         }
     }
 
@@ -164,6 +173,40 @@ impl DeviceLogin {
         self
     }
 
+    /// Trusts the CA certificates in `pem` instead of the bundled Mozilla roots, as
+    /// [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem).
+    #[must_use]
+    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.add_pem(pem.as_ref());
+        self
+    }
+
+    /// As [`root_certificates_pem`](Self::root_certificates_pem), read from a file by
+    /// [`run`](Self::run).
+    #[must_use]
+    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.add_file(path.into());
+        self
+    }
+
+    /// Verifies with the operating system's verifier, as
+    /// [`ClientBuilder::platform_verifier`](crate::ClientBuilder::platform_verifier).
+    #[cfg(feature = "platform-verifier")]
+    #[must_use]
+    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
+        self.tls.use_platform_verifier(enabled);
+        self
+    }
+
+    /// Allows plain `http` off loopback for both endpoints (default `false`: refused with
+    /// [`DeviceError::Settings`] before anything is sent), as
+    /// [`ClientBuilder::allow_insecure_http`](crate::ClientBuilder::allow_insecure_http).
+    #[must_use]
+    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
+        self.tls.allow_insecure_http = allowed;
+        self
+    }
+
     /// Deadline of each HTTP call (default 30 s). The whole login lasts until the user answers
     /// or the code expires.
     #[must_use]
@@ -180,7 +223,7 @@ impl DeviceLogin {
     /// refusal or failure of the device authorization request, or an unusable answer. Failed
     /// polls (network, 5xx) are retried at the interval until the code expires.
     pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
-        let wire = self.wire();
+        let wire = self.wire()?;
         let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
         let form = client.form(device::write_authorization_body).map_err(config_error)?;
         let (status, body) = wire.post(&self.device_url, &client, &form)?;
@@ -214,13 +257,20 @@ impl DeviceLogin {
         show(&prompt);
 
         let now = || reauth_core::Instant::from_millis(millis(start.elapsed()));
-        let poll = client
-            .form(|out, params| device::write_poll_body(out, code.expose(), params))
-            .map_err(config_error)?;
         while let Some(at) = poller.poll_at() {
             let wait = at.saturating_duration_since(now());
             std::thread::sleep(wait.into());
+            // Authenticated afresh for every poll: a client assertion is good for one request
+            // (its `jti` may not be presented twice).
+            let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
+            let poll = client
+                .form(|out, params| device::write_poll_body(out, code.expose(), params))
+                .map_err(config_error)?;
             let answer = wire.post(&self.token_url, &client, &poll);
+            // A certificate the client does not accept will not be accepted at the next poll.
+            if let Err(DeviceError::Tls(e)) = answer {
+                return Err(DeviceError::Tls(e));
+            }
             let Ok((status, body)) = answer else {
                 if let PollOutcome::Expired = poller.handle_transport_error(now()) {
                     return Err(DeviceError::Expired);
@@ -245,8 +295,19 @@ impl DeviceLogin {
     /// An agent that hands statuses back, follows no redirect and bounds each call.
     /// Its answers' bodies (the device code, the tokens) and the Basic header go past ureq's
     /// wire trace (see [`wire`](crate::wire)).
-    fn wire(&self) -> Wire {
+    fn wire(&self) -> Result<Wire, DeviceError> {
+        let tls = self.tls.config().map_err(|e| DeviceError::Settings(e.into()))?;
+        let endpoints =
+            [(&self.device_url, "the device endpoint"), (&self.token_url, "the token endpoint")];
+        for (url, what) in endpoints {
+            let uri = url.parse::<http::Uri>().map_err(|e| {
+                DeviceError::Settings(Error::InvalidRequest(format!("{what}: {e}")))
+            })?;
+            tls::require_https(&uri, self.tls.allow_insecure_http, what)
+                .map_err(|e| DeviceError::Settings(e.into()))?;
+        }
         let config = Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .max_redirects(0)
             .redirect_auth_headers(RedirectAuthHeaders::Never)
@@ -254,13 +315,13 @@ impl DeviceLogin {
             .proxy(None)
             .build();
         let masks = Arc::new(Masks::default());
-        let capture = Arc::new(Capture::default());
+        let capture = Arc::new(Capture::new(RESPONSE_LIMIT));
         let connector = DefaultConnector::new().chain(WireConnector {
             masks: Arc::clone(&masks),
             capture: Some(Arc::clone(&capture)),
         });
         let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Wire { agent, masks, capture }
+        Ok(Wire { agent, masks, capture })
     }
 }
 
@@ -286,7 +347,10 @@ impl Wire {
             .header("Accept", "application/json");
         let (request, _mask) = client.apply(request, &self.masks);
         self.capture.clear();
-        let mut response = request.send(form).map_err(|e| DeviceError::Transport(Arc::new(e)))?;
+        let mut response = request.send(form).map_err(|e| {
+            TlsError::classify(e)
+                .map_or_else(|e| DeviceError::Transport(Arc::new(e)), DeviceError::Tls)
+        })?;
         let status = response.status().as_u16();
         let masked = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
         let body = self.capture.take();
@@ -318,7 +382,7 @@ impl Client {
 }
 
 /// The credentials could not be encoded into a request.
-fn config_error(_: RefreshError) -> DeviceError {
+fn config_error(_: EncodeError) -> DeviceError {
     DeviceError::Config("the client credentials cannot be encoded")
 }
 
@@ -364,6 +428,8 @@ impl fmt::Display for DeviceError {
                 write!(f, "the device authorization endpoint is unavailable (HTTP {status})")
             }
             Self::Transport(e) => write!(f, "the device authorization request failed: {e}"),
+            Self::Tls(e) => write!(f, "the device login failed: {e}"),
+            Self::Settings(e) => write!(f, "the device login cannot start: {e}"),
             Self::InvalidAuthorization(e) => write!(f, "{e}"),
             Self::InvalidField(e) => write!(f, "unusable device authorization response: {e}"),
             Self::InvalidDeviceCode(e) => write!(f, "unusable device code: {e}"),
@@ -385,6 +451,8 @@ impl core::error::Error for DeviceError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Transport(e) => Some(&**e),
+            Self::Tls(e) => Some(e),
+            Self::Settings(e) => Some(e),
             Self::InvalidAuthorization(e) => Some(e),
             Self::InvalidField(e) => Some(e),
             Self::InvalidDeviceCode(e) => Some(e),

@@ -70,11 +70,13 @@ pub use authorization_code::{
     challenge_s256,
 };
 pub use builder::ClientBuilder;
-pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
+pub use client::Client;
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
 pub use discovery::{DiscoveryError, ServerMetadata};
 pub use error::Error;
-pub use exchange::{NewTokens, RefreshError, RefreshExchange};
+pub use exchange::{
+    ACCESS_CAPACITY, NewTokens, QUEUE_CAPACITY, REFRESH_CAPACITY, RefreshError, RefreshExchange,
+};
 pub use expiry::{Expiry, ResponseView};
 pub use file_store::FileStore;
 #[cfg(feature = "redis")]
