@@ -308,6 +308,64 @@ pub fn write_refresh_body(
     Ok(encode_form(&fields, out))
 }
 
+/// Writes the form body of the authorization code grant with PKCE (RFC 6749 §4.1.3, RFC 7636
+/// §4.5) into `out`: `grant_type=authorization_code`, the `code`, the `redirect_uri` the code was
+/// sent to, the `code_verifier`, and the client parameters (`client_id` when the client does not
+/// authenticate with a header, `client_secret` for `client_secret_post`; `scope` is not part of
+/// this grant and is left out). Returns the number of bytes written. The body holds the code and
+/// the verifier: callers SHOULD wipe `out` afterwards.
+///
+/// # Errors
+/// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
+///
+/// # Examples
+///
+/// ```
+/// use reauth_core::oauth::{RefreshParams, write_authorization_code_body};
+///
+/// let params = RefreshParams { client_id: Some("cli"), client_secret: None, scope: Some("api") };
+/// let mut out = [0u8; 256];
+/// let n = write_authorization_code_body(&mut out, "c0de", "http://127.0.0.1:8765/callback", "v3rifier", &params)?;
+/// assert_eq!(
+///     &out[..n],
+///     b"grant_type=authorization_code&code=c0de\
+///       &redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&code_verifier=v3rifier&client_id=cli"
+/// );
+/// # Ok::<(), reauth_core::oauth::BufferTooSmall>(())
+/// ```
+pub fn write_authorization_code_body(
+    out: &mut [u8],
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+    params: &RefreshParams<'_>,
+) -> Result<usize, BufferTooSmall> {
+    let fields = [
+        Some(("grant_type", "authorization_code")),
+        Some(("code", code)),
+        Some(("redirect_uri", redirect_uri)),
+        Some(("code_verifier", code_verifier)),
+        params.client_id.map(|v| ("client_id", v)),
+        params.client_secret.map(|v| ("client_secret", v)),
+    ];
+    write_form(out, &fields)
+}
+
+/// Form-encodes `fields` into `out` if it has room for all of them.
+///
+/// # Errors
+/// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
+pub(crate) fn write_form(
+    out: &mut [u8],
+    fields: &[Option<(&str, &str)>],
+) -> Result<usize, BufferTooSmall> {
+    let needed = encode_form(fields, &mut []);
+    let Some(out) = out.get_mut(..needed) else {
+        return Err(BufferTooSmall { needed });
+    };
+    Ok(encode_form(fields, out))
+}
+
 /// How a confidential or public client authenticates to the token endpoint (RFC 6749 §2.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ClientAuth {

@@ -19,27 +19,20 @@ use reauth_core::device::{
 };
 use reauth_core::oauth::{self, ClientAuth, ErrorCode, TokenResponseError};
 use reauth_core::{Token, TokenError};
-use ureq::Agent;
-use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
 use crate::credentials::{Authentication, Credentials, EncodeError};
 use crate::error::Error;
-use crate::exchange::{NewTokens, RefreshError, read_limited};
-use crate::tls::{self, TlsError, TlsSettings};
-use crate::wire::{Capture, Masks, WireConnector};
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, DefaultConnector};
+use crate::exchange::NewTokens;
+use crate::form_post::{FormPoster, PostError, RESPONSE_LIMIT};
+use crate::tls::{TlsError, TlsSettings};
 
 /// Largest device code accepted, in bytes (RFC 8628 sets no limit; real ones are under 100).
 pub const DEVICE_CODE_CAPACITY: usize = 512;
 
 /// Largest user code or verification URI accepted, in bytes.
 const TEXT_CAPACITY: usize = 2048;
-
-/// Largest answer accepted from either endpoint.
-const RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// A device authorization grant against one authorization server. Build it with
 /// [`new`](Self::new) and the setters, then [`run`](Self::run) it, or hand it to
@@ -292,45 +285,20 @@ impl DeviceLogin {
         Err(DeviceError::Expired)
     }
 
-    /// An agent that hands statuses back, follows no redirect and bounds each call.
-    /// Its answers' bodies (the device code, the tokens) and the Basic header go past ureq's
-    /// wire trace (see [`wire`](crate::wire)).
+    /// The agent of this login (see [`FormPoster`]).
     fn wire(&self) -> Result<Wire, DeviceError> {
-        let tls = self.tls.config().map_err(|e| DeviceError::Settings(e.into()))?;
-        let endpoints =
-            [(&self.device_url, "the device endpoint"), (&self.token_url, "the token endpoint")];
-        for (url, what) in endpoints {
-            let uri = url.parse::<http::Uri>().map_err(|e| {
-                DeviceError::Settings(Error::InvalidRequest(format!("{what}: {e}")))
-            })?;
-            tls::require_https(&uri, self.tls.allow_insecure_http, what)
-                .map_err(|e| DeviceError::Settings(e.into()))?;
-        }
-        let config = Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .redirect_auth_headers(RedirectAuthHeaders::Never)
-            .timeout_global(Some(self.call_timeout))
-            .proxy(None)
-            .build();
-        let masks = Arc::new(Masks::default());
-        let capture = Arc::new(Capture::new(RESPONSE_LIMIT));
-        let connector = DefaultConnector::new().chain(WireConnector {
-            masks: Arc::clone(&masks),
-            capture: Some(Arc::clone(&capture)),
-        });
-        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Ok(Wire { agent, masks, capture })
+        let endpoints = [
+            (self.device_url.as_str(), "the device endpoint"),
+            (self.token_url.as_str(), "the token endpoint"),
+        ];
+        FormPoster::new(&self.tls, &endpoints, self.call_timeout)
+            .map(Wire)
+            .map_err(DeviceError::Settings)
     }
 }
 
-/// The agent of one device login, with its wire filter's placeholders and capture.
-struct Wire {
-    agent: Agent,
-    masks: Arc<Masks>,
-    capture: Arc<Capture>,
-}
+/// The device login's [`FormPoster`], answering in [`DeviceError`]s.
+struct Wire(FormPoster);
 
 impl Wire {
     /// POSTs `form` to `url`, authenticated as `client` says; the status and the body.
@@ -340,24 +308,11 @@ impl Wire {
         client: &Authentication<'_>,
         form: &[u8],
     ) -> Result<(u16, Zeroizing<Vec<u8>>), DeviceError> {
-        let request = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json");
-        let (request, _mask) = client.apply(request, &self.masks);
-        self.capture.clear();
-        let mut response = request.send(form).map_err(|e| {
-            TlsError::classify(e)
-                .map_or_else(|e| DeviceError::Transport(Arc::new(e)), DeviceError::Tls)
-        })?;
-        let status = response.status().as_u16();
-        let masked = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
-        let body = self.capture.take();
-        if body.len() != masked.len() {
-            return Err(DeviceError::ResponseTooLarge);
-        }
-        Ok((status, body))
+        self.0.post(url, client, form).map_err(|e| match e {
+            PostError::Tls(e) => DeviceError::Tls(e),
+            PostError::Transport(e) => DeviceError::Transport(e),
+            PostError::TooLarge => DeviceError::ResponseTooLarge,
+        })
     }
 }
 
@@ -389,14 +344,6 @@ fn config_error(_: EncodeError) -> DeviceError {
 /// Milliseconds of a wall-clock span, saturating.
 fn millis(span: Duration) -> u64 {
     u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The error of reading an answer's body.
-fn read_error(e: RefreshError) -> DeviceError {
-    match e {
-        RefreshError::Transport(e) => DeviceError::Transport(e),
-        _ => DeviceError::ResponseTooLarge,
-    }
 }
 
 impl fmt::Debug for DeviceLogin {

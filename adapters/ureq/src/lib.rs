@@ -53,6 +53,7 @@ mod error;
 mod exchange;
 mod expiry;
 mod file_store;
+mod form_post;
 mod lease;
 mod record;
 mod redirect;
