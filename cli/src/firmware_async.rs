@@ -189,6 +189,9 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         refresh_timeout: millis_of(REFRESH_TIMEOUT),
         wait_timeout: millis_of(WAIT_TIMEOUT),
         backoff: backoff(args.seed),
+        // Four attempts per episode (the default is two), as `reauth firmware`: the fault runs
+        // ride out a burst of faults within one episode.
+        max_refresh_attempts: 4,
         ..Config::DEFAULT
     };
     // As `reauth firmware`: a hanging token endpoint frees its task soon after the coordinator
@@ -279,13 +282,18 @@ async fn worker(shared: &'static Shared) {
     while !shared.stop.get() && shared.started.get() < shared.target {
         shared.started.set(shared.started.get() + 1);
         let sent = StdInstant::now();
-        if let Some(tls) = &shared.tls {
+        let needs_login = if let Some(tls) = &shared.tls {
             let result = shared.client.send(tls, &request, &mut buf).await;
-            shared.tally.borrow_mut().record(result.map(|r| r.status()), sent);
+            shared.tally.borrow_mut().record(result.map(|r| r.status()), sent)
         } else {
             let plain = &mut buf[..BUFFER];
             let result = shared.client.send(&shared.net, &request, plain).await;
-            shared.tally.borrow_mut().record(result.map(|r| r.status()), sent);
+            shared.tally.borrow_mut().record(result.map(|r| r.status()), sent)
+        };
+        if needs_login {
+            // Turned away at once until the director logs in again: wait for that instead of
+            // asking again and again.
+            embassy_time::Timer::after_millis(10).await;
         }
         // Let the others run: an answer can come back without the task ever waiting.
         embassy_futures::yield_now().await;
@@ -294,12 +302,13 @@ async fn worker(shared: &'static Shared) {
 }
 
 impl Tally {
-    /// Accounts for one request sent at `sent`.
-    fn record<E>(&mut self, result: Result<u16, Error<E>>, sent: StdInstant)
+    /// Accounts for one request sent at `sent`; true if it was told to log in again.
+    fn record<E>(&mut self, result: Result<u16, Error<E>>, sent: StdInstant) -> bool
     where
-        Error<E>: core::fmt::Display + core::fmt::Debug,
+        Error<E>: core::fmt::Display,
     {
         let tally = self;
+        let needs_login = matches!(result, Err(Error::Rejected(Rejection::NeedsLogin)));
         match result {
             Ok(status) if (200..300).contains(&status) => {
                 tally.succeeded += 1;
@@ -317,9 +326,10 @@ impl Tally {
                     Error::ResponseTooLarge { .. } => "response too large",
                     _ => "other",
                 };
-                tally.fail(&format!("{error} [{error:?}]"), kind);
+                tally.fail(&error.to_string(), kind);
             }
         }
+        needs_login
     }
 }
 

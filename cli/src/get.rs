@@ -69,13 +69,22 @@ pub(crate) struct Args {
     allow_insecure_http: bool,
 }
 
-/// `--client-auth`.
+/// `--client-auth` (of `reauth get` and `reauth login`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum AuthMethod {
+pub(crate) enum AuthMethod {
     /// `client_secret_basic`.
     Basic,
     /// `client_secret_post`.
     Post,
+}
+
+impl From<AuthMethod> for ClientAuth {
+    fn from(method: AuthMethod) -> Self {
+        match method {
+            AuthMethod::Basic => Self::Basic,
+            AuthMethod::Post => Self::Post,
+        }
+    }
 }
 
 /// Runs the GET: body to stdout, errors to stderr.
@@ -131,10 +140,7 @@ fn get(args: &Args) -> Result<ExitCode, Box<dyn core::error::Error>> {
         );
         builder = builder.client_secret(secret.as_str());
         if let Some(method) = args.client_auth {
-            builder = builder.client_auth(match method {
-                AuthMethod::Basic => ClientAuth::Basic,
-                AuthMethod::Post => ClientAuth::Post,
-            });
+            builder = builder.client_auth(method.into());
         }
     }
     if let Some(path) = &args.private_key {

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use core::time::Duration;
 
+use crate::get::AuthMethod;
 use reauth_ureq::{
     AuthorizationCodeLogin, AuthorizationPrompt, Client, ClientBuilder, DeviceLogin, DevicePrompt,
     FileStore,
@@ -62,6 +63,11 @@ pub(crate) struct Args {
     /// argument, where other users could read it).
     #[arg(long, value_name = "VAR")]
     client_secret_env: Option<String>,
+    /// How the secret authenticates the client at the token endpoint: HTTP Basic
+    /// (`client_secret_basic`, the default) or in the form body (`client_secret_post`). The
+    /// stored client, which `reauth get` runs, takes its own `--client-auth`.
+    #[arg(long, value_enum, requires = "client_secret_env")]
+    client_auth: Option<AuthMethod>,
     /// `scope` asked for.
     #[arg(long)]
     scope: Option<String>,
@@ -133,6 +139,9 @@ fn login(args: &Args, flow: Flow<'_>) -> Result<(), Box<dyn core::error::Error>>
     if let Some(secret) = &secret {
         builder = builder.client_secret(secret.as_str());
     }
+    if let Some(method) = args.client_auth {
+        builder = builder.client_auth(method.into());
+    }
     if let Some(scope) = &args.scope {
         builder = builder.scope(scope);
     }
@@ -148,6 +157,9 @@ fn login(args: &Args, flow: Flow<'_>) -> Result<(), Box<dyn core::error::Error>>
             }
             if let Some(secret) = &secret {
                 login = login.client_secret(secret.as_str());
+            }
+            if let Some(method) = args.client_auth {
+                login = login.client_auth(method.into());
             }
             if let Some(scope) = &args.scope {
                 login = login.scope(scope);
@@ -173,6 +185,9 @@ fn device_login(
     }
     if let Some(secret) = secret {
         device = device.client_secret(secret.as_str());
+    }
+    if let Some(method) = args.client_auth {
+        device = device.client_auth(method.into());
     }
     if let Some(scope) = &args.scope {
         device = device.scope(scope);

@@ -2,7 +2,12 @@
 //! on a TAP device (embassy-net-tuntap) driven by embassy's executor, in a network namespace the
 //! command makes, many tasks sharing one client against the mock issuer.
 //!
-//! They need root, `ip` and `/dev/net/tun`. They are `#[ignore]`d so that a plain `cargo test`
+//! The last test boots `firmware/embassy` (reauth-nal-async on embassy-executor and embassy-net,
+//! feature `qemu`) on QEMU's `mps2-an386` board against the mock issuer on this host's loopback,
+//! reached through QEMU's user-mode network.
+//!
+//! They need root, `ip` and `/dev/net/tun` (the QEMU test: `qemu-system-arm` and the
+//! `thumbv7em-none-eabihf` target instead). They are `#[ignore]`d so that a plain `cargo test`
 //! stays quick and needs none of it; `.ci/run` runs them with `--ignored`. Where something is
 //! missing a test prints `skipped: WHY` and returns, unless `CI=true`: there it fails.
 //!
@@ -11,8 +16,12 @@
 //! and no access token was refreshed twice. The test also reads the table: refresh calls equal
 //! refresh episodes. No timing is asserted; the latencies are printed.
 
+use core::time::Duration;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use reauth_testkit::issuer::{IssuerConfig, MockIssuer};
+use reauth_testkit::tls::TestPki;
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -83,5 +92,114 @@ fn embassy_net_on_a_tap_device_over_https() {
     if can_run("embassy_net_on_a_tap_device_over_https") {
         let stdout = firmware_async(&["--duration", "8", "--tasks", "8", "--https"]);
         assert!(stdout.contains("HTTPS (embedded-tls, pinned CA)"), "{stdout}");
+    }
+}
+
+/// Whether the Rust standard library for `thumbv7em-none-eabihf` is installed.
+fn has_thumb_target() -> bool {
+    Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", "thumbv7em-none-eabihf"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir()
+        })
+}
+
+/// True when the QEMU test may go on (see [`can_run`]).
+fn can_run_qemu(test: &str) -> bool {
+    let why = if !on_path("qemu-system-arm") {
+        "no qemu-system-arm (apt-get install --no-install-recommends qemu-system-arm)"
+    } else if !has_thumb_target() {
+        "no thumbv7em-none-eabihf target (rustup target add thumbv7em-none-eabihf)"
+    } else {
+        return true;
+    };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} cannot run in CI: {why}");
+    println!("skipped: {test}: {why}");
+    false
+}
+
+/// Boots `firmware/embassy` built with `features` on QEMU against a mock issuer (over HTTPS
+/// with `pki`) for `seconds` of tokens living `lifetime`: every request answered, one refresh
+/// call per refresh, no refresh token presented twice.
+fn embassy_on_qemu(features: &str, pki: Option<&TestPki>, lifetime: Duration, seconds: u32) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/embassy");
+    let built = Command::new("cargo")
+        .args(["build", "--release", "--features", features])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(built.success(), "building firmware/embassy failed");
+    let elf = dir.join("target/thumbv7em-none-eabihf/release/reauth-embassy-firmware");
+
+    let config = IssuerConfig { token_lifetime: lifetime, ..IssuerConfig::default() };
+    let issuer = match pki {
+        Some(pki) => MockIssuer::start_tls(config, pki).unwrap(),
+        None => MockIssuer::start(config).unwrap(),
+    };
+    let tokens = issuer.login();
+    issuer.reset_counters();
+    // QEMU's user-mode network forwards the guest's 10.0.2.2 to this host's loopback.
+    let mut settings = vec![
+        "reauth-embassy-firmware".to_owned(),
+        format!("issuer=10.0.2.2:{}", issuer.addr().port()),
+        format!("refresh={}", tokens.refresh_token),
+        format!("seconds={seconds}"),
+    ];
+    if let Some(pki) = pki {
+        let hex: String = pki.ca_der().iter().map(|b| format!("{b:02x}")).collect();
+        settings.push(format!("ca={hex}"));
+    }
+    let semihosting: String = settings.iter().map(|a| format!(",arg={a}")).collect();
+    let output = Command::new("qemu-system-arm")
+        .args(["-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"])
+        .args(["-nic", "user,model=lan9118"])
+        .arg("-semihosting-config")
+        .arg(format!("enable=on,target=native{semihosting}"))
+        .arg("-kernel")
+        .arg(&elf)
+        .stdin(Stdio::null())
+        // QEMU's complaints can quote its command line, which holds the refresh token.
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let counters = issuer.counters();
+    println!("firmware/embassy --features {features} on QEMU:\n{stdout}issuer: {counters:?}");
+    assert!(output.status.success(), "QEMU ended with {:?}", output.status);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("reauth-embassy: result ")).unwrap();
+    let value = |key: &str| -> u64 {
+        let pair = line.split_whitespace().find_map(|p| p.strip_prefix(&format!("{key}=")));
+        pair.unwrap().parse().unwrap()
+    };
+    assert!(value("succeeded") > 0, "{line}");
+    assert_eq!(value("failed"), 0, "{line}");
+    assert_eq!(value("needs_login"), 0, "{line}");
+    assert_eq!(value("requests"), value("succeeded"), "{line}");
+    assert!(value("refreshes") >= 2, "{line}");
+    assert_eq!(value("refresh_calls"), counters.refresh_calls, "{line}");
+    assert_eq!(value("refreshes"), counters.refresh_successes, "{line}");
+    assert_eq!(counters.reuse_attempts, 0);
+    assert!(counters.refreshes_per_access_token_max <= 1);
+}
+
+/// The embassy image on QEMU: two tasks sharing one client for 8 s of 1 s tokens.
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target; .ci/run runs it"]
+fn embassy_image_on_qemu_mps2_an386() {
+    if can_run_qemu("embassy_image_on_qemu_mps2_an386") {
+        embassy_on_qemu("qemu", None, Duration::from_secs(1), 8);
+    }
+}
+
+/// The same over HTTPS: embedded-tls on the emulated Cortex-M4 against the issuer's rustls
+/// listener, the run's CA pinned.
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target; .ci/run runs it"]
+fn embassy_image_on_qemu_mps2_an386_over_https() {
+    if can_run_qemu("embassy_image_on_qemu_mps2_an386_over_https") {
+        // The guest reaches the issuer as 10.0.2.2: the certificate is made for that name.
+        let pki = TestPki::generate_for(&["10.0.2.2"]).unwrap();
+        embassy_on_qemu("qemu,tls", Some(&pki), Duration::from_secs(2), 12);
     }
 }

@@ -412,6 +412,54 @@ fn be_the_browser(login: &mut std::process::Child) -> (u16, String, String) {
     (status, page, rest)
 }
 
+/// A confidential client registered for `client_secret_post`: `reauth login --client-auth post`
+/// sends the secret in the body at the code exchange (Basic would be refused), then `reauth get`
+/// with the same option refreshes.
+#[test]
+fn browser_login_of_a_client_registered_for_the_body_secret() {
+    use std::process::Stdio;
+
+    let issuer = MockIssuer::start(IssuerConfig {
+        client_id: Some("cli".into()),
+        client_secret: Some("body secret".into()),
+        client_auth: reauth_core::oauth::ClientAuth::Post,
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("browser-login-post");
+    let store = dir.join("tokens.json");
+    let store = store.to_str().unwrap();
+    let (authorize_url, token_url) = (issuer.authorization_url(), issuer.token_url());
+    let client = ["--client-id", "cli", "--client-secret-env", "SECRET", "--client-auth", "post"];
+    let mut login = reauth()
+        .args(["login", "--authorize-url", &authorize_url, "--token-url", &token_url])
+        .args(client)
+        .args(["--store", store, "--no-browser"])
+        .env("SECRET", "body secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, page, rest) = be_the_browser(&mut login);
+    let output = login.wait_with_output().unwrap();
+    assert!(output.status.success(), "{rest}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(issuer.counters().code_redemptions, 1);
+
+    issuer.expire_all_now();
+    let before = issuer.counters().refresh_successes;
+    let url = issuer.api_url("after-post-login");
+    let output = reauth()
+        .args(["get", &url, "--token-url", &token_url, "--store", store])
+        .args(client)
+        .env("SECRET", "body secret")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(issuer.counters().refresh_successes, before + 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn browser_login_fills_the_store_that_get_uses() {
     use std::process::Stdio;
@@ -555,8 +603,11 @@ fn browser_login_against_the_standalone_issuer_that_denies() {
 
 #[test]
 fn get_with_a_private_key_signs_its_refreshes_and_names_an_unusable_key() {
+    // The issuer verifies the assertions with the public key.
+    let public = include_str!("../../adapters/ureq/tests/data/ec-test-key.pub.pem");
     let issuer = MockIssuer::start(IssuerConfig {
         client_id: Some("cli".to_owned()),
+        client_assertion_key: Some(public.to_owned()),
         ..IssuerConfig::default()
     })
     .unwrap();

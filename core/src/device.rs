@@ -178,7 +178,7 @@ pub fn write_authorization_body(
     out: &mut [u8],
     params: &RefreshParams<'_>,
 ) -> Result<usize, BufferTooSmall> {
-    write_form(
+    oauth::write_form(
         out,
         &[
             params.client_id.map(|v| ("client_id", v)),
@@ -200,7 +200,7 @@ pub fn write_poll_body(
     device_code: &str,
     params: &RefreshParams<'_>,
 ) -> Result<usize, BufferTooSmall> {
-    write_form(
+    oauth::write_form(
         out,
         &[
             Some(("grant_type", GRANT_TYPE)),
@@ -468,15 +468,6 @@ fn classify(status: u16, body: &[u8]) -> PollOutcome<'static> {
         crate::RefreshFailure::Refused => PollOutcome::Refused(oauth::parse_error_response(body)),
         _ => PollOutcome::Retry,
     }
-}
-
-/// Form-encodes `fields` into `out` if it fits.
-fn write_form(out: &mut [u8], fields: &[Option<(&str, &str)>]) -> Result<usize, BufferTooSmall> {
-    let needed = oauth::encode_form(fields, &mut []);
-    let Some(out) = out.get_mut(..needed) else {
-        return Err(BufferTooSmall { needed });
-    };
-    Ok(oauth::encode_form(fields, out))
 }
 
 /// Decodes the raw text of a JSON string into `out`: visible ASCII only, never truncated.

@@ -308,6 +308,64 @@ pub fn write_refresh_body(
     Ok(encode_form(&fields, out))
 }
 
+/// Writes the form body of the authorization code grant with PKCE (RFC 6749 §4.1.3, RFC 7636
+/// §4.5) into `out`: `grant_type=authorization_code`, the `code`, the `redirect_uri` the code was
+/// sent to, the `code_verifier`, and the client parameters (`client_id` when the client does not
+/// authenticate with a header, `client_secret` for `client_secret_post`; `scope` is not part of
+/// this grant and is left out). Returns the number of bytes written. The body holds the code and
+/// the verifier: callers SHOULD wipe `out` afterwards.
+///
+/// # Errors
+/// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
+///
+/// # Examples
+///
+/// ```
+/// use reauth_core::oauth::{RefreshParams, write_authorization_code_body};
+///
+/// let params = RefreshParams { client_id: Some("cli"), client_secret: None, scope: Some("api") };
+/// let mut out = [0u8; 256];
+/// let n = write_authorization_code_body(&mut out, "c0de", "http://127.0.0.1:8765/callback", "v3rifier", &params)?;
+/// assert_eq!(
+///     &out[..n],
+///     b"grant_type=authorization_code&code=c0de\
+///       &redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&code_verifier=v3rifier&client_id=cli"
+/// );
+/// # Ok::<(), reauth_core::oauth::BufferTooSmall>(())
+/// ```
+pub fn write_authorization_code_body(
+    out: &mut [u8],
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+    params: &RefreshParams<'_>,
+) -> Result<usize, BufferTooSmall> {
+    let fields = [
+        Some(("grant_type", "authorization_code")),
+        Some(("code", code)),
+        Some(("redirect_uri", redirect_uri)),
+        Some(("code_verifier", code_verifier)),
+        params.client_id.map(|v| ("client_id", v)),
+        params.client_secret.map(|v| ("client_secret", v)),
+    ];
+    write_form(out, &fields)
+}
+
+/// Form-encodes `fields` into `out` if it has room for all of them.
+///
+/// # Errors
+/// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
+pub(crate) fn write_form(
+    out: &mut [u8],
+    fields: &[Option<(&str, &str)>],
+) -> Result<usize, BufferTooSmall> {
+    let needed = encode_form(fields, &mut []);
+    let Some(out) = out.get_mut(..needed) else {
+        return Err(BufferTooSmall { needed });
+    };
+    Ok(encode_form(fields, out))
+}
+
 /// How a confidential or public client authenticates to the token endpoint (RFC 6749 §2.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ClientAuth {
@@ -325,8 +383,10 @@ pub enum ClientAuth {
 
 /// Writes the value of the `Authorization` header for `client_secret_basic` (RFC 6749 §2.3.1)
 /// into `out`: `Basic ` and the base64 of the form-encoded client id, `:`, and the form-encoded
-/// secret (the RFC form-encodes both before base64, so a `:` in an id survives). Returns the
-/// number of bytes written. The value holds the secret: callers SHOULD wipe `out` afterwards.
+/// secret (the RFC form-encodes both before base64, so a `:` in an id survives; a space is
+/// written `%20`, which every decoder reads as a space, rather than `+`, which some misread).
+/// Returns the number of bytes written. The value holds the secret: callers SHOULD wipe `out`
+/// afterwards.
 ///
 /// # Errors
 /// [`BufferTooSmall`] with the size needed; `out` is then left untouched.
@@ -418,13 +478,17 @@ fn form_encode_once(text: &str, put: &mut impl FnMut(u8)) {
     }
 }
 
-/// The form encoding of one byte: itself, `+` for a space, else `%XX`; and its length.
+/// The encoding of one byte of a Basic credential: itself, else `%XX`; and its length.
+///
+/// A space becomes `%20`, not the form encoding's `+`: a form decoder reads both as a space,
+/// but some servers decode Basic credentials with percent-decoding alone (Authlib 1.9 uses
+/// `unquote`) and would read `+` as a plus, refusing a secret that contains a space.
 fn form_byte(b: u8) -> ([u8; 3], usize) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    match b {
-        _ if is_unreserved(b) => ([b, 0, 0], 1),
-        b' ' => ([b'+', 0, 0], 1),
-        _ => ([b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 3),
+    if is_unreserved(b) {
+        ([b, 0, 0], 1)
+    } else {
+        ([b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 3)
     }
 }
 
@@ -649,14 +713,15 @@ mod tests {
             let n = write_basic_authorization(&mut out, id, secret).unwrap();
             std::string::String::from_utf8(out[..n].to_vec()).unwrap()
         };
-        // RFC 6749 §2.3.1's example; the others computed with Python's quote_plus and base64.
+        // RFC 6749 §2.3.1's example; the others computed with Python's
+        // `urllib.parse.quote(s, safe="-._~")` (a space as `%20`) and base64.
         assert_eq!(
             basic("s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw"),
             "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3"
         );
         assert_eq!(
             basic("my app:1", "s3cr et/+=&%\u{e9}"),
-            "Basic bXkrYXBwJTNBMTpzM2NyK2V0JTJGJTJCJTNEJTI2JTI1JUMzJUE5"
+            "Basic bXklMjBhcHAlM0ExOnMzY3IlMjBldCUyRiUyQiUzRCUyNiUyNSVDMyVBOQ=="
         );
         assert_eq!(basic("a", ""), "Basic YTo=");
         assert_eq!(basic("ab", ""), "Basic YWI6");

@@ -62,6 +62,7 @@
 //! assert_eq!(issuer.counters().api_ok, 1);
 //! ```
 
+mod assertion;
 mod authorize;
 mod codec;
 mod device;
@@ -169,6 +170,13 @@ pub struct IssuerConfig {
     pub authorize_answer: AuthorizeAnswer,
     /// How long an authorization code can be redeemed. Default 60 s.
     pub authorization_code_lifetime: Duration,
+    /// When set, clients authenticate with `private_key_jwt` (RFC 7523) instead of a secret:
+    /// token and device requests must carry a `client_assertion` signed by the private key of
+    /// this public key (SPKI PEM; RSA for RS256, P-256 for ES256) with `iss` = `sub` = the client
+    /// id, `aud` = the token endpoint's URL, an `exp` not past and at most 5 minutes ahead, and a
+    /// `jti` not seen before; anything else is 401 `invalid_client` with the reason. The metadata
+    /// then lists `private_key_jwt`. Default `None`.
+    pub client_assertion_key: Option<String>,
 }
 
 /// How the mock issuer's authorization endpoint answers (the user in the browser).
@@ -216,6 +224,7 @@ impl Default for IssuerConfig {
             device_answer: DeviceAnswer::Manual,
             authorize_answer: AuthorizeAnswer::Approve,
             authorization_code_lifetime: Duration::from_secs(60),
+            client_assertion_key: None,
         }
     }
 }

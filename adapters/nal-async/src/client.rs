@@ -30,7 +30,7 @@ use crate::transport::Transport;
 ///   executor (the usual case), `CriticalSectionRawMutex` when tasks of interrupt executors
 ///   share it too. The lock is only held for a few coordinator calls, never across an `await`.
 /// - `S`: the [`TokenStore`] that persists rotated refresh tokens (called under the lock);
-/// - `X`: the [`RefreshExchange`], usually [`OAuth2`](reauth_nal::OAuth2);
+/// - `X`: the [`RefreshExchange`], usually [`OAuth2`](crate::OAuth2);
 /// - `C`: the [`Clock`];
 /// - `N`: requests open at once (sending, parked or reading); one more is refused with
 ///   [`Error::Busy`];
@@ -75,12 +75,16 @@ pub struct Client<
 /// Counts of what the client did since it was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Refresh exchanges started (each one call to the token endpoint).
+    /// Refresh requests that went out, at least in part: calls to the token endpoint (one that
+    /// never connected is not one).
     pub refresh_calls: u64,
     /// Refreshes that installed new tokens.
     pub refreshes: u64,
     /// Refresh exchanges that failed (transient, lost or refused).
     pub refresh_failures: u64,
+    /// Of those, the ones whose request went out (at least in part) without a usable answer:
+    /// the server may have rotated the token ([`RefreshFailure::Lost`]).
+    pub lost_refreshes: u64,
     /// Rotated refresh tokens the store failed to save (the new tokens are in use anyway).
     pub persist_failures: u64,
     /// Requests sent again after a refusal of their token (a 401 for an older token, or after
@@ -158,6 +162,7 @@ impl<
                     refresh_calls: 0,
                     refreshes: 0,
                     refresh_failures: 0,
+                    lost_refreshes: 0,
                     persist_failures: 0,
                     replays: 0,
                 },
@@ -332,16 +337,7 @@ impl<
         open: &mut Open<'_, 'a, M, S, X, C, N, A, R>,
     ) -> Result<codec::Reader, Error<T::Error>> {
         let id = open.id;
-        self.with(|s| {
-            let admission = s.coordinator.handle_request(self.clock.now(), id);
-            let state = match admission {
-                Ok(Admission::Send(ticket)) => Wait::Send(ticket),
-                Ok(Admission::Parked) => Wait::Parked,
-                Err(rejected) => Wait::Rejected(rejected.reason),
-            };
-            s.set(id, state);
-            s.drain();
-        });
+        self.admit(id);
         let head_request = matches!(request.method.as_bytes(), b"HEAD");
         let (scratch, http) = buf.split_at_mut(net.scratch_len());
         loop {
@@ -355,8 +351,14 @@ impl<
             let ticket = match self.with(|s| s.state(id)) {
                 Wait::Send(ticket) => ticket,
                 Wait::Rejected(reason) => return Err(Error::Rejected(reason)),
-                Wait::Parked | Wait::Active => {
+                Wait::Parked => {
                     self.park(id).await;
+                    continue;
+                }
+                // Only a request on the wire is active, and this one is not: ask the coordinator
+                // again rather than wait for news that would never come.
+                Wait::Active => {
+                    self.admit(id);
                     continue;
                 }
             };
@@ -412,6 +414,20 @@ impl<
         }
     }
 
+    /// Asks the coordinator whether request `id` may go now, and notes its answer.
+    fn admit(&self, id: RequestId) {
+        let now = self.clock.now();
+        self.with(|s| {
+            let state = match s.coordinator.handle_request(now, id) {
+                Ok(Admission::Send(ticket)) => Wait::Send(ticket),
+                Ok(Admission::Parked) => Wait::Parked,
+                Err(rejected) => Wait::Rejected(rejected.reason),
+            };
+            s.set(id, state);
+            s.drain();
+        });
+    }
+
     /// Sleeps until request `id` is released, a refresh waits for a runner, or the
     /// coordinator's next deadline (then it is told the time).
     async fn park(&self, id: RequestId) {
@@ -453,9 +469,7 @@ impl<
         let host = self.config.token.host;
         let written = self.with(|s| {
             let token = s.tokens.refresh()?;
-            let written = codec::write_refresh_request(http, &self.exchange, token, host);
-            s.stats.refresh_calls += u64::from(written.is_ok());
-            Some(written)
+            Some(codec::write_refresh_request(http, &self.exchange, token, host))
         });
         let request_len = match written {
             Some(Ok(len)) => len,
@@ -476,10 +490,13 @@ impl<
             timeouts: &self.config.timeouts,
             give_up_at: self.clock.now().saturating_add(limit),
         };
-        let mut sent_any = false;
-        let result = exchange::run(net, &self.clock, x, scratch, http, &mut sent_any).await;
-        if let Some(claim) = &mut open.claim {
-            claim.sent_any = sent_any;
+        // Recorded in the claim as it happens: if this future is dropped mid-exchange, the drop
+        // reports the attempt lost once any byte went out.
+        let Some(claim) = open.claim.as_mut() else { return };
+        let result = exchange::run(net, &self.clock, x, scratch, http, &mut claim.sent_any).await;
+        let sent_any = claim.sent_any;
+        if sent_any {
+            self.with(|s| s.stats.refresh_calls += 1);
         }
         match result {
             Ok(reader) => {
@@ -638,6 +655,7 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
 
     fn refresh_failed(&mut self, now: Instant, id: RefreshId, failure: RefreshFailure) {
         self.stats.refresh_failures += 1;
+        self.stats.lost_refreshes += u64::from(failure == RefreshFailure::Lost);
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
             && failure == RefreshFailure::Refused
             && self.coordinator.is_refused()
@@ -646,6 +664,9 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
             // access token (RAM only) working: a rebooted device must not restore it.
             let _ = self.store.clear();
         }
+        // The failure set a backoff that may end before the deadline the parked tasks sleep
+        // until: they look again, so that one of them starts the retry on time.
+        self.waiters.iter_mut().filter_map(|w| w.waker.take()).for_each(Waker::wake);
     }
 }
 
@@ -693,6 +714,7 @@ impl<
             let now = s.coordinator.now();
             if let Some(Claim { id: refresh, sent_any }) = claim {
                 s.refresh_running = false;
+                s.stats.refresh_calls += u64::from(sent_any);
                 let failure = if sent_any {
                     RefreshFailure::Lost
                 } else {

@@ -13,7 +13,7 @@ pub struct ClientConfig<'a> {
     /// Where requests go.
     pub api: Endpoint<'a>,
     /// Where the refresh exchange goes; the path comes from the
-    /// [`RefreshExchange`](reauth_nal::RefreshExchange).
+    /// [`RefreshExchange`](crate::RefreshExchange).
     pub token: Endpoint<'a>,
     /// The coordinator's tunables (refresh-ahead window, waits, retries).
     pub coordinator: reauth_core::Config,

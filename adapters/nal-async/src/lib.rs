@@ -9,19 +9,49 @@
 //! refresh runs, on the task whose request started it; the others park (their wakers are kept,
 //! nothing polls) and are woken to go again with the new token, or get a typed rejection if the
 //! refresh is refused. A rotated refresh token is handed to a
-//! [`TokenStore`](reauth_nal::TokenStore) before it is ever used.
+//! [`TokenStore`] before it is ever used.
 //!
 //! # Quick start
 //!
 //! 1. Build a [`Client`] from a [`ClientConfig`] (API and token endpoint, expiry rule,
-//!    timeouts), a [`RefreshExchange`](reauth_nal::RefreshExchange)
-//!    ([`OAuth2`](reauth_nal::OAuth2) for the standard grant), a
-//!    [`TokenStore`](reauth_nal::TokenStore) and a [`Clock`] ([`EmbassyClock`] with the
+//!    timeouts), a [`RefreshExchange`]
+//!    ([`OAuth2`] for the standard grant), a
+//!    [`TokenStore`] and a [`Clock`] ([`EmbassyClock`] with the
 //!    `embassy-time` feature). Put it in a `static` ([`Client::new`] is `const`).
 //! 2. Install credentials: [`Client::login`], or [`Client::restore`] with the refresh token
 //!    kept in flash.
 //! 3. From any task: `client.send(&transport, &Request::get("/api/x"), &mut buf).await`, where
 //!    `transport` is a [`Tcp`] over the stack (or [`tls::Tls`] over one, feature `tls`).
+//!
+//! # Example
+//!
+//! Two tasks of one executor share a client; the first request finds no access token, one of
+//! them runs the refresh, the other waits for it.
+//!
+//! ```no_run
+//! # async fn demo<T, D, C>(tcp: &T, dns: &D, clock: C, refresh_token_from_flash: &str)
+//! # where T: embedded_nal_async::TcpConnect, D: embedded_nal_async::Dns, C: reauth_nal_async::Clock {
+//! use core::net::{IpAddr, Ipv4Addr};
+//! use reauth_nal_async::embassy_sync::blocking_mutex::raw::NoopRawMutex;
+//! use reauth_nal_async::{Client, ClientConfig, Endpoint, NoStore, OAuth2, Request, Tcp};
+//!
+//! let server = Endpoint::at(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 80, "api.example");
+//! let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
+//! // 4 open requests at most, 512-byte access and 256-byte refresh tokens.
+//! let client: Client<'_, NoopRawMutex, NoStore, OAuth2<'_>, C, 4, 512, 256> =
+//!     Client::new(ClientConfig::new(server, server), exchange, NoStore, clock);
+//! client.restore(refresh_token_from_flash).unwrap();
+//! let net = Tcp::new(tcp, dns); // or tls::Tls::new(Tcp::new(tcp, dns), CA_DER, rng, ..)
+//! let task = async || {
+//!     let mut buf = [0u8; 2048]; // the request, then the response (or the refresh)
+//!     match client.send(&net, &Request::get("/api/status"), &mut buf).await {
+//!         Ok(response) => { /* response.status(), response.body() */ }
+//!         Err(error) => { /* typed: rejected, transport, timeout, HTTP, too large */ }
+//!     }
+//! };
+//! embassy_futures::join::join(task(), task()).await;
+//! # }
+//! ```
 //!
 //! # The HTTP exchange
 //!

@@ -11,7 +11,7 @@ use reauth_nal_async::{Error, Request};
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_testkit::secrets::assert_hidden;
 
-use crate::common::{N, get, logged_in, net, run, storm};
+use crate::common::{Flash, N, TestClient, TokioClock, get, logged_in, net, run, storm};
 
 #[test]
 fn many_tasks_across_expiries_get_one_refresh_each_and_no_failure() {
@@ -96,7 +96,9 @@ fn a_dropped_refresh_in_flight_is_reported_lost_and_the_next_request_refreshes()
         let first = tokio::time::timeout(StdDuration::from_millis(300), get(&client, "/api/x"));
         assert!(first.await.is_err(), "the first request should still be waiting");
         let stats = client.stats();
-        assert_eq!((stats.refresh_calls, stats.refresh_failures), (1, 1), "{stats:?}");
+        // Dropped after its request went out: lost, not transient (it counts towards the
+        // presentations of one refresh token).
+        assert_eq!((stats.refresh_calls, stats.lost_refreshes), (1, 1), "{stats:?}");
         // The rotated token never arrived: the retry presents the old one, a reuse the server
         // refuses, and the client says it needs a login instead of hammering.
         let second = get(&client, "/api/x").await;
@@ -262,5 +264,76 @@ fn more_open_requests_than_places_are_refused_busy() {
         let busy = results.iter().filter(|r| matches!(r, Err(Error::Busy))).count();
         let ok = results.iter().filter(|r| matches!(r, Ok(200))).count();
         assert_eq!((ok, busy), (N, 2), "{results:?}");
+    });
+}
+
+#[test]
+fn requests_dropped_on_the_wire_free_their_places() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    issuer.set_latency(StdDuration::from_millis(300), StdDuration::ZERO);
+    run(async {
+        let client = logged_in(&issuer, None);
+        // N requests on the wire, all dropped before their answers.
+        let mut dropped = Vec::new();
+        for _ in 0..N {
+            let client = client.clone();
+            dropped.push(tokio::task::spawn_local(async move {
+                tokio::time::timeout(StdDuration::from_millis(100), get(&client, "/api/x")).await
+            }));
+        }
+        for task in dropped {
+            assert!(task.await.unwrap().is_err(), "the request should have been dropped");
+        }
+        // Every place is free again: N more requests all get in and are answered.
+        let results = storm(&client, N, 1, StdDuration::ZERO).await;
+        assert!(results.iter().all(|r| matches!(r, Ok(200))), "{results:?}");
+        assert_eq!(issuer.counters().refresh_calls, 0);
+    });
+}
+
+#[test]
+fn a_failed_save_of_the_rotated_token_is_counted_and_the_new_tokens_are_used() {
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    run(async {
+        let client = logged_in(&issuer, None);
+        client.with_store(|f| f.broken = true);
+        issuer.expire_all_now();
+        assert!(matches!(get(&client, "/api/x").await, Ok(200)));
+        let stats = client.stats();
+        assert_eq!((stats.refreshes, stats.persist_failures), (1, 1), "{stats:?}");
+        // The new tokens are in memory: the next request needs no refresh.
+        assert!(matches!(get(&client, "/api/x").await, Ok(200)));
+        assert_eq!(issuer.counters().refresh_calls, 1);
+    });
+}
+
+#[test]
+fn an_endpoint_without_an_address_is_looked_up_and_a_name_that_does_not_resolve_is_typed() {
+    use reauth_nal_async::{ClientConfig, Endpoint, OAuth2, TcpError};
+
+    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+    run(async {
+        let port = issuer.addr().port();
+        let looked_up = Endpoint { name: "127.0.0.1", port, addr: None, host: "127.0.0.1" };
+        let nowhere = Endpoint { name: "nowhere.invalid", port, addr: None, host: "nowhere" };
+        for (endpoint, resolves) in [(looked_up, true), (nowhere, false)] {
+            let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
+            let clock = TokioClock(tokio::time::Instant::now());
+            let client = TestClient::new(
+                ClientConfig::new(endpoint, endpoint),
+                exchange,
+                Flash::default(),
+                clock,
+            );
+            let tokens = issuer.login();
+            client.login(&tokens.access_token, &tokens.refresh_token, None).unwrap();
+            let result = get(&client, "/api/x").await;
+            if resolves {
+                assert!(matches!(result, Ok(200)), "{result:?}");
+            } else {
+                let dns = matches!(result, Err(Error::Transport { error: TcpError::Dns, .. }));
+                assert!(dns, "{result:?}");
+            }
+        }
     });
 }

@@ -363,8 +363,9 @@ fn client_authentication_methods_and_scope_on_the_wire() {
         scope: Some("read write"),
     };
     let cases = [
-        // base64("dev%3A42:p%40ss+word")
-        (ClientAuth::Basic, Some("Authorization: Basic ZGV2JTNBNDI6cCU0MHNzK3dvcmQ=\r\n"), ""),
+        // base64("dev%3A42:p%40ss%20word"): a space in a Basic credential is %20 (reauth-core's
+        // write_basic_authorization says why).
+        (ClientAuth::Basic, Some("Authorization: Basic ZGV2JTNBNDI6cCU0MHNzJTIwd29yZA==\r\n"), ""),
         (ClientAuth::Post, None, "&client_id=dev%3A42&client_secret=p%40ss+word"),
         (ClientAuth::None, None, "&client_id=dev%3A42"),
     ];

@@ -25,14 +25,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reauth_core::RefreshFailure;
 use reauth_core::oauth::{self, ClientAuth, ErrorCode, TokenResponseError};
 use ring::rand::{SecureRandom, SystemRandom};
-use ureq::Agent;
-use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
+use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::exchange::NewTokens;
-use crate::tls::{self, TlsError, TlsSettings};
+use crate::form_post::{FormPoster, PostError, RESPONSE_LIMIT};
+use crate::tls::{TlsError, TlsSettings};
 
 /// The path of the redirect URI on the loopback listener.
 pub const CALLBACK_PATH: &str = "/callback";
@@ -53,9 +53,6 @@ const MAX_CONNECTIONS: usize = 16;
 /// How often the listener looks for new connections and bytes.
 const LISTEN_TICK: Duration = Duration::from_millis(10);
 
-/// Largest token endpoint answer accepted.
-const RESPONSE_LIMIT: usize = 64 * 1024;
-
 /// Longest `error` or `error_description` kept from a redirect, in characters.
 const TEXT_LIMIT: usize = 200;
 
@@ -69,14 +66,10 @@ pub struct AuthorizationCodeLogin {
     authorize_url: String,
     /// The token endpoint, which gets the code and the verifier.
     token_url: String,
-    /// `client_id`, required by the authorization endpoint.
-    client_id: String,
-    /// The client secret, wiped on drop; `None` for a public client (the usual desktop case).
-    client_secret: Option<Zeroizing<String>>,
-    /// How the secret travels (Basic by default).
-    client_auth: ClientAuth,
-    /// `scope` of the authorization request.
-    scope: Option<String>,
+    /// `client_id` (required by the authorization endpoint), how the client authenticates at
+    /// the token endpoint (a public client by default, the usual desktop case), and `scope`:
+    /// the type the refresh and device grants use, so that every request authenticates alike.
+    credentials: Credentials,
     /// The loopback port; 0 picks an ephemeral one.
     port: u16,
     /// How long to wait for the browser to come back.
@@ -185,10 +178,10 @@ impl AuthorizationCodeLogin {
         Self {
             authorize_url: authorize_url.into(),
             token_url: token_url.into(),
-            client_id: client_id.into(),
-            client_secret: None,
-            client_auth: ClientAuth::Basic,
-            scope: None,
+            credentials: Credentials {
+                client_id: Some(client_id.into()),
+                ..Credentials::default()
+            },
             port: 0,
             wait_timeout: Duration::from_secs(300),
             call_timeout: Duration::from_secs(30),
@@ -201,21 +194,31 @@ impl AuthorizationCodeLogin {
     /// cannot keep a secret (RFC 8252 §8.5); PKCE protects the code without one.
     #[must_use]
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self.credentials.secret = Some(Zeroizing::new(secret.into()));
         self
     }
 
     /// How the secret travels: [`ClientAuth::Basic`] (the default) or [`ClientAuth::Post`].
     #[must_use]
     pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.client_auth = auth;
+        self.credentials.method = Some(auth);
+        self
+    }
+
+    /// Authenticates at the token endpoint with `private_key_jwt` (RFC 7523): a fresh signed
+    /// assertion instead of a secret, as
+    /// [`ClientBuilder::private_key_jwt`](crate::ClientBuilder::private_key_jwt) does.
+    #[cfg(feature = "private-key-jwt")]
+    #[must_use]
+    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
+        self.credentials.key = Some(Arc::new(key));
         self
     }
 
     /// Sets the `scope` asked for.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
+        self.credentials.scope = Some(scope.into());
         self
     }
 
@@ -258,6 +261,15 @@ impl AuthorizationCodeLogin {
         self
     }
 
+    /// Verifies the token endpoint with the platform's verifier, as
+    /// [`ClientBuilder::platform_verifier`](crate::ClientBuilder::platform_verifier) does
+    /// (feature `platform-verifier`; without it the login refuses to start).
+    #[must_use]
+    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
+        self.tls.use_platform_verifier(enabled);
+        self
+    }
+
     /// Allows a plain `http` token endpoint on a host other than loopback (default false: the
     /// code, the verifier and the tokens would cross the network in the clear).
     #[must_use]
@@ -288,7 +300,7 @@ impl AuthorizationCodeLogin {
         &self,
         open: impl FnOnce(&AuthorizationPrompt),
     ) -> Result<Zeroizing<Vec<u8>>, AuthorizationCodeError> {
-        if self.client_id.is_empty() {
+        if self.credentials.client_id.as_deref().is_none_or(str::is_empty) {
             return Err(AuthorizationCodeError::Config("the client id is empty"));
         }
         if self.authorize_url.contains('#') {
@@ -296,14 +308,12 @@ impl AuthorizationCodeLogin {
             return Err(AuthorizationCodeError::Config("the authorization URL has a fragment"));
         }
         // Before the user is sent anywhere: a token endpoint the exchange cannot use.
-        let tls_config = self.tls.config().map_err(AuthorizationCodeError::Settings)?;
-        let token_uri = self.token_url.parse::<http::Uri>().map_err(|_| {
-            AuthorizationCodeError::Settings(Error::InvalidRequest(
-                "the token endpoint is not a valid URL".to_owned(),
-            ))
-        })?;
-        tls::require_https(&token_uri, self.tls.allow_insecure_http, "the token endpoint")
-            .map_err(AuthorizationCodeError::Settings)?;
+        let wire = FormPoster::new(
+            &self.tls,
+            &[(&self.token_url, "the token endpoint")],
+            self.call_timeout,
+        )
+        .map_err(AuthorizationCodeError::Settings)?;
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
             .map_err(listener_error)?;
         let port = listener.local_addr().map_err(listener_error)?.port();
@@ -318,7 +328,7 @@ impl AuthorizationCodeLogin {
         open(&prompt);
         let code = wait_for_redirect(&listener, &attempt.state, deadline)?;
         drop(listener);
-        self.exchange(&code, &prompt.redirect_uri, &attempt.verifier, tls_config)
+        self.exchange(&wire, &code, &prompt.redirect_uri, &attempt.verifier)
     }
 
     /// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
@@ -326,9 +336,9 @@ impl AuthorizationCodeLogin {
         let challenge = challenge_s256(&attempt.verifier);
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("response_type", "code");
-        query.append_pair("client_id", &self.client_id);
+        query.append_pair("client_id", self.credentials.client_id.as_deref().unwrap_or_default());
         query.append_pair("redirect_uri", redirect_uri);
-        if let Some(scope) = &self.scope {
+        if let Some(scope) = &self.credentials.scope {
             query.append_pair("scope", scope);
         }
         query.append_pair("state", &attempt.state);
@@ -345,72 +355,28 @@ impl AuthorizationCodeLogin {
         url
     }
 
-    /// The authorization code grant at the token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.5).
+    /// The authorization code grant at the token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.5),
+    /// authenticated as the client's refresh grant is (a public client sends its id in the body).
     fn exchange(
         &self,
+        wire: &FormPoster,
         code: &str,
         redirect_uri: &str,
         verifier: &str,
-        tls_config: ureq::tls::TlsConfig,
     ) -> Result<Zeroizing<Vec<u8>>, AuthorizationCodeError> {
-        let basic = match (&self.client_secret, self.client_auth) {
-            (Some(secret), ClientAuth::Basic) => {
-                Some(basic_authorization(&self.client_id, secret)?)
-            }
-            _ => None,
-        };
-        // Room for the whole form at once: a reallocation would leave a copy of the code and
-        // the verifier behind, unwiped.
-        let mut form = Zeroizing::new(String::with_capacity(4096 + code.len()));
-        {
-            let mut body = form_urlencoded::Serializer::new(&mut *form);
-            body.append_pair("grant_type", "authorization_code");
-            body.append_pair("code", code);
-            body.append_pair("redirect_uri", redirect_uri);
-            body.append_pair("code_verifier", verifier);
-            // RFC 6749 §4.1.3: a client that does not authenticate sends its id in the body.
-            if basic.is_none() {
-                body.append_pair("client_id", &self.client_id);
-            }
-            if let (Some(secret), ClientAuth::Post) = (&self.client_secret, self.client_auth) {
-                body.append_pair("client_secret", secret);
-            }
-            body.finish();
-        }
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .redirect_auth_headers(RedirectAuthHeaders::Never)
-            .timeout_global(Some(self.call_timeout))
-            .tls_config(tls_config)
-            .proxy(None)
-            .build()
-            .into();
-        let mut request = agent
-            .post(&self.token_url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json");
-        if let Some(basic) = &basic {
-            request = request.header("Authorization", basic.as_str());
-        }
-        let mut response = request.send(form.as_bytes()).map_err(|e| {
-            TlsError::classify(e).map_or_else(
-                |e| AuthorizationCodeError::Transport(Arc::new(e)),
-                AuthorizationCodeError::Tls,
-            )
+        let cannot_encode =
+            |_| AuthorizationCodeError::Config("the client credentials cannot be encoded");
+        let client = self.credentials.authenticate(&self.token_url).map_err(cannot_encode)?;
+        let form = client
+            .form(|out, params| {
+                oauth::write_authorization_code_body(out, code, redirect_uri, verifier, params)
+            })
+            .map_err(cannot_encode)?;
+        let (status, body) = wire.post(&self.token_url, &client, &form).map_err(|e| match e {
+            PostError::Tls(e) => AuthorizationCodeError::Tls(e),
+            PostError::Transport(e) => AuthorizationCodeError::Transport(e),
+            PostError::TooLarge => AuthorizationCodeError::ResponseTooLarge,
         })?;
-        let status = response.status().as_u16();
-        let mut body = Zeroizing::new(Vec::new());
-        let cap = u64::try_from(RESPONSE_LIMIT).unwrap_or(u64::MAX).saturating_add(1);
-        response
-            .body_mut()
-            .as_reader()
-            .take(cap)
-            .read_to_end(&mut body)
-            .map_err(|e| AuthorizationCodeError::Transport(Arc::new(ureq::Error::Io(e))))?;
-        if body.len() > RESPONSE_LIMIT {
-            return Err(AuthorizationCodeError::ResponseTooLarge);
-        }
         if !(200..300).contains(&status) {
             return Err(match oauth::classify_failure(status, &body, None) {
                 RefreshFailure::Refused => AuthorizationCodeError::Refused {
@@ -673,21 +639,6 @@ fn respond(mut stream: TcpStream, status: &str, title: &str, message: &str) {
     let _ = stream.flush();
 }
 
-/// The `Authorization: Basic` value of `client_secret_basic`, in a string wiped on drop.
-fn basic_authorization(
-    id: &str,
-    secret: &str,
-) -> Result<Zeroizing<String>, AuthorizationCodeError> {
-    let needed = oauth::write_basic_authorization(&mut [], id, secret)
-        .unwrap_or_else(|too_small| too_small.needed);
-    let mut value = Zeroizing::new(vec![0u8; needed]);
-    let len = oauth::write_basic_authorization(&mut value, id, secret)
-        .map_err(|_| AuthorizationCodeError::Config("the client credentials cannot be encoded"))?;
-    core::str::from_utf8(&value[..len])
-        .map(|text| Zeroizing::new(text.to_owned()))
-        .map_err(|_| AuthorizationCodeError::Config("the client credentials cannot be encoded"))
-}
-
 /// An I/O error of the listener.
 fn listener_error(e: io::Error) -> AuthorizationCodeError {
     AuthorizationCodeError::Listener(Arc::new(e))
@@ -724,10 +675,7 @@ impl fmt::Debug for AuthorizationCodeLogin {
         f.debug_struct("AuthorizationCodeLogin")
             .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
-            .field("client_auth", &self.client_auth)
-            .field("scope", &self.scope)
+            .field("credentials", &self.credentials)
             .field("port", &self.port)
             .field("wait_timeout", &self.wait_timeout)
             .field("call_timeout", &self.call_timeout)

@@ -21,7 +21,7 @@ use crate::client::{Client, Parts};
 use crate::credentials::Credentials;
 use crate::discovery::ServerMetadata;
 use crate::error::Error;
-use crate::exchange::{OAuthExchange, RefreshExchange};
+use crate::exchange::{OAuthExchange, RefreshExchange, TOKEN_RESPONSE_LIMIT};
 use crate::expiry::Expiry;
 use crate::store::{MemoryStore, StoreError, TokenStore};
 use crate::tls::{self, TlsSettings};
@@ -382,7 +382,7 @@ impl ClientBuilder {
                 // is 5 s) fails after the refresh token was written to it, which reads as a
                 // lost answer. A fresh connection per refresh costs one handshake per expiry.
                 let masks = Arc::new(Masks::default());
-                let capture = Arc::new(Capture::default());
+                let capture = Arc::new(Capture::new(TOKEN_RESPONSE_LIMIT));
                 let wire = WireConnector {
                     masks: Arc::clone(&masks),
                     capture: Some(Arc::clone(&capture)),
@@ -477,6 +477,16 @@ enum Timeouts {
     Global(Option<Duration>),
     /// A limit per phase: API calls (see [`ClientBuilder::request_timeout`] for why).
     PerPhase(Option<Duration>),
+}
+
+impl Client {
+    /// A builder with the defaults; set at least a token endpoint
+    /// ([`ClientBuilder::token_url`]), an issuer ([`ClientBuilder::issuer`]) or a custom
+    /// exchange ([`ClientBuilder::refresh_with`]).
+    #[must_use]
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
 }
 
 impl Default for ClientBuilder {

@@ -12,7 +12,11 @@ use zeroize::Zeroizing;
 
 #[cfg(feature = "private-key-jwt")]
 use crate::assertion::ASSERTION_TYPE;
-use crate::exchange::RefreshError;
+
+/// The credentials could not be put into a request (a signing failure, an encoder that
+/// disagreed with its own size). Never holds a secret.
+#[derive(Debug)]
+pub(crate) struct EncodeError(pub(crate) String);
 use crate::wire::{Masked, Masks};
 
 /// Without the feature there is never an assertion; the name keeps `form` in one piece.
@@ -82,12 +86,11 @@ impl Credentials {
     /// The header and body parameters of one request to an endpoint of the server whose token
     /// endpoint is `token_url` (the audience of a client assertion). With Basic, the credentials
     /// travel in the header only: one authentication method per request (§2.3).
-    pub(crate) fn authenticate(&self, token_url: &str) -> Result<Authentication<'_>, RefreshError> {
+    pub(crate) fn authenticate(&self, token_url: &str) -> Result<Authentication<'_>, EncodeError> {
         #[cfg(feature = "private-key-jwt")]
         if let Some(key) = &self.key {
             let id = self.client_id.as_deref().unwrap_or_default();
-            let assertion =
-                key.sign(id, token_url).map_err(|e| RefreshError::Other(e.to_string()))?;
+            let assertion = key.sign(id, token_url).map_err(|e| EncodeError(e.to_string()))?;
             return Ok(Authentication {
                 header: None,
                 params: RefreshParams {
@@ -124,7 +127,7 @@ impl Authentication<'_> {
     pub(crate) fn form(
         &self,
         encode: impl Fn(&mut [u8], &RefreshParams<'_>) -> Result<usize, BufferTooSmall>,
-    ) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
+    ) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
         let needed = match encode(&mut [], &self.params) {
             Ok(n) => n,
             Err(too_small) => too_small.needed,
@@ -136,8 +139,7 @@ impl Authentication<'_> {
         });
         let mut form = Zeroizing::new(Vec::with_capacity(needed + tail));
         form.resize(needed, 0);
-        let len =
-            encode(&mut form, &self.params).map_err(|e| RefreshError::Other(e.to_string()))?;
+        let len = encode(&mut form, &self.params).map_err(|e| EncodeError(e.to_string()))?;
         form.truncate(len);
         if let Some(jwt) = &self.assertion {
             if !form.is_empty() {
@@ -179,17 +181,16 @@ impl Authentication<'_> {
 }
 
 /// The `Authorization` value for `client_secret_basic`, in a string wiped on drop.
-fn basic_authorization(id: &str, secret: &str) -> Result<Zeroizing<String>, RefreshError> {
+fn basic_authorization(id: &str, secret: &str) -> Result<Zeroizing<String>, EncodeError> {
     let needed = match oauth::write_basic_authorization(&mut [], id, secret) {
         Ok(n) => n,
         Err(too_small) => too_small.needed,
     };
     let mut value = Zeroizing::new(vec![0u8; needed]);
     let len = oauth::write_basic_authorization(&mut value, id, secret)
-        .map_err(|e| RefreshError::Other(e.to_string()))?;
+        .map_err(|e| EncodeError(e.to_string()))?;
     // Base64 and "Basic " are ASCII.
-    let text =
-        core::str::from_utf8(&value[..len]).map_err(|e| RefreshError::Other(e.to_string()))?;
+    let text = core::str::from_utf8(&value[..len]).map_err(|e| EncodeError(e.to_string()))?;
     Ok(Zeroizing::new(text.to_owned()))
 }
 

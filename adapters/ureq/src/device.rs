@@ -19,26 +19,20 @@ use reauth_core::device::{
 };
 use reauth_core::oauth::{self, ClientAuth, ErrorCode, TokenResponseError};
 use reauth_core::{Token, TokenError};
-use ureq::Agent;
-use ureq::config::RedirectAuthHeaders;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
-use crate::credentials::{Authentication, Credentials};
+use crate::credentials::{Authentication, Credentials, EncodeError};
 use crate::error::Error;
-use crate::exchange::{NewTokens, RefreshError, read_limited};
-use crate::wire::{Capture, Masks, WireConnector};
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, DefaultConnector};
+use crate::exchange::NewTokens;
+use crate::form_post::{FormPoster, PostError, RESPONSE_LIMIT};
+use crate::tls::{TlsError, TlsSettings};
 
 /// Largest device code accepted, in bytes (RFC 8628 sets no limit; real ones are under 100).
 pub const DEVICE_CODE_CAPACITY: usize = 512;
 
 /// Largest user code or verification URI accepted, in bytes.
 const TEXT_CAPACITY: usize = 2048;
-
-/// Largest answer accepted from either endpoint.
-const RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// A device authorization grant against one authorization server. Build it with
 /// [`new`](Self::new) and the setters, then [`run`](Self::run) it, or hand it to
@@ -55,6 +49,8 @@ pub struct DeviceLogin {
     credentials: Credentials,
     /// Deadline of each HTTP call (default 30 s).
     call_timeout: Duration,
+    /// Trusted roots, and whether plain http may leave the machine (as for the client).
+    tls: TlsSettings,
 }
 
 /// What to show the user: where to go and which code to enter.
@@ -94,6 +90,11 @@ pub enum DeviceError {
     /// The device authorization request failed on the wire. (Failed polls are retried until
     /// the code expires.)
     Transport(Arc<ureq::Error>),
+    /// An endpoint's TLS certificate was not accepted (not retried: see [`TlsError`]).
+    Tls(TlsError),
+    /// The login's settings cannot be used: root certificates that cannot be read, or an
+    /// endpoint that is plain http to a host other than loopback ([`Error::InsecureUrl`]).
+    Settings(Error),
     /// The device authorization response is not what RFC 8628 §3.2 describes.
     InvalidAuthorization(AuthorizationResponseError),
     /// The user code or a verification URI is unusable (too long, not visible ASCII).
@@ -123,6 +124,7 @@ impl DeviceLogin {
             token_url: token_url.into(),
             credentials: Credentials::default(),
             call_timeout: Duration::from_secs(30),
+            tls: TlsSettings::default(),
         }
     }
 
@@ -164,6 +166,40 @@ impl DeviceLogin {
         self
     }
 
+    /// Trusts the CA certificates in `pem` instead of the bundled Mozilla roots, as
+    /// [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem).
+    #[must_use]
+    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.add_pem(pem.as_ref());
+        self
+    }
+
+    /// As [`root_certificates_pem`](Self::root_certificates_pem), read from a file by
+    /// [`run`](Self::run).
+    #[must_use]
+    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.add_file(path.into());
+        self
+    }
+
+    /// Verifies with the operating system's verifier, as
+    /// [`ClientBuilder::platform_verifier`](crate::ClientBuilder::platform_verifier).
+    #[cfg(feature = "platform-verifier")]
+    #[must_use]
+    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
+        self.tls.use_platform_verifier(enabled);
+        self
+    }
+
+    /// Allows plain `http` off loopback for both endpoints (default `false`: refused with
+    /// [`DeviceError::Settings`] before anything is sent), as
+    /// [`ClientBuilder::allow_insecure_http`](crate::ClientBuilder::allow_insecure_http).
+    #[must_use]
+    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
+        self.tls.allow_insecure_http = allowed;
+        self
+    }
+
     /// Deadline of each HTTP call (default 30 s). The whole login lasts until the user answers
     /// or the code expires.
     #[must_use]
@@ -180,7 +216,7 @@ impl DeviceLogin {
     /// refusal or failure of the device authorization request, or an unusable answer. Failed
     /// polls (network, 5xx) are retried at the interval until the code expires.
     pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
-        let wire = self.wire();
+        let wire = self.wire()?;
         let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
         let form = client.form(device::write_authorization_body).map_err(config_error)?;
         let (status, body) = wire.post(&self.device_url, &client, &form)?;
@@ -214,13 +250,20 @@ impl DeviceLogin {
         show(&prompt);
 
         let now = || reauth_core::Instant::from_millis(millis(start.elapsed()));
-        let poll = client
-            .form(|out, params| device::write_poll_body(out, code.expose(), params))
-            .map_err(config_error)?;
         while let Some(at) = poller.poll_at() {
             let wait = at.saturating_duration_since(now());
             std::thread::sleep(wait.into());
+            // Authenticated afresh for every poll: a client assertion is good for one request
+            // (its `jti` may not be presented twice).
+            let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
+            let poll = client
+                .form(|out, params| device::write_poll_body(out, code.expose(), params))
+                .map_err(config_error)?;
             let answer = wire.post(&self.token_url, &client, &poll);
+            // A certificate the client does not accept will not be accepted at the next poll.
+            if let Err(DeviceError::Tls(e)) = answer {
+                return Err(DeviceError::Tls(e));
+            }
             let Ok((status, body)) = answer else {
                 if let PollOutcome::Expired = poller.handle_transport_error(now()) {
                     return Err(DeviceError::Expired);
@@ -242,34 +285,20 @@ impl DeviceLogin {
         Err(DeviceError::Expired)
     }
 
-    /// An agent that hands statuses back, follows no redirect and bounds each call.
-    /// Its answers' bodies (the device code, the tokens) and the Basic header go past ureq's
-    /// wire trace (see [`wire`](crate::wire)).
-    fn wire(&self) -> Wire {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .redirect_auth_headers(RedirectAuthHeaders::Never)
-            .timeout_global(Some(self.call_timeout))
-            .proxy(None)
-            .build();
-        let masks = Arc::new(Masks::default());
-        let capture = Arc::new(Capture::default());
-        let connector = DefaultConnector::new().chain(WireConnector {
-            masks: Arc::clone(&masks),
-            capture: Some(Arc::clone(&capture)),
-        });
-        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Wire { agent, masks, capture }
+    /// The agent of this login (see [`FormPoster`]).
+    fn wire(&self) -> Result<Wire, DeviceError> {
+        let endpoints = [
+            (self.device_url.as_str(), "the device endpoint"),
+            (self.token_url.as_str(), "the token endpoint"),
+        ];
+        FormPoster::new(&self.tls, &endpoints, self.call_timeout)
+            .map(Wire)
+            .map_err(DeviceError::Settings)
     }
 }
 
-/// The agent of one device login, with its wire filter's placeholders and capture.
-struct Wire {
-    agent: Agent,
-    masks: Arc<Masks>,
-    capture: Arc<Capture>,
-}
+/// The device login's [`FormPoster`], answering in [`DeviceError`]s.
+struct Wire(FormPoster);
 
 impl Wire {
     /// POSTs `form` to `url`, authenticated as `client` says; the status and the body.
@@ -279,21 +308,11 @@ impl Wire {
         client: &Authentication<'_>,
         form: &[u8],
     ) -> Result<(u16, Zeroizing<Vec<u8>>), DeviceError> {
-        let request = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json");
-        let (request, _mask) = client.apply(request, &self.masks);
-        self.capture.clear();
-        let mut response = request.send(form).map_err(|e| DeviceError::Transport(Arc::new(e)))?;
-        let status = response.status().as_u16();
-        let masked = read_limited(response.body_mut(), RESPONSE_LIMIT).map_err(read_error)?;
-        let body = self.capture.take();
-        if body.len() != masked.len() {
-            return Err(DeviceError::ResponseTooLarge);
-        }
-        Ok((status, body))
+        self.0.post(url, client, form).map_err(|e| match e {
+            PostError::Tls(e) => DeviceError::Tls(e),
+            PostError::Transport(e) => DeviceError::Transport(e),
+            PostError::TooLarge => DeviceError::ResponseTooLarge,
+        })
     }
 }
 
@@ -318,21 +337,13 @@ impl Client {
 }
 
 /// The credentials could not be encoded into a request.
-fn config_error(_: RefreshError) -> DeviceError {
+fn config_error(_: EncodeError) -> DeviceError {
     DeviceError::Config("the client credentials cannot be encoded")
 }
 
 /// Milliseconds of a wall-clock span, saturating.
 fn millis(span: Duration) -> u64 {
     u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The error of reading an answer's body.
-fn read_error(e: RefreshError) -> DeviceError {
-    match e {
-        RefreshError::Transport(e) => DeviceError::Transport(e),
-        _ => DeviceError::ResponseTooLarge,
-    }
 }
 
 impl fmt::Debug for DeviceLogin {
@@ -364,6 +375,8 @@ impl fmt::Display for DeviceError {
                 write!(f, "the device authorization endpoint is unavailable (HTTP {status})")
             }
             Self::Transport(e) => write!(f, "the device authorization request failed: {e}"),
+            Self::Tls(e) => write!(f, "the device login failed: {e}"),
+            Self::Settings(e) => write!(f, "the device login cannot start: {e}"),
             Self::InvalidAuthorization(e) => write!(f, "{e}"),
             Self::InvalidField(e) => write!(f, "unusable device authorization response: {e}"),
             Self::InvalidDeviceCode(e) => write!(f, "unusable device code: {e}"),
@@ -385,6 +398,8 @@ impl core::error::Error for DeviceError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Transport(e) => Some(&**e),
+            Self::Tls(e) => Some(e),
+            Self::Settings(e) => Some(e),
             Self::InvalidAuthorization(e) => Some(e),
             Self::InvalidField(e) => Some(e),
             Self::InvalidDeviceCode(e) => Some(e),

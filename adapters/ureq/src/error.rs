@@ -9,7 +9,7 @@ use reauth_core::{Rejection, TokenError};
 use crate::discovery::DiscoveryError;
 use crate::exchange::RefreshError;
 use crate::store::StoreError;
-use crate::tls::TlsError;
+use crate::tls::{Refusal, TlsError};
 
 /// Why a request, a login or building a client failed.
 ///
@@ -118,11 +118,10 @@ impl fmt::Display for Error {
             Self::Rejected(reason) => write!(f, "request rejected: {reason}"),
             Self::Transport(e) => write!(f, "HTTP transport error: {e}"),
             Self::Tls(e) => write!(f, "{e}"),
-            Self::InsecureUrl { what, origin } => write!(
-                f,
-                "{what} is plain http to a host other than loopback ({origin}): use https, or \
-                 allow_insecure_http if the network between is trusted"
-            ),
+            Self::InsecureUrl { what, origin } => {
+                let refusal = Refusal::InsecureUrl { what, origin: origin.clone() };
+                write!(f, "{refusal}")
+            }
             Self::RootCertificates(what) => write!(f, "unusable root certificates: {what}"),
             Self::Discovery(e) => write!(f, "discovery failed: {e}"),
             Self::Store(e) => write!(f, "token store error: {e}"),
@@ -174,5 +173,18 @@ impl From<TokenError> for Error {
 impl From<DiscoveryError> for Error {
     fn from(e: DiscoveryError) -> Self {
         Self::Discovery(e)
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RootCertificates(what) => Self::RootCertificates(what),
+            Refusal::Conflict(what) => Self::Config(what),
+            Refusal::InsecureUrl { what, origin } => Self::InsecureUrl { what, origin },
+            Refusal::NotHttp(what) => {
+                Self::InvalidRequest(format!("{what}: not an http or https URL with a host"))
+            }
+        }
     }
 }

@@ -14,11 +14,18 @@ use reauth_core::oauth::{
 use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
 use zeroize::Zeroizing;
 
-use crate::client::{ACCESS_CAPACITY, REFRESH_CAPACITY};
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, EncodeError};
 use crate::store::StoreError;
 use crate::tls::TlsError;
 use crate::wire::{Capture, Masks};
+
+/// How many requests may wait for a refresh at once; one more is refused with
+/// [`Error::QueueFull`](crate::Error::QueueFull).
+pub const QUEUE_CAPACITY: usize = 256;
+/// Capacity of the access-token buffer in bytes (a JWT with many claims fits).
+pub const ACCESS_CAPACITY: usize = 8 * 1024;
+/// Capacity of the refresh-token buffer in bytes.
+pub const REFRESH_CAPACITY: usize = 2 * 1024;
 
 /// Turns a refresh token into new tokens.
 ///
@@ -238,9 +245,10 @@ pub(crate) struct OAuthExchange {
 
 impl RefreshExchange for OAuthExchange {
     fn refresh(&self, refresh_token: &str) -> Result<NewTokens, RefreshError> {
-        let auth = self.credentials.authenticate(&self.token_url)?;
-        let form =
-            auth.form(|out, params| oauth::write_refresh_body(out, refresh_token, params))?;
+        let auth = self.credentials.authenticate(&self.token_url).map_err(encode_error)?;
+        let form = auth
+            .form(|out, params| oauth::write_refresh_body(out, refresh_token, params))
+            .map_err(encode_error)?;
         let request = self
             .agent
             .post(&self.token_url)
@@ -277,6 +285,11 @@ impl RefreshExchange for OAuthExchange {
             RefreshFailure::Lost => RefreshError::Unavailable { status, retry_after: None },
         })
     }
+}
+
+/// A refresh whose credentials could not be encoded fails like any other transient failure.
+fn encode_error(e: EncodeError) -> RefreshError {
+    RefreshError::Other(e.0)
 }
 
 /// The server's `error_description`, bounded and sanitised (see [`RefreshError::Refused`]).

@@ -53,6 +53,7 @@ mod error;
 mod exchange;
 mod expiry;
 mod file_store;
+mod form_post;
 mod lease;
 mod record;
 mod redirect;
@@ -70,7 +71,7 @@ pub use authorization_code::{
     challenge_s256,
 };
 pub use builder::ClientBuilder;
-pub use client::{ACCESS_CAPACITY, Client, QUEUE_CAPACITY, REFRESH_CAPACITY};
+pub use client::Client;
 pub use device::{DEVICE_CODE_CAPACITY, DeviceError, DeviceLogin, DevicePrompt};
 pub use discovery::{DiscoveryError, ServerMetadata};
 /// The parsers of untrusted input that have no public entry point of their own, for the fuzz
@@ -81,7 +82,9 @@ pub mod fuzzing {
     pub use crate::discovery::check_discovery;
 }
 pub use error::Error;
-pub use exchange::{NewTokens, RefreshError, RefreshExchange};
+pub use exchange::{
+    ACCESS_CAPACITY, NewTokens, QUEUE_CAPACITY, REFRESH_CAPACITY, RefreshError, RefreshExchange,
+};
 pub use expiry::{Expiry, ResponseView};
 pub use file_store::FileStore;
 #[cfg(feature = "redis")]

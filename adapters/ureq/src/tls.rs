@@ -12,7 +12,39 @@ use std::sync::Arc;
 use http::Uri;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use crate::error::Error;
+/// Why TLS settings or a URL were refused. The crate's [`Error`](crate::Error) has a variant for
+/// each (this module sits below it and does not name it).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Root certificates that cannot be used.
+    RootCertificates(String),
+    /// Settings that exclude each other.
+    Conflict(&'static str),
+    /// Plain http off loopback without the opt-in.
+    InsecureUrl {
+        /// Which URL.
+        what: &'static str,
+        /// Its origin.
+        origin: String,
+    },
+    /// Not an http or https URL with a host.
+    NotHttp(&'static str),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RootCertificates(what) => write!(f, "unusable root certificates: {what}"),
+            Self::Conflict(what) => f.write_str(what),
+            Self::InsecureUrl { what, origin } => write!(
+                f,
+                "{what} is plain http to a host other than loopback ({origin}): use https, or \
+                 allow_insecure_http if the network between is trusted"
+            ),
+            Self::NotHttp(what) => write!(f, "{what}: not an http or https URL with a host"),
+        }
+    }
+}
 
 /// Where the trusted root certificates come from.
 #[derive(Clone, Debug, Default)]
@@ -52,13 +84,13 @@ impl TlsSettings {
     /// given roots only, or the platform's verifier.
     ///
     /// # Errors
-    /// [`Error::RootCertificates`] for a file that cannot be read, PEM without a certificate, or
-    /// a certificate that cannot be parsed; [`Error::Config`] when both custom roots and the
+    /// [`Refusal::RootCertificates`] for a file that cannot be read, PEM without a certificate, or
+    /// a certificate that cannot be parsed; [`Refusal::Conflict`] when both custom roots and the
     /// platform verifier are asked for.
-    pub(crate) fn config(&self) -> Result<TlsConfig, Error> {
+    pub(crate) fn config(&self) -> Result<TlsConfig, Refusal> {
         if self.platform_verifier {
             if !self.roots.is_empty() {
-                return Err(Error::Config(
+                return Err(Refusal::Conflict(
                     "root certificates and the platform verifier exclude each other: add the CA \
                      to the platform's store, or give it with root_certificates_pem alone",
                 ));
@@ -74,7 +106,7 @@ impl TlsSettings {
                 RootSource::Pem(pem) => (pem.to_vec(), "the PEM given".to_owned()),
                 RootSource::File(path) => {
                     let pem = std::fs::read(path).map_err(|e| {
-                        Error::RootCertificates(format!("cannot read {}: {e}", path.display()))
+                        Refusal::RootCertificates(format!("cannot read {}: {e}", path.display()))
                     })?;
                     (pem, path.display().to_string())
                 }
@@ -88,18 +120,18 @@ impl TlsSettings {
 /// Every certificate of a PEM text, each checked to be one rustls accepts as a root (ureq
 /// itself silently skips one it cannot parse, which would surface only as `UnknownIssuer` on the
 /// first connection).
-fn parse_certificates(pem: &[u8], name: &str) -> Result<Vec<Certificate<'static>>, Error> {
+fn parse_certificates(pem: &[u8], name: &str) -> Result<Vec<Certificate<'static>>, Refusal> {
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
         match item {
             Ok(PemItem::Certificate(cert)) => certs.push(cert),
             // Keys and other sections are not roots; a bundle may well hold them.
             Ok(_) => {}
-            Err(e) => return Err(Error::RootCertificates(format!("{name}: not valid PEM: {e}"))),
+            Err(e) => return Err(Refusal::RootCertificates(format!("{name}: not valid PEM: {e}"))),
         }
     }
     if certs.is_empty() {
-        return Err(Error::RootCertificates(format!(
+        return Err(Refusal::RootCertificates(format!(
             "{name} holds no certificate (expected -----BEGIN CERTIFICATE-----)"
         )));
     }
@@ -107,7 +139,7 @@ fn parse_certificates(pem: &[u8], name: &str) -> Result<Vec<Certificate<'static>
     let ders = certs.iter().map(|c| rustls::pki_types::CertificateDer::from(c.der()));
     let (_, ignored) = check.add_parsable_certificates(ders);
     if ignored > 0 {
-        return Err(Error::RootCertificates(format!(
+        return Err(Refusal::RootCertificates(format!(
             "{name}: {ignored} of {} certificates cannot be used as a trust anchor",
             certs.len()
         )));
@@ -129,25 +161,25 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 /// opt-in. `what` names the URL in the error ("the token endpoint", "the request").
 ///
 /// # Errors
-/// [`Error::InsecureUrl`] naming the URL's origin (never its path or query, which may carry
+/// [`Refusal::InsecureUrl`] naming the URL's origin (never its path or query, which may carry
 /// something secret).
 pub(crate) fn require_https(
     uri: &Uri,
     allow_insecure_http: bool,
     what: &'static str,
-) -> Result<(), Error> {
+) -> Result<(), Refusal> {
     let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
     match (scheme.as_deref(), uri.host()) {
         (Some("https"), Some(_)) => Ok(()),
         (Some("http"), Some(host)) if allow_insecure_http || is_loopback(host) => Ok(()),
-        (Some("http"), Some(host)) => Err(Error::InsecureUrl {
+        (Some("http"), Some(host)) => Err(Refusal::InsecureUrl {
             what,
             origin: match uri.port_u16() {
                 Some(port) => format!("http://{host}:{port}"),
                 None => format!("http://{host}"),
             },
         }),
-        _ => Err(Error::InvalidRequest(format!("{what}: not an http or https URL with a host"))),
+        _ => Err(Refusal::NotHttp(what)),
     }
 }
 
@@ -307,27 +339,27 @@ mod tests {
         assert!(check("http://localhost/token", false).is_ok());
         assert!(check("http://auth.example.com/token", true).is_ok());
         match check("http://auth.example.com:8080/token?secret=1", false) {
-            Err(Error::InsecureUrl { what, origin }) => {
+            Err(Refusal::InsecureUrl { what, origin }) => {
                 assert_eq!(what, "the test");
                 assert_eq!(origin, "http://auth.example.com:8080");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(check("ftp://auth.example.com/", true), Err(Error::InvalidRequest(_))));
-        assert!(matches!(check("/relative", true), Err(Error::InvalidRequest(_))));
+        assert!(matches!(check("ftp://auth.example.com/", true), Err(Refusal::NotHttp(_))));
+        assert!(matches!(check("/relative", true), Err(Refusal::NotHttp(_))));
     }
 
     #[test]
     fn pem_without_certificates_is_a_typed_error() {
         let mut settings = TlsSettings::default();
         settings.add_pem(b"not pem at all");
-        assert!(matches!(settings.config(), Err(Error::RootCertificates(_))));
+        assert!(matches!(settings.config(), Err(Refusal::RootCertificates(_))));
         let mut settings = TlsSettings::default();
         settings.add_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-        assert!(matches!(settings.config(), Err(Error::RootCertificates(_))));
+        assert!(matches!(settings.config(), Err(Refusal::RootCertificates(_))));
         let mut settings = TlsSettings::default();
         settings.add_file("/nonexistent/ca.pem".into());
-        let Err(Error::RootCertificates(message)) = settings.config() else { panic!() };
+        let Err(Refusal::RootCertificates(message)) = settings.config() else { panic!() };
         assert!(message.contains("/nonexistent/ca.pem"), "{message}");
     }
 

@@ -36,7 +36,10 @@ use zeroize::{Zeroize, Zeroizing};
 #[derive(Default)]
 pub(crate) struct Masks {
     next_id: AtomicU64,
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<Vec<Arc<Entry>>>,
+    /// Bumped on every change of `entries`, so that a connection re-reads them only then and
+    /// otherwise works from its own copy without taking the lock (it is on every request's path).
+    version: AtomicU64,
 }
 
 struct Entry {
@@ -66,33 +69,64 @@ impl Masks {
             return Masked { masks: Arc::clone(self), id, placeholder: secret.to_owned() };
         }
         let placeholder = random_alphanumeric(secret.len());
-        self.lock().push(Entry {
+        let mut entries = self.lock();
+        entries.push(Arc::new(Entry {
             id,
             placeholder: placeholder.as_bytes().to_vec(),
             secret: Zeroizing::new(secret.as_bytes().to_vec()),
-        });
+        }));
+        // Before the placeholder is handed out: whoever sends it sees the new version.
+        self.version.fetch_add(1, Ordering::Release);
+        drop(entries);
         Masked { masks: Arc::clone(self), id, placeholder }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Entry>>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces every placeholder in `data` with its secret, in place.
-    fn unmask(&self, data: &mut [u8]) {
-        let entries = self.lock();
-        for entry in entries.iter() {
+    /// Brings a connection's copy of the entries up to date.
+    fn refresh(&self, cache: &mut Cache) {
+        let version = self.version.load(Ordering::Acquire);
+        if version != cache.version {
+            cache.entries = self.lock().clone();
+            cache.version = version;
+        }
+    }
+}
+
+/// A connection's copy of the entries, and the version it was taken at.
+#[derive(Default)]
+struct Cache {
+    version: u64,
+    entries: Vec<Arc<Entry>>,
+}
+
+impl Cache {
+    /// Replaces every placeholder in the request head at the start of `data` with its secret,
+    /// in place; returns whether it replaced any. Only a head can hold one (the headers are what ureq-proto logs); a body, which
+    /// may be large, is not searched.
+    fn unmask(&self, data: &mut [u8]) -> bool {
+        let mut swapped = false;
+        if self.entries.is_empty() {
+            return swapped;
+        }
+        let head = head_len(data);
+        let data = &mut data[..head];
+        for entry in &self.entries {
             let len = entry.placeholder.len();
             let mut at = 0;
             while at + len <= data.len() {
                 if data[at..at + len] == entry.placeholder[..] {
                     data[at..at + len].copy_from_slice(&entry.secret);
+                    swapped = true;
                     at += len;
                 } else {
                     at += 1;
                 }
             }
         }
+        swapped
     }
 }
 
@@ -105,9 +139,23 @@ impl Masked {
 
 impl Drop for Masked {
     fn drop(&mut self) {
-        self.masks.lock().retain(|entry| entry.id != self.id);
+        let mut entries = self.masks.lock();
+        entries.retain(|entry| entry.id != self.id);
+        self.masks.version.fetch_add(1, Ordering::Release);
+        drop(entries);
         self.placeholder.zeroize();
     }
+}
+
+/// The length of the request head `data` starts with (through its blank line, or all of `data`
+/// if it has none), or 0 if `data` does not start with a request line (`METHOD `): a transmit
+/// of ureq holds either a head or body bytes.
+fn head_len(data: &[u8]) -> usize {
+    let method = data.iter().take(17).take_while(|b| b.is_ascii_uppercase()).count();
+    if method == 0 || data.get(method) != Some(&b' ') {
+        return 0;
+    }
+    data.windows(4).position(|w| w == b"\r\n\r\n").map_or(data.len(), |at| at + 4)
 }
 
 /// `len` random ASCII letters and digits, from the standard library's randomly keyed hasher
@@ -126,12 +174,18 @@ fn random_alphanumeric(len: usize) -> String {
 }
 
 /// The response body of the token endpoint, taken out of the byte stream before ureq saw it.
-#[derive(Default)]
 pub(crate) struct Capture {
     body: Mutex<Zeroizing<Vec<u8>>>,
+    /// The largest body kept.
+    limit: usize,
 }
 
 impl Capture {
+    /// Keeps bodies up to `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self { body: Mutex::default(), limit }
+    }
+
     /// Forgets what an earlier exchange left.
     pub(crate) fn clear(&self) {
         self.lock().clear();
@@ -164,11 +218,17 @@ impl Connector<Box<dyn Transport>> for WireConnector {
     ) -> Result<Option<Self::Out>, ureq::Error> {
         Ok(chained.map(|inner| Filtered {
             inner,
-            buffers: LazyBuffers::new(
-                details.config.input_buffer_size(),
-                details.config.output_buffer_size(),
-            ),
+            // Buffers of its own only where the input is rewritten (the token endpoint); API
+            // connections work in the connection's buffers, saving a copy of every byte and
+            // two buffers per connection.
+            buffers: self.capture.as_ref().map(|_| {
+                LazyBuffers::new(
+                    details.config.input_buffer_size(),
+                    details.config.output_buffer_size(),
+                )
+            }),
             masks: Arc::clone(&self.masks),
+            cache: Cache::default(),
             capture: self.capture.as_ref().map(|c| (Arc::clone(c), Framing::Head(Vec::new()))),
         }))
     }
@@ -177,48 +237,68 @@ impl Connector<Box<dyn Transport>> for WireConnector {
 /// One filtered connection.
 pub(crate) struct Filtered {
     inner: Box<dyn Transport>,
-    /// What ureq reads and writes: placeholders out, masked bodies in.
-    buffers: LazyBuffers,
+    /// What ureq reads and writes, when the input is rewritten (masked bodies in); `None`:
+    /// ureq works in the inner transport's buffers and placeholders are swapped there.
+    buffers: Option<LazyBuffers>,
     masks: Arc<Masks>,
+    /// This connection's copy of `masks`' entries.
+    cache: Cache,
     capture: Option<(Arc<Capture>, Framing)>,
 }
 
 impl Transport for Filtered {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        &mut self.buffers
+        match &mut self.buffers {
+            Some(own) => own,
+            None => self.inner.buffers(),
+        }
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.masks.refresh(&mut self.cache);
+        let Some(own) = &mut self.buffers else {
+            // In place: ureq-proto has logged the head already, with the placeholders.
+            let swapped = self.cache.unmask(&mut self.inner.buffers().output()[..amount]);
+            let result = self.inner.transmit_output(amount, timeout);
+            if swapped {
+                // The plaintext does not outlive its transmission.
+                self.inner.buffers().output()[..amount].zeroize();
+            }
+            return result;
+        };
         let mut sent = 0;
         while sent < amount {
             let out = self.inner.buffers().output();
             let n = out.len().min(amount - sent);
-            out[..n].copy_from_slice(&self.buffers.output()[sent..sent + n]);
+            out[..n].copy_from_slice(&own.output()[sent..sent + n]);
             // A secret header lies in the head, which ureq writes whole in one call; so it is
             // whole in `out` unless the head is larger than the buffer (ureq refuses that).
-            self.masks.unmask(&mut out[..n]);
+            self.cache.unmask(&mut out[..n]);
             let result = self.inner.transmit_output(n, timeout);
             // Neither copy of the plaintext outlives its transmission.
             self.inner.buffers().output()[..n].zeroize();
             result?;
             sent += n;
         }
-        self.buffers.output()[..amount].zeroize();
+        own.output()[..amount].zeroize();
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let Some(own) = &mut self.buffers else {
+            return self.inner.await_input(timeout);
+        };
         if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
             return Ok(false);
         }
         let available = self.inner.buffers().input().len();
-        let room = self.buffers.input_append_buf();
+        let room = own.input_append_buf();
         let n = available.min(room.len());
         room[..n].copy_from_slice(&self.inner.buffers().input()[..n]);
         if let Some((capture, framing)) = &mut self.capture {
             framing.divert(&mut room[..n], capture);
         }
-        self.buffers.input_appended(n);
+        own.input_appended(n);
         self.inner.buffers().input_consume(n);
         Ok(n > 0)
     }
@@ -338,10 +418,11 @@ impl Framing {
 /// Appends `bytes` to the capture and masks them.
 fn take(bytes: &mut [u8], capture: &Capture) {
     let mut body = capture.lock();
-    // Grown only here, by at most one response's worth; the capture's owner sizes nothing up
-    // front, so keep copies from a reallocation out by reserving the token response limit.
+    // Sized once for the largest answer the owner accepts, so that it never grows (a grown
+    // buffer leaves unwiped copies behind); more than that is cut, and the owner, which sees the
+    // length ureq read, refuses the answer.
     if body.capacity() == 0 {
-        body.reserve(crate::exchange::TOKEN_RESPONSE_LIMIT + 1);
+        body.reserve(capture.limit.saturating_add(1));
     }
     let room = body.capacity() - body.len();
     body.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -407,19 +488,28 @@ mod tests {
         assert_eq!(masked.as_str().len(), secret.len());
         assert_ne!(masked.as_str(), secret);
         let mut head = format!("GET / HTTP/1.1\r\nauthorization: {}\r\n\r\n", masked.as_str());
-        // SAFETY-free: the bytes stay ASCII.
         let mut bytes = core::mem::take(&mut head).into_bytes();
-        masks.unmask(&mut bytes);
+        let mut cache = Cache::default();
+        masks.refresh(&mut cache);
+        cache.unmask(&mut bytes);
         assert!(String::from_utf8_lossy(&bytes).contains(secret));
+        // A body is not searched.
+        let mut body = masked.as_str().as_bytes().to_vec();
+        cache.unmask(&mut body);
+        assert_eq!(body, masked.as_str().as_bytes());
         let placeholder = masked.as_str().to_owned();
         drop(masked);
-        let mut again = placeholder.clone().into_bytes();
-        masks.unmask(&mut again);
-        assert_eq!(again, placeholder.as_bytes(), "a dropped mask no longer applies");
+        masks.refresh(&mut cache);
+        let mut again = format!("GET / HTTP/1.1\r\nx: {placeholder}\r\n\r\n").into_bytes();
+        cache.unmask(&mut again);
+        assert!(
+            String::from_utf8_lossy(&again).contains(&placeholder),
+            "a dropped mask no longer applies"
+        );
     }
 
     fn diverted(chunks: &[&[u8]]) -> (String, Vec<u8>) {
-        let capture = Capture::default();
+        let capture = Capture::new(1024);
         let mut framing = Framing::Head(Vec::new());
         let mut seen = Vec::new();
         for chunk in chunks {

@@ -31,7 +31,7 @@ fn metadata_at_the_root_names_the_endpoints_and_methods() {
     );
     assert_eq!(
         metadata.authorization_endpoint.as_deref(),
-        Some(format!("{}/authorize", issuer.base_url()).as_str())
+        Some(format!("{}/oauth/authorize", issuer.base_url()).as_str())
     );
     assert_eq!(metadata.token_endpoint_auth_methods_supported, ["client_secret_post"]);
 }

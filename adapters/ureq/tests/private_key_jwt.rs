@@ -183,3 +183,63 @@ fn unusable_keys_are_refused_when_given() {
     let shown = format!("{key:?}");
     assert!(shown.contains("ES256") && !shown.contains("PRIVATE"), "{shown}");
 }
+
+/// The mock issuer checks assertions the way a server does (signature with the registered public
+/// key, `iss` = `sub` = client id, `aud` = its token endpoint, `exp`, a `jti` not seen before).
+fn verifying_issuer(public: &str) -> reauth_testkit::issuer::MockIssuer {
+    reauth_testkit::issuer::MockIssuer::start(reauth_testkit::issuer::IssuerConfig {
+        client_id: Some("my-app".to_owned()),
+        client_assertion_key: Some(public.to_owned()),
+        device_interval: core::time::Duration::ZERO,
+        device_answer: reauth_testkit::issuer::DeviceAnswer::ApproveAfter(1),
+        ..reauth_testkit::issuer::IssuerConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_server_that_verifies_assertions_accepts_every_refresh_and_the_device_login() {
+    for (key, public) in [(RSA_KEY, RSA_PUBLIC), (EC_KEY, EC_PUBLIC)] {
+        let issuer = verifying_issuer(public);
+        let key = ClientAssertionKey::from_pem(key.as_bytes()).unwrap();
+        let client = Client::builder()
+            .issuer(issuer.base_url())
+            .client_id("my-app")
+            .private_key_jwt(key.clone())
+            .build()
+            .unwrap();
+        let tokens = issuer.login();
+        client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
+        for round in 0..3 {
+            issuer.expire_all_now();
+            let status = client.get(&issuer.api_url(&format!("r{round}"))).unwrap().status();
+            assert_eq!(status, 200, "{}", key.algorithm());
+        }
+        assert_eq!(issuer.counters().refresh_successes, 3);
+        let device =
+            reauth_ureq::DeviceLogin::new(issuer.device_authorization_url(), issuer.token_url())
+                .client_id("my-app")
+                .private_key_jwt(key);
+        client.login_with_device(&device, |_| {}).unwrap();
+        assert_eq!(issuer.counters().device_approvals, 1);
+    }
+}
+
+#[test]
+fn a_server_refuses_an_assertion_signed_with_another_key_and_says_why() {
+    let issuer = verifying_issuer(EC_PUBLIC);
+    let wrong = ClientAssertionKey::from_pem(RSA_KEY.as_bytes()).unwrap();
+    let client = Client::builder()
+        .token_url(issuer.token_url())
+        .client_id("my-app")
+        .private_key_jwt(wrong)
+        .build()
+        .unwrap();
+    let tokens = issuer.login();
+    client.login(&tokens.access_token, &tokens.refresh_token, Some(tokens.expires_in)).unwrap();
+    issuer.expire_all_now();
+    assert!(matches!(client.get(&issuer.api_url("x")), Err(reauth_ureq::Error::NeedsLogin)));
+    let reason = client.last_refresh_error().unwrap();
+    assert!(reason.is_configuration_error(), "{reason}");
+    assert!(reason.to_string().contains("private_key_jwt"), "{reason}");
+}

@@ -191,3 +191,33 @@ fn the_platform_verifier_does_not_trust_a_ca_made_at_test_time() {
         .build();
     assert!(matches!(both, Err(Error::Config(_))), "{both:?}");
 }
+
+#[test]
+fn the_device_login_follows_the_same_tls_rules() {
+    use reauth_testkit::issuer::DeviceAnswer;
+    use reauth_ureq::{DeviceError, DeviceLogin};
+    let pki = TestPki::generate().unwrap();
+    let issuer = MockIssuer::start_tls(
+        IssuerConfig {
+            device_interval: core::time::Duration::ZERO,
+            device_answer: DeviceAnswer::ApproveAfter(1),
+            ..IssuerConfig::default()
+        },
+        &pki,
+    )
+    .unwrap();
+    let login = || DeviceLogin::new(issuer.device_authorization_url(), issuer.token_url());
+    let tokens = login().root_certificates_pem(pki.ca_pem()).run(|_| {}).unwrap();
+    assert!(tokens.rotates_refresh_token());
+    match login().run(|_| {}) {
+        Err(DeviceError::Tls(e)) => assert_eq!(e.problem(), TlsProblem::UnknownIssuer),
+        other => panic!("expected DeviceError::Tls, got {other:?}"),
+    }
+    let insecure = DeviceLogin::new("http://auth.example.invalid/device", issuer.token_url());
+    match insecure.run(|_| {}) {
+        Err(DeviceError::Settings(Error::InsecureUrl { what, .. })) => {
+            assert_eq!(what, "the device endpoint");
+        }
+        other => panic!("expected InsecureUrl, got {other:?}"),
+    }
+}

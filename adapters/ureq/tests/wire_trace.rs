@@ -1,18 +1,21 @@
 //! No token, secret or device code in any log record at any level, ureq's own wire trace
 //! included: a logger that keeps every record of every crate at `trace` watches a client with a
-//! Basic secret through logins, requests, refreshes with rotation, a refused refresh and a device
-//! login. ureq-proto logs the wire as rows of 16 bytes in hex; the rows are joined back into the
+//! Basic secret through logins, requests, refreshes with rotation, a refused refresh, a device
+//! login and a browser login (authorization code with PKCE). ureq-proto logs the wire as rows of 16 bytes in hex; the rows are joined back into the
 //! byte stream before searching, so that a token split across rows is still found.
 //!
 //! One test per file: the logger is process-wide.
 
 use core::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Mutex;
+use std::thread;
 
 use reauth_core::oauth::ClientAuth;
 use reauth_testkit::issuer::{DeviceAnswer, IssuerConfig, MockIssuer};
 use reauth_testkit::secrets::has_issuer_token;
-use reauth_ureq::{Client, DeviceLogin};
+use reauth_ureq::{AuthorizationCodeLogin, Client, DeviceLogin};
 
 /// Every record: `(target, message)`.
 static RECORDS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
@@ -51,6 +54,32 @@ fn wire_bytes(records: &[(String, String)]) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// The user's browser: GETs the authorization URL, then the loopback redirect it answers with,
+/// over plain sockets (a real browser's traffic is not in the application's log, and the code
+/// in the redirect is the browser's to see).
+fn browse(authorization_url: &str) {
+    let answer = raw_get(authorization_url);
+    let location = answer
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("Location: ").or_else(|| line.strip_prefix("location: "))
+        })
+        .unwrap_or_else(|| panic!("no redirect: {answer}"));
+    raw_get(location.trim());
+}
+
+/// One `Connection: close` GET of an `http://` URL; the whole answer.
+fn raw_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 #[test]
@@ -95,6 +124,18 @@ fn trace_logging_of_every_crate_shows_no_token_or_secret() {
         .client_secret(secret);
     client.login_with_device(&device, |_| {}).unwrap();
     assert_eq!(client.get(&issuer.api_url("device")).unwrap().status(), 200);
+    // A browser login: the code exchange's answer (the tokens) comes through the filter too.
+    let browser_login =
+        AuthorizationCodeLogin::new(issuer.authorization_url(), issuer.token_url(), "app")
+            .client_secret(secret);
+    client
+        .login_with_authorization_code(&browser_login, |prompt| {
+            let url = prompt.url.clone();
+            thread::spawn(move || browse(&url));
+        })
+        .unwrap();
+    assert_eq!(client.get(&issuer.api_url("browser")).unwrap().status(), 200);
+    assert_eq!(issuer.counters().code_redemptions, 1);
     secrets.push(secret.to_owned());
     // The Basic header's value (base64 of "app:basic-secret-4711").
     secrets.push("YXBwOmJhc2ljLXNlY3JldC00NzEx".to_owned());

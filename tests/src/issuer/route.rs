@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use reauth_core::oauth::ClientAuth;
 
+use super::assertion;
 use super::authorize::CodeAnswer;
 use super::codec::{base64_decode, form_field, json_string, json_string_field, parse_form};
 use super::device::PollAnswer;
@@ -280,6 +281,9 @@ fn check_client(
     request: &Request,
     form: &[(String, String)],
 ) -> Result<(), Response> {
+    if let Some(public_pem) = &state.config.client_assertion_key {
+        return check_assertion(state, request, form, public_pem);
+    }
     let basic = basic_credentials(request);
     let unknown = || {
         oauth_error(401, "invalid_client", "unknown client")
@@ -317,6 +321,34 @@ fn check_client(
         }
     }
     Ok(())
+}
+
+/// `private_key_jwt`: the request must carry a client assertion the registered key verifies.
+fn check_assertion(
+    state: &State,
+    request: &Request,
+    form: &[(String, String)],
+    public_pem: &str,
+) -> Result<(), Response> {
+    let refuse = |why: &str| oauth_error(401, "invalid_client", &format!("private_key_jwt: {why}"));
+    let field = |name| form_field(form, name).ok().flatten();
+    if field("client_assertion_type") != Some(assertion::ASSERTION_TYPE) {
+        return Err(refuse("no client_assertion_type of jwt-bearer"));
+    }
+    let assertion = field("client_assertion").ok_or_else(|| refuse("no client_assertion"))?;
+    if field("client_secret").is_some() || basic_credentials(request).is_some() {
+        return Err(refuse("a secret besides the assertion"));
+    }
+    let host = request.header("host").and_then(|h| core::str::from_utf8(h).ok());
+    let audience = format!("{}://{}/oauth/token", request.scheme, host.unwrap_or("127.0.0.1"));
+    let client_id = state.config.client_id.as_deref();
+    if let (Some(expected), Some(given)) = (client_id, field("client_id"))
+        && expected != given
+    {
+        return Err(refuse("client_id differs from the assertion's"));
+    }
+    assertion::check(assertion, public_pem, client_id, &audience, &state.assertions)
+        .map_err(|why| refuse(&why))
 }
 
 /// The user and password of `Authorization: Basic` credentials, each form-decoded (RFC 6749
@@ -534,6 +566,7 @@ fn discovery(state: &State, request: &Request) -> Reply {
         tenant => format!("{base}{tenant}"),
     };
     let method = match (&state.config.client_secret, state.config.client_auth) {
+        _ if state.config.client_assertion_key.is_some() => "private_key_jwt",
         (None, _) | (Some(_), ClientAuth::None) => "none",
         (Some(_), ClientAuth::Basic) => "client_secret_basic",
         (Some(_), ClientAuth::Post) => "client_secret_post",
@@ -550,7 +583,7 @@ fn discovery(state: &State, request: &Request) -> Reply {
         json_string(&issuer),
         json_string(&format!("{base}/oauth/token")),
         json_string(&format!("{base}/oauth/device_authorization")),
-        json_string(&format!("{base}/authorize")),
+        json_string(&format!("{base}/oauth/authorize")),
         json_string(method),
     );
     Reply::now(Response::json(200, body))

@@ -7,6 +7,7 @@ use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use super::assertion::SeenAssertions;
 use super::authorize::Authorizations;
 use super::device::Devices;
 use super::{Counters, Fault, IssuedTokens, IssuerConfig};
@@ -36,6 +37,8 @@ pub(super) struct State {
     pub(super) devices: Devices,
     /// Authorization codes (RFC 6749 §4.1 with PKCE), see [`super::authorize`].
     pub(super) authorizations: Authorizations,
+    /// The `jti`s of accepted client assertions, see [`super::assertion`].
+    pub(super) assertions: SeenAssertions,
 }
 
 /// What the issuer knows about one access token.
@@ -119,6 +122,7 @@ impl State {
             counters: Counters::default(),
             devices: Devices::default(),
             authorizations: Authorizations::default(),
+            assertions: SeenAssertions::default(),
         }
     }
 

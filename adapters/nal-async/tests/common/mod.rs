@@ -68,12 +68,17 @@ impl Dns for Literal {
 pub(crate) struct Flash {
     pub(crate) saved: Vec<(String, Generation)>,
     pub(crate) cleared: bool,
+    /// Every save fails (a worn-out flash page).
+    pub(crate) broken: bool,
 }
 
 impl TokenStore for Flash {
     type Error = &'static str;
 
     fn save(&mut self, refresh_token: &str, generation: Generation) -> Result<(), &'static str> {
+        if self.broken {
+            return Err("flash write failed");
+        }
         self.saved.push((refresh_token.to_owned(), generation));
         Ok(())
     }

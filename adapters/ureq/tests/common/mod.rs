@@ -24,6 +24,7 @@ pub(crate) fn quick_config() -> Config {
 }
 
 /// A builder for `issuer`'s token endpoint with `client_id` and [`quick_config`].
+#[allow(dead_code)] // not used by discovery.rs
 pub(crate) fn builder(issuer: &MockIssuer, client_id: &str) -> ClientBuilder {
     Client::builder().token_url(issuer.token_url()).client_id(client_id).config(quick_config())
 }
