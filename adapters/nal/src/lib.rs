@@ -64,7 +64,7 @@
 //!   `error_description` of its last refusal, bounded and sanitised (64 B of RAM, 392 B of
 //!   flash).
 //! - `client-secret-basic` (default): `client_secret_basic` client authentication in
-//!   [`OAuth2`], the default when a secret is given (1,080 B of flash on thumbv7em);
+//!   [`OAuth2`], the default when a secret is given (1,068 B of flash on thumbv7em);
 //!   without it a secret goes in the request body.
 //! - `keep-alive`: a slot keeps its connection to the API for its next request, for
 //!   [`Timeouts::keep_alive`] (4 s by default): no TCP or TLS handshake per request. Only

@@ -186,15 +186,17 @@ pub fn check_discovery(
 
 /// The URLs to try for `issuer`, in order: RFC 8414's, then OpenID's.
 fn well_known_urls(issuer: &str, allow_insecure_http: bool) -> Result<Vec<String>, DiscoveryError> {
+    // The issuer is quoted with `{:?}`: its control characters, if any, stay escaped and the
+    // message stays one line.
     let bad = |why: String| DiscoveryError::InvalidIssuer(why);
-    let uri = issuer.parse::<Uri>().map_err(|e| bad(format!("{issuer}: {e}")))?;
+    let uri = issuer.parse::<Uri>().map_err(|e| bad(format!("{issuer:?}: {e}")))?;
     tls::require_https(&uri, allow_insecure_http, "the issuer").map_err(|e| bad(e.to_string()))?;
     if uri.query().is_some() || issuer.contains('#') {
-        return Err(bad(format!("{issuer}: an issuer has no query or fragment (RFC 8414 §2)")));
+        return Err(bad(format!("{issuer:?}: an issuer has no query or fragment (RFC 8414 §2)")));
     }
     let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => (scheme, authority.as_str()),
-        _ => return Err(bad(format!("{issuer}: not an absolute URL"))),
+        _ => return Err(bad(format!("{issuer:?}: not an absolute URL"))),
     };
     // `https://host/` and `https://host` are the same issuer location; the path is kept as is
     // otherwise (RFC 8414 §3.1 removes only a terminating slash).
