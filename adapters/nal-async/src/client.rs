@@ -107,6 +107,9 @@ struct Shared<S, const N: usize, const A: usize, const R: usize> {
     refresh_running: bool,
     next_id: u32,
     stats: Stats,
+    /// What the token endpoint's last unusable answer got wrong (a refusal with its OAuth code,
+    /// a status, an unreadable body); kept for [`Client::last_refresh_error`].
+    last_refresh_error: Option<reauth_nal::AnswerError>,
 }
 
 /// One open request as the shared state sees it.
@@ -166,6 +169,7 @@ impl<
                     persist_failures: 0,
                     replays: 0,
                 },
+                last_refresh_error: None,
             })),
             config,
             exchange,
@@ -192,6 +196,15 @@ impl<
     #[must_use]
     pub fn needs_login(&self) -> bool {
         self.with(|s| s.coordinator.needs_login())
+    }
+
+    /// What the token endpoint's last unusable answer got wrong: a refusal with its OAuth code
+    /// (`invalid_grant`: log in again; a [configuration
+    /// error](reauth_nal::AnswerError::is_configuration_error) such as `invalid_client`: fix the
+    /// client's settings, its stored refresh token is kept), a status, or an unreadable body.
+    /// `None` until one came. Holds no token.
+    pub fn last_refresh_error(&self) -> Option<reauth_nal::AnswerError> {
+        self.with(|s| s.last_refresh_error)
     }
 
     /// What the client did so far.
@@ -568,7 +581,10 @@ impl<
                         let _ = s.coordinator.handle_refresh_failure(now, next, transient);
                     }
                 }
-                Err(Unusable { failure, .. }) => s.refresh_failed(now, id, failure),
+                Err(Unusable { failure, error }) => {
+                    s.last_refresh_error = Some(error);
+                    s.refresh_failed(now, id, failure, error.is_configuration_error());
+                }
             }
             s.drain();
         });
@@ -580,7 +596,7 @@ impl<
         let now = self.clock.now();
         self.with(|s| {
             s.refresh_running = false;
-            s.refresh_failed(now, id, failure);
+            s.refresh_failed(now, id, failure, false);
             s.drain();
         });
     }
@@ -653,15 +669,26 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
         }
     }
 
-    fn refresh_failed(&mut self, now: Instant, id: RefreshId, failure: RefreshFailure) {
+    /// `misconfigured`: the token endpoint refused the client, not its refresh token
+    /// ([`AnswerError::is_configuration_error`](reauth_nal::AnswerError::is_configuration_error)).
+    fn refresh_failed(
+        &mut self,
+        now: Instant,
+        id: RefreshId,
+        failure: RefreshFailure,
+        misconfigured: bool,
+    ) {
         self.stats.refresh_failures += 1;
         self.stats.lost_refreshes += u64::from(failure == RefreshFailure::Lost);
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
             && failure == RefreshFailure::Refused
             && self.coordinator.is_refused()
+            && !misconfigured
         {
             // The stored refresh token is dead, even while a refused early refresh leaves the
-            // access token (RAM only) working: a rebooted device must not restore it.
+            // access token (RAM only) working: a rebooted device must not restore it. A client
+            // set up wrong (`invalid_client`) has not used its refresh token: it stays for the
+            // corrected firmware, as in reauth-nal.
             let _ = self.store.clear();
         }
         // The failure set a backoff that may end before the deadline the parked tasks sleep
@@ -720,7 +747,7 @@ impl<
                 } else {
                     RefreshFailure::Transient { retry_after: None }
                 };
-                s.refresh_failed(now, refresh, failure);
+                s.refresh_failed(now, refresh, failure, false);
             }
             if let Some(waiter) = s.waiter(id) {
                 if matches!(waiter.state, Wait::Parked) {

@@ -189,6 +189,34 @@ fn invalid_grant_logs_out_and_rejects_every_parked_request() {
     });
 }
 
+/// A client the token endpoint does not accept (`401 invalid_client`: here it sends no
+/// credentials to an issuer that requires them) needs a login, and says why; its stored
+/// refresh token, never spent, is kept for the corrected firmware (as in reauth-nal).
+#[test]
+fn invalid_client_is_a_configuration_error_that_keeps_the_stored_token() {
+    let issuer = MockIssuer::start(IssuerConfig {
+        client_id: Some("device".into()),
+        client_secret: Some("s3cret".into()),
+        ..IssuerConfig::default()
+    })
+    .unwrap();
+    run(async {
+        let client = logged_in(&issuer, None);
+        assert_eq!(client.last_refresh_error(), None);
+        issuer.expire_all_now();
+        let results = storm(&client, 4, 1, StdDuration::ZERO).await;
+        assert!(
+            results.iter().all(|r| matches!(r, Err(Error::Rejected(Rejection::NeedsLogin)))),
+            "{results:?}"
+        );
+        let error = client.last_refresh_error().expect("the refusal is kept");
+        assert!(error.is_configuration_error(), "{error:?}");
+        assert!(format!("{error:?}").contains("InvalidClient"), "{error:?}");
+        assert!(!client.with_store(|f| f.cleared), "the unspent refresh token is kept");
+        assert_eq!(issuer.counters().refresh_calls, 1);
+    });
+}
+
 #[test]
 fn an_oversized_token_answer_is_lost_and_its_reuse_refused() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
