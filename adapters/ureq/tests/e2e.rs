@@ -190,16 +190,13 @@ fn hanging_token_endpoint_is_presented_the_token_at_most_max_attempts_times() {
     issuer.inject(Fault::Hang { times: 2, duration: Duration::from_secs(2) });
     let c = client.clone();
     let url = issuer.api_url("hang");
-    let results = storm(4, move |_| {
-        let started = Instant::now();
-        (c.get(&url).map(|r| r.status()), started.elapsed())
-    });
-    for (result, elapsed) in results {
+    let results = storm(4, move |_| c.get(&url).map(|r| r.status()));
+    for result in results {
         // Each timed-out call may have rotated the token on the server: after two of them the
-        // client stops presenting it rather than risk the server's reuse detection.
+        // client stops presenting it rather than risk the server's reuse detection. NeedsLogin,
+        // not Timeout: the episode ended before the 10 s wait deadline (no wall-clock check,
+        // which a loaded machine would make flaky).
         assert!(matches!(result, Err(Error::NeedsLogin)), "{result:?}");
-        // Two attempts of 300 ms and a short backoff: far below the 10 s wait deadline.
-        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     }
     assert_eq!(client.state(), State::Failed { cause: FailCause::Unanswered });
     assert!(matches!(client.last_refresh_error(), Some(RefreshError::Transport(_))));
