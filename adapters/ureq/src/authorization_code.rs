@@ -291,13 +291,14 @@ impl AuthorizationCodeLogin {
         &self,
         open: impl FnOnce(&AuthorizationPrompt),
     ) -> Result<NewTokens, AuthorizationCodeError> {
-        let body = self.authorize_and_exchange(open)?;
+        let body = self.authorize_and_exchange(&self.tls, open)?;
         NewTokens::from_token_response(&body).map_err(AuthorizationCodeError::InvalidToken)
     }
 
-    /// The whole flow up to the token endpoint's body.
+    /// The whole flow up to the token endpoint's body, reaching the token endpoint with `tls`.
     fn authorize_and_exchange(
         &self,
+        tls: &TlsSettings,
         open: impl FnOnce(&AuthorizationPrompt),
     ) -> Result<Zeroizing<Vec<u8>>, AuthorizationCodeError> {
         if self.credentials.client_id.as_deref().is_none_or(str::is_empty) {
@@ -308,12 +309,9 @@ impl AuthorizationCodeLogin {
             return Err(AuthorizationCodeError::Config("the authorization URL has a fragment"));
         }
         // Before the user is sent anywhere: a token endpoint the exchange cannot use.
-        let wire = FormPoster::new(
-            &self.tls,
-            &[(&self.token_url, "the token endpoint")],
-            self.call_timeout,
-        )
-        .map_err(AuthorizationCodeError::Settings)?;
+        let wire =
+            FormPoster::new(tls, &[(&self.token_url, "the token endpoint")], self.call_timeout)
+                .map_err(AuthorizationCodeError::Settings)?;
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
             .map_err(listener_error)?;
         let port = listener.local_addr().map_err(listener_error)?.port();
@@ -650,6 +648,9 @@ impl Client {
     /// tokens and saves them to the store, as [`login`](Self::login) does. Requests that wait
     /// meanwhile are released once it succeeds.
     ///
+    /// A `login` given no TLS settings of its own (root certificates, the platform verifier,
+    /// plain http) reaches the token endpoint with the client's, so a private CA is given once.
+    ///
     /// # Errors
     /// [`AuthorizationCodeError`] as [`AuthorizationCodeLogin::run`] gives it;
     /// [`AuthorizationCodeError::NoRefreshToken`] if the server sent no refresh token;
@@ -659,7 +660,8 @@ impl Client {
         login: &AuthorizationCodeLogin,
         open: impl FnOnce(&AuthorizationPrompt),
     ) -> Result<(), AuthorizationCodeError> {
-        let body = login.authorize_and_exchange(open)?;
+        let tls = if login.tls.is_default() { self.tls() } else { &login.tls };
+        let body = login.authorize_and_exchange(tls, open)?;
         let tokens =
             NewTokens::from_token_response(&body).map_err(AuthorizationCodeError::InvalidToken)?;
         if !tokens.rotates_refresh_token() {

@@ -427,7 +427,7 @@ impl ClientBuilder {
             on_store_error: self.on_store_error,
             max_redirects: self.max_redirects,
             lease_fallback: self.lease_fallback,
-            allow_insecure_http: self.tls.allow_insecure_http,
+            tls: self.tls,
             api_masks,
         })
     }

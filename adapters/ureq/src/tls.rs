@@ -67,6 +67,11 @@ enum RootSource {
 }
 
 impl TlsSettings {
+    /// Whether nothing was set: the bundled roots, https only off loopback.
+    pub(crate) const fn is_default(&self) -> bool {
+        self.roots.is_empty() && !self.platform_verifier && !self.allow_insecure_http
+    }
+
     pub(crate) fn add_pem(&mut self, pem: &[u8]) {
         self.roots.push(RootSource::Pem(pem.into()));
     }

@@ -437,3 +437,38 @@ fn over_https_the_token_endpoint_is_checked_and_plain_http_off_loopback_refused(
     );
     assert!(error.to_string().contains("http://192.0.2.1"), "{error}");
 }
+
+/// A login without TLS settings of its own, run through a client, reaches the token endpoint
+/// with the client's: the private CA is given once, to the client.
+#[test]
+fn a_login_through_a_client_trusts_the_clients_roots() {
+    let pki = TestPki::generate().unwrap();
+    let config = IssuerConfig { client_id: Some("desktop".into()), ..IssuerConfig::default() };
+    let issuer = MockIssuer::start_tls(config, &pki).unwrap();
+    let client = reauth_ureq::Client::builder()
+        .token_url(issuer.token_url())
+        .client_id("desktop")
+        .root_certificates_pem(pki.ca_pem())
+        .build()
+        .unwrap();
+    let mut visit = None;
+    client
+        .login_with_authorization_code(&login(&issuer), |prompt| {
+            visit = Some(browser(prompt, |l| l));
+        })
+        .unwrap();
+    assert_eq!(visit.unwrap().join().unwrap().status, 200);
+    assert_eq!(client.get(&issuer.api_url("after-login")).unwrap().status(), 200);
+
+    // The login's own settings win: a login that trusts another CA is refused.
+    let stranger = TestPki::generate().unwrap();
+    let mut visit = None;
+    let error = client
+        .login_with_authorization_code(
+            &login(&issuer).root_certificates_pem(stranger.ca_pem()),
+            |prompt| visit = Some(browser(prompt, |l| l)),
+        )
+        .unwrap_err();
+    visit.unwrap().join().unwrap();
+    assert!(matches!(&error, AuthorizationCodeError::Tls(_)), "{error:?}");
+}

@@ -44,6 +44,7 @@ use crate::exchange::{NewTokens, QUEUE_CAPACITY, RefreshError, RefreshExchange};
 use crate::expiry::Expiry;
 use crate::stats::{StatCells, Stats};
 use crate::store::{StoreError, TokenStore};
+use crate::tls::TlsSettings;
 use crate::wire::Masks;
 
 use self::send::Source;
@@ -92,7 +93,7 @@ pub(crate) struct Parts {
     pub(crate) on_store_error: Option<StoreErrorCallback>,
     pub(crate) max_redirects: u8,
     pub(crate) lease_fallback: bool,
-    pub(crate) allow_insecure_http: bool,
+    pub(crate) tls: TlsSettings,
     pub(crate) api_masks: Arc<Masks>,
 }
 
@@ -119,14 +120,21 @@ struct Inner {
     /// Whether a refresh goes ahead when the store's lease cannot be had because the store is
     /// away (see [`ClientBuilder::lease_fallback`](crate::ClientBuilder::lease_fallback)).
     lease_fallback: bool,
-    /// Whether a token may travel over plain http to a host other than loopback.
-    allow_insecure_http: bool,
+    /// The roots the client trusts and whether a token may travel over plain http to a host
+    /// other than loopback; a login run through the client without TLS settings of its own
+    /// uses them too.
+    tls: TlsSettings,
     /// Source of request ids; wraps after 4 billion requests, long after the old ones ended.
     next_id: AtomicU32,
     stats: StatCells,
 }
 
 impl Client {
+    /// The client's TLS settings, for a login run through it.
+    pub(crate) fn tls(&self) -> &TlsSettings {
+        &self.inner.tls
+    }
+
     /// Builds the client from the builder's parts and resumes from what the store holds.
     pub(crate) fn from_parts(parts: Parts) -> Result<Self, Error> {
         let Parts {
@@ -138,7 +146,7 @@ impl Client {
             on_store_error,
             max_redirects,
             lease_fallback,
-            allow_insecure_http,
+            tls,
             api_masks,
         } = parts;
         let inner = Arc::new(Inner {
@@ -161,7 +169,7 @@ impl Client {
             on_store_error,
             max_redirects,
             lease_fallback,
-            allow_insecure_http,
+            tls,
             next_id: AtomicU32::new(1),
             stats: StatCells::default(),
         });

@@ -103,7 +103,7 @@ impl Client {
         if credential.is_some() {
             // The token never crosses the network in the clear; checked for every hop that
             // carries it, so a same-origin redirect cannot downgrade either.
-            tls::require_https(uri, self.inner.allow_insecure_http, "the request")?;
+            tls::require_https(uri, self.inner.tls.allow_insecure_http, "the request")?;
         }
         let authorization = match credential {
             Some(Credential::Bearer(authorization)) => Some(authorization),
