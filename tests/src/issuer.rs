@@ -676,6 +676,25 @@ impl MockIssuer {
         self.shared.lock().counters()
     }
 
+    /// The counters once `settled` holds for them, or after `limit` has passed, whichever comes
+    /// first (checked every millisecond).
+    ///
+    /// For a test whose client has finished before the issuer has read its last request: a
+    /// client that loses an answer gives up the moment its own stack says so, while the request
+    /// it sent is still on its way to the issuer's connection thread. The test's assertions then
+    /// judge the snapshot; `limit` only bounds the wait.
+    #[must_use]
+    pub fn counters_when(&self, limit: Duration, settled: impl Fn(&Counters) -> bool) -> Counters {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let counters = self.counters();
+            if settled(&counters) || std::time::Instant::now() >= deadline {
+                return counters;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Sets every counter back to 0, including the per-token bookkeeping behind
     /// [`Counters::expiry_episodes`] and [`Counters::refreshes_per_access_token_max`].
     pub fn reset_counters(&self) {
