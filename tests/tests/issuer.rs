@@ -835,7 +835,8 @@ fn dropping_the_issuer_closes_the_port_and_connections_promptly() {
     let started = Instant::now();
     drop(issuer);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "drop took {took:?}");
+    // "Promptly" against the 30 s hang it cuts short; the bound is generous for a loaded machine.
+    assert!(took < Duration::from_secs(10), "drop took {took:?}");
     assert!(idle.is_closed());
     assert!(hanging.is_closed());
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());

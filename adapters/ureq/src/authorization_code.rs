@@ -23,7 +23,7 @@ use std::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reauth_core::RefreshFailure;
-use reauth_core::oauth::{self, ClientAuth, ErrorCode, TokenResponseError};
+use reauth_core::oauth::{self, ErrorCode, TokenResponseError};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
@@ -60,7 +60,8 @@ const TEXT_LIMIT: usize = 200;
 /// [`new`](Self::new) and the setters, then [`run`](Self::run) it, or hand it to
 /// [`Client::login_with_authorization_code`].
 ///
-/// `Debug` hides the client secret.
+/// A public client (no secret) is the usual case: a desktop program cannot keep a secret
+/// (RFC 8252 §8.5), and PKCE protects the code without one. `Debug` hides the client secret.
 pub struct AuthorizationCodeLogin {
     /// The authorization endpoint (RFC 6749 §3.1), which the browser visits.
     authorize_url: String,
@@ -189,38 +190,7 @@ impl AuthorizationCodeLogin {
         }
     }
 
-    /// Sets the client secret of a confidential client (sent to the token endpoint as
-    /// [`client_auth`](Self::client_auth) says, HTTP Basic by default). A desktop program
-    /// cannot keep a secret (RFC 8252 §8.5); PKCE protects the code without one.
-    #[must_use]
-    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.credentials.secret = Some(Zeroizing::new(secret.into()));
-        self
-    }
-
-    /// How the secret travels: [`ClientAuth::Basic`] (the default) or [`ClientAuth::Post`].
-    #[must_use]
-    pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.credentials.method = Some(auth);
-        self
-    }
-
-    /// Authenticates at the token endpoint with `private_key_jwt` (RFC 7523): a fresh signed
-    /// assertion instead of a secret, as
-    /// [`ClientBuilder::private_key_jwt`](crate::ClientBuilder::private_key_jwt) does.
-    #[cfg(feature = "private-key-jwt")]
-    #[must_use]
-    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
-        self.credentials.key = Some(Arc::new(key));
-        self
-    }
-
-    /// Sets the `scope` asked for.
-    #[must_use]
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.credentials.scope = Some(scope.into());
-        self
-    }
+    crate::settings::credential_setters!();
 
     /// The loopback port to listen on (default 0: an ephemeral port, which RFC 8252 §7.3 asks
     /// servers to allow). Set one for a server that registered a fixed redirect URI.
@@ -244,39 +214,10 @@ impl AuthorizationCodeLogin {
         self
     }
 
-    /// Trusts these root certificates (PEM, one or more) at the token endpoint instead of the
-    /// default roots, as [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem)
-    /// does for the client: give the login the same CA as the client.
-    #[must_use]
-    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.tls.add_pem(pem.as_ref());
-        self
-    }
-
-    /// Trusts the root certificates of this PEM file (read when the login runs) at the token
-    /// endpoint, as [`root_certificates_pem`](Self::root_certificates_pem) does.
-    #[must_use]
-    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.tls.add_file(path.into());
-        self
-    }
-
-    /// Verifies the token endpoint with the platform's verifier, as
-    /// [`ClientBuilder::platform_verifier`](crate::ClientBuilder::platform_verifier) does
-    /// (feature `platform-verifier`; without it the login refuses to start).
-    #[must_use]
-    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
-        self.tls.use_platform_verifier(enabled);
-        self
-    }
-
-    /// Allows a plain `http` token endpoint on a host other than loopback (default false: the
-    /// code, the verifier and the tokens would cross the network in the clear).
-    #[must_use]
-    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
-        self.tls.allow_insecure_http = allowed;
-        self
-    }
+    crate::settings::tls_setters!(
+        refused: "[`run`](Self::run) fails with [`AuthorizationCodeError::Settings`] before anything \
+                  is sent"
+    );
 
     /// Runs the grant: listens on the loopback, calls `open` once with the URL the user's
     /// browser must visit, waits for the redirect, then exchanges the code.

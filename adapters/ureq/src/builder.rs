@@ -5,16 +5,13 @@ use core::fmt;
 use core::hash::BuildHasher;
 use core::time::Duration;
 use std::collections::hash_map::RandomState;
-use std::path::PathBuf;
 
-use reauth_core::oauth::ClientAuth;
 use reauth_core::{Config, Coordinator};
 use std::sync::Arc;
 use ureq::Agent;
 use ureq::config::RedirectAuthHeaders;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, DefaultConnector};
-use zeroize::Zeroizing;
 
 use crate::client::StoreErrorCallback;
 use crate::client::{Client, Parts};
@@ -125,50 +122,7 @@ impl ClientBuilder {
         self
     }
 
-    /// `client_id` sent with every refresh.
-    #[must_use]
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.credentials.client_id = Some(id.into());
-        self
-    }
-
-    /// The client secret of a confidential client. It authenticates every refresh the way
-    /// [`client_auth`](Self::client_auth) says: by default HTTP Basic (`client_secret_basic`,
-    /// RFC 6749 §2.3.1, which every server must support).
-    #[must_use]
-    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.credentials.secret = Some(Zeroizing::new(secret.into()));
-        self
-    }
-
-    /// How the client authenticates to the token endpoint (default
-    /// [`ClientAuth::Basic`](reauth_core::oauth::ClientAuth::Basic) when a secret is given;
-    /// without a secret the client is public and sends only `client_id` in the body).
-    /// [`ClientAuth::Post`](reauth_core::oauth::ClientAuth::Post) puts id and secret in the
-    /// form body instead, for servers registered that way.
-    #[must_use]
-    pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.credentials.method = Some(auth);
-        self
-    }
-
-    /// Authenticates with `private_key_jwt` (RFC 7523 §2.2, the method of OpenID Connect Core
-    /// §9): every refresh carries a client assertion signed with `key` (`iss` = `sub` = the
-    /// client id, `aud` = the token endpoint, a random `jti`, valid 60 s) instead of a secret.
-    /// Takes precedence over [`client_secret`](Self::client_secret).
-    #[cfg(feature = "private-key-jwt")]
-    #[must_use]
-    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
-        self.credentials.key = Some(Arc::new(key));
-        self
-    }
-
-    /// `scope` asked for with every refresh.
-    #[must_use]
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.credentials.scope = Some(scope.into());
-        self
-    }
+    crate::settings::credential_setters!(client_id);
 
     /// Refreshes with a custom exchange instead of the OAuth 2.0 grant (takes precedence over
     /// [`token_url`](Self::token_url)).
@@ -288,47 +242,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts the CA certificates in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks),
-    /// for an API or a token endpoint behind a private CA. Both the API and the token endpoint
-    /// are then verified against these roots only (ureq's bundled Mozilla roots are no longer
-    /// trusted); call it again, or with a bundle, for more than one. Checked by
-    /// [`build`](Self::build).
-    #[must_use]
-    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.tls.add_pem(pem.as_ref());
-        self
-    }
-
-    /// As [`root_certificates_pem`](Self::root_certificates_pem), with the PEM read from a file
-    /// when the client is built.
-    #[must_use]
-    pub fn root_certificates_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls.add_file(path.into());
-        self
-    }
-
-    /// Verifies servers with the operating system's verifier and trust store
-    /// (rustls-platform-verifier: the system's CA store on Linux, the Keychain on macOS, the
-    /// Windows certificate store), where an enterprise CA usually already is, instead of the
-    /// bundled Mozilla roots. Excludes [`root_certificates_pem`](Self::root_certificates_pem).
-    #[cfg(feature = "platform-verifier")]
-    #[must_use]
-    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
-        self.tls.use_platform_verifier(enabled);
-        self
-    }
-
-    /// Allows plain `http` to hosts other than loopback for the token endpoint and for requests
-    /// (default `false`: [`build`](Self::build) refuses such a token endpoint and requests to
-    /// such a URL fail with [`Error::InsecureUrl`] before anything is sent, as a token or a
-    /// secret would cross the network in the clear). `http` to `localhost`, 127.0.0.0/8 and
-    /// `::1` is always allowed. Turn it on only for a network you trust end to end (a service
-    /// mesh that encrypts between sidecars, for example).
-    #[must_use]
-    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
-        self.tls.allow_insecure_http = allowed;
-        self
-    }
+    crate::settings::tls_setters!(
+        refused: "[`build`](Self::build) refuses such a token endpoint, and a request to such a URL \
+                  fails with [`Error::InsecureUrl`] before anything is sent"
+    );
 
     /// The `User-Agent` of every request.
     #[must_use]

@@ -17,7 +17,7 @@ use std::time::Instant;
 use reauth_core::device::{
     self, AuthorizationResponseError, DecodeError, DevicePoller, PollOutcome,
 };
-use reauth_core::oauth::{self, ClientAuth, ErrorCode, TokenResponseError};
+use reauth_core::oauth::{self, ErrorCode, TokenResponseError};
 use reauth_core::{Token, TokenError};
 use zeroize::Zeroizing;
 
@@ -128,77 +128,11 @@ impl DeviceLogin {
         }
     }
 
-    /// Sets `client_id`.
-    #[must_use]
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.credentials.client_id = Some(id.into());
-        self
-    }
+    crate::settings::credential_setters!(client_id);
 
-    /// Sets the client secret of a confidential client (sent as
-    /// [`client_auth`](Self::client_auth) says, HTTP Basic by default).
-    #[must_use]
-    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.credentials.secret = Some(Zeroizing::new(secret.into()));
-        self
-    }
-
-    /// How the secret travels: [`ClientAuth::Basic`] (the default) or [`ClientAuth::Post`].
-    #[must_use]
-    pub const fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.credentials.method = Some(auth);
-        self
-    }
-
-    /// Authenticates with `private_key_jwt` (RFC 7523): a client assertion signed with `key`
-    /// goes with both requests instead of a secret.
-    #[cfg(feature = "private-key-jwt")]
-    #[must_use]
-    pub fn private_key_jwt(mut self, key: crate::ClientAssertionKey) -> Self {
-        self.credentials.key = Some(Arc::new(key));
-        self
-    }
-
-    /// Sets the `scope` asked for.
-    #[must_use]
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.credentials.scope = Some(scope.into());
-        self
-    }
-
-    /// Trusts the CA certificates in `pem` instead of the bundled Mozilla roots, as
-    /// [`ClientBuilder::root_certificates_pem`](crate::ClientBuilder::root_certificates_pem).
-    #[must_use]
-    pub fn root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.tls.add_pem(pem.as_ref());
-        self
-    }
-
-    /// As [`root_certificates_pem`](Self::root_certificates_pem), read from a file by
-    /// [`run`](Self::run).
-    #[must_use]
-    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.tls.add_file(path.into());
-        self
-    }
-
-    /// Verifies with the operating system's verifier, as
-    /// [`ClientBuilder::platform_verifier`](crate::ClientBuilder::platform_verifier).
-    #[cfg(feature = "platform-verifier")]
-    #[must_use]
-    pub const fn platform_verifier(mut self, enabled: bool) -> Self {
-        self.tls.use_platform_verifier(enabled);
-        self
-    }
-
-    /// Allows plain `http` off loopback for both endpoints (default `false`: refused with
-    /// [`DeviceError::Settings`] before anything is sent), as
-    /// [`ClientBuilder::allow_insecure_http`](crate::ClientBuilder::allow_insecure_http).
-    #[must_use]
-    pub const fn allow_insecure_http(mut self, allowed: bool) -> Self {
-        self.tls.allow_insecure_http = allowed;
-        self
-    }
+    crate::settings::tls_setters!(
+        refused: "[`run`](Self::run) fails with [`DeviceError::Settings`] before anything is sent"
+    );
 
     /// Deadline of each HTTP call (default 30 s). The whole login lasts until the user answers
     /// or the code expires.

@@ -59,6 +59,7 @@ mod record;
 mod redirect;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod settings;
 mod stats;
 mod store;
 mod tls;

@@ -90,11 +90,9 @@ fn an_unanswered_code_expires() {
         ..IssuerConfig::default()
     })
     .unwrap();
-    let started = Instant::now();
     let err = device_login(&issuer).run(|_| {}).unwrap_err();
     assert!(matches!(err, DeviceError::Expired), "{err:?}");
     // Advertised as 1 s each (whole seconds): one poll at 1 s, which is the code's end.
-    assert!(started.elapsed() < Duration::from_secs(3));
     let c = issuer.counters();
     assert_eq!(c.device_polls, 1, "{c:?}");
 }

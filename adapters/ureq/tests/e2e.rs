@@ -158,20 +158,22 @@ fn hanging_token_endpoint_times_out_waiting_requests() {
     let c = client.clone();
     let url = issuer.api_url("hang");
     let results = storm(8, move |_| {
-        let started = Instant::now();
-        (c.get(&url).map(|r| r.status()), started.elapsed())
+        let result = c.get(&url).map(|r| r.status());
+        // Whether the refresh had ended (its 2 s timeout) by the time this thread got its answer.
+        let stats = c.stats();
+        (result, stats.refreshes_failed + stats.refreshes_succeeded)
     });
-    let mut late = 0;
-    for (result, elapsed) in results {
+    let mut after_the_refresh = 0;
+    for (result, refreshes_ended) in results {
         assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
         // The thread that performs the refresh is held by the refresh call (2 s timeout), not by
-        // its wait deadline; every other thread leaves at its 400 ms deadline.
-        if elapsed >= Duration::from_millis(400 + 1_000) {
-            late += 1;
-            assert!(elapsed < Duration::from_millis(2_000 + 1_500), "{elapsed:?}");
+        // its wait deadline; every other thread leaves at its 400 ms deadline, while the refresh
+        // is still hanging. An order of events, not a wall-clock bound: the hang lasts 3 s.
+        if refreshes_ended > 0 {
+            after_the_refresh += 1;
         }
     }
-    assert!(late <= 1, "only the refreshing thread may outlive its wait deadline");
+    assert!(after_the_refresh <= 1, "only the refreshing thread may wait for the refresh");
     assert!(!client.needs_login(), "a hang must not log the user out");
 }
 
