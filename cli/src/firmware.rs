@@ -27,8 +27,8 @@
 use core::hash::{Hash, Hasher};
 use core::net::SocketAddr;
 use core::time::Duration as StdDuration;
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant as StdInstant;
@@ -49,7 +49,7 @@ use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, progress_bar, start_is
 use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::flags::RunFlags;
 use crate::netns;
-use crate::report::{Latencies, Table, Verdict};
+use crate::report::{Outcomes, Table, Verdict, failure_kind};
 
 /// Request slots: requests open at once. A const parameter, as on a device.
 const SLOTS: usize = 8;
@@ -247,19 +247,12 @@ struct Report {
     token_lifetime: StdDuration,
     /// Requests submitted.
     requests: u64,
-    /// Requests answered 2xx.
-    succeeded: u64,
-    /// Failures other than "needs login", by kind.
-    failures: BTreeMap<&'static str, u64>,
-    /// The first few failures, for the report.
-    examples: Vec<String>,
-    /// "Needs login" rejections (expected with `--fault refuse`).
-    needs_login: u64,
+    /// What became of them.
+    outcomes: Outcomes,
     /// Events for a request that had already had one, or was never submitted.
     answered_twice: u64,
     /// Requests still open when the drain gave up.
     lost: u64,
-    latencies: Latencies,
     /// What the wire showed.
     wire: WireStats,
     issuer: Counters,
@@ -336,13 +329,16 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
     let mut open: HashMap<RequestId, StdInstant> = HashMap::with_capacity(SLOTS);
     let mut drain_until = None;
     loop {
-        let done = report.succeeded + report.failed() + report.needs_login;
+        let done = report.outcomes.done();
         let submitting = start.elapsed() < duration && report.requests < target;
         if !submitting && drain_until.is_none() {
             // Stop submitting; what is open finishes within its wait and refresh timeouts.
             drain_until = Some(StdInstant::now() + WAIT_TIMEOUT + REFRESH_TIMEOUT * 4);
         }
-        let drained = open.is_empty() && !submitting;
+        // A refresh started ahead of expiry may still be in flight with nothing open: its
+        // answer is read before the run ends, or the issuer would count a call the client never
+        // reported.
+        let drained = open.is_empty() && !submitting && !client.coordinator().is_refreshing();
         if drained || drain_until.is_some_and(|at| StdInstant::now() >= at) {
             break;
         }
@@ -361,11 +357,11 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
                 }
                 // Refused at once; the slot stays free, so try again after the next poll.
                 Err(SubmitError::Rejected(Rejection::NeedsLogin)) => {
-                    report.needs_login += 1;
+                    report.outcomes.needs_login += 1;
                     break;
                 }
                 Err(e) => {
-                    report.fail(&format!("submit: {e}"), "refused at submit");
+                    report.outcomes.fail(format_args!("submit: {e}"), "refused at submit");
                     break;
                 }
             }
@@ -383,8 +379,8 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
             bar.set_message(format!(
                 "requests {:>7}  ok {:>7}  failed {:>3}  refreshes {:>4}  generation {}",
                 done,
-                report.succeeded,
-                report.failed(),
+                report.outcomes.succeeded,
+                report.outcomes.failed(),
                 report.refreshed_events,
                 client.generation().0,
             ));
@@ -406,10 +402,6 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
 }
 
 impl Report {
-    fn failed(&self) -> u64 {
-        self.failures.values().sum()
-    }
-
     /// Accounts for one event of the client.
     fn on_event<S: Drive>(
         &mut self,
@@ -434,31 +426,9 @@ impl Report {
             return;
         };
         match outcome {
-            Ok(status) if (200..300).contains(&status) => {
-                self.succeeded += 1;
-                self.latencies.record(submitted.elapsed());
-            }
-            Ok(status) => self.fail(&format!("status {status}"), "status other than 2xx"),
-            Err(Error::Rejected(Rejection::NeedsLogin)) => self.needs_login += 1,
-            Err(error) => {
-                let kind = match &error {
-                    Error::Rejected(_) => "rejected",
-                    Error::Transport { .. } => "transport",
-                    Error::Timeout(_) => "timeout",
-                    Error::ConnectionClosed => "connection closed",
-                    Error::Http(_) => "invalid HTTP",
-                    Error::ResponseTooLarge { .. } => "response too large",
-                    _ => "other",
-                };
-                self.fail(&error.to_string(), kind);
-            }
-        }
-    }
-
-    fn fail(&mut self, what: &str, kind: &'static str) {
-        *self.failures.entry(kind).or_default() += 1;
-        if self.examples.len() < 3 {
-            self.examples.push(what.to_owned());
+            Ok(status) => self.outcomes.answered(status, submitted),
+            Err(Error::Rejected(Rejection::NeedsLogin)) => self.outcomes.needs_login += 1,
+            Err(error) => self.outcomes.fail(&error, failure_kind!(Error, &error)),
         }
     }
 
@@ -466,7 +436,8 @@ impl Report {
     fn print_and_judge(&self, args: &Args) -> ExitCode {
         let issuer = &self.issuer;
         let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
-        let done = self.succeeded + self.failed() + self.needs_login;
+        let outcomes = &self.outcomes;
+        let done = outcomes.done();
         let mut table = Table::default();
         table.row("stack", args.stack.name(), "");
         table.row("keep-alive", if args.keep_alive { "on" } else { "off" }, "");
@@ -479,12 +450,7 @@ impl Report {
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
         table.row("fault", args.run.fault.name(), "");
         table.row("requests", self.requests, "client");
-        table.row("succeeded", self.succeeded, "client");
-        table.row("failed", self.failed(), "client");
-        for (kind, n) in &self.failures {
-            table.row(format_args!("  failed: {kind}"), n, "client");
-        }
-        table.row("needs-login rejections", self.needs_login, "client");
+        outcomes.rows(&mut table);
         table.row("throughput", format!("{:.0} req/s", done as f64 / secs), "client");
         table.row("connections", issuer.connections_accepted, "issuer");
         table.row("refresh episodes", self.refreshed_events, "client");
@@ -500,21 +466,15 @@ impl Report {
         table.row("reuse attempts", issuer.reuse_attempts, "issuer");
         table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
         table.row("logins after refusal", self.logins, "firmware");
-        table.latency_rows(&self.latencies);
+        table.latency_rows(&outcomes.latencies);
         // smoltcp retransmits a SYN after about 700 ms: a request this slow met a lost or
         // refused SYN (see `crate::tap` on TIME_WAIT).
-        table.row("requests over 500 ms", self.latencies.at_least(SLOW), "client");
+        table.row("requests over 500 ms", outcomes.latencies.at_least(SLOW), "client");
         table.row("polls", self.polls, "firmware");
         table.print();
 
         let mut verdict = Verdict::default();
-        verdict.check(self.failed() > 0, || {
-            let examples = self.examples.iter().map(|e| format!("\n    e.g. {e}"));
-            format!("{} requests failed{}", self.failed(), examples.collect::<String>())
-        });
-        verdict.check(self.needs_login > 0 && args.run.fault != FaultMode::Refuse, || {
-            format!("{} requests were told to log in again", self.needs_login)
-        });
+        outcomes.check(&mut verdict, args.run.fault == FaultMode::Refuse);
         verdict.check(self.lost > 0, || format!("{} requests never got an outcome", self.lost));
         verdict.check(self.answered_twice > 0, || {
             format!("{} events for requests that already had an outcome", self.answered_twice)
@@ -528,7 +488,7 @@ impl Report {
                 )
             },
         );
-        verdict.issuer_invariants(issuer, self.succeeded);
+        verdict.issuer_invariants(issuer, outcomes.succeeded);
         verdict.print("no failed request, no reuse, no token refreshed twice")
     }
 }

@@ -13,7 +13,6 @@ use core::cell::{Cell, RefCell};
 use core::net::{Ipv4Addr, SocketAddr};
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration as StdDuration;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant as StdInstant;
 
@@ -38,7 +37,7 @@ use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, start_issuer_on};
 use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::flags::RunFlags;
 use crate::netns;
-use crate::report::{Latencies, Table, Verdict};
+use crate::report::{Outcomes, Table, Verdict, failure_kind};
 
 /// The most tasks a run may have: the executor's task pool and the client's places are sized
 /// at compile time, as on a device.
@@ -131,12 +130,8 @@ struct Shared {
 /// Outcomes as the tasks saw them.
 #[derive(Debug, Default)]
 struct Tally {
-    succeeded: u64,
-    failures: BTreeMap<&'static str, u64>,
-    examples: Vec<String>,
-    needs_login: u64,
+    outcomes: Outcomes,
     logins: u64,
-    latencies: Latencies,
 }
 
 /// Everything the summary needs.
@@ -307,27 +302,12 @@ impl Tally {
     where
         Error<E>: core::fmt::Display,
     {
-        let tally = self;
+        let outcomes = &mut self.outcomes;
         let needs_login = matches!(result, Err(Error::Rejected(Rejection::NeedsLogin)));
         match result {
-            Ok(status) if (200..300).contains(&status) => {
-                tally.succeeded += 1;
-                tally.latencies.record(sent.elapsed());
-            }
-            Ok(status) => tally.fail(&format!("status {status}"), "status other than 2xx"),
-            Err(Error::Rejected(Rejection::NeedsLogin)) => tally.needs_login += 1,
-            Err(error) => {
-                let kind = match &error {
-                    Error::Rejected(_) => "rejected",
-                    Error::Transport { .. } => "transport",
-                    Error::Timeout(_) => "timeout",
-                    Error::ConnectionClosed => "connection closed",
-                    Error::Http(_) => "invalid HTTP",
-                    Error::ResponseTooLarge { .. } => "response too large",
-                    _ => "other",
-                };
-                tally.fail(&error.to_string(), kind);
-            }
+            Ok(status) => outcomes.answered(status, sent),
+            Err(Error::Rejected(Rejection::NeedsLogin)) => outcomes.needs_login += 1,
+            Err(error) => outcomes.fail(&error, failure_kind!(Error, &error)),
         }
         needs_login
     }
@@ -367,26 +347,14 @@ async fn director(
     done.store(true, Ordering::Release);
 }
 
-impl Tally {
-    fn failed(&self) -> u64 {
-        self.failures.values().sum()
-    }
-
-    fn fail(&mut self, what: &str, kind: &'static str) {
-        *self.failures.entry(kind).or_default() += 1;
-        if self.examples.len() < 3 {
-            self.examples.push(what.to_owned());
-        }
-    }
-}
-
 impl Report {
     /// Prints the summary table and the verdict; the exit code is the verdict.
     fn print_and_judge(&self, args: &Args) -> ExitCode {
         let issuer = &self.issuer;
         let tally = &self.tally;
+        let outcomes = &tally.outcomes;
         let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
-        let done = tally.succeeded + tally.failed() + tally.needs_login;
+        let done = outcomes.done();
         let mut table = Table::default();
         table.row("stack", "embassy-net on a TAP device", "");
         table.row("client", "reauth-nal-async", "");
@@ -397,12 +365,7 @@ impl Report {
         table.row("token lifetime", format!("{} ms", self.token_lifetime.as_millis()), "issuer");
         table.row("fault", args.run.fault.name(), "");
         table.row("requests", self.requests, "client");
-        table.row("succeeded", tally.succeeded, "client");
-        table.row("failed", tally.failed(), "client");
-        for (kind, n) in &tally.failures {
-            table.row(format_args!("  failed: {kind}"), n, "client");
-        }
-        table.row("needs-login rejections", tally.needs_login, "client");
+        outcomes.rows(&mut table);
         table.row("throughput", format!("{:.0} req/s", done as f64 / secs), "client");
         table.row("connections", issuer.connections_accepted, "issuer");
         table.row("refresh episodes", self.stats.refreshes, "client");
@@ -413,17 +376,11 @@ impl Report {
         table.row("reuse attempts", issuer.reuse_attempts, "issuer");
         table.row("max refreshes of one token", issuer.refreshes_per_access_token_max, "issuer");
         table.row("logins after refusal", tally.logins, "firmware");
-        table.latency_rows(&tally.latencies);
+        table.latency_rows(&outcomes.latencies);
         table.print();
 
         let mut verdict = Verdict::default();
-        verdict.check(tally.failed() > 0, || {
-            let examples = tally.examples.iter().map(|e| format!("\n    e.g. {e}"));
-            format!("{} requests failed{}", tally.failed(), examples.collect::<String>())
-        });
-        verdict.check(tally.needs_login > 0 && args.run.fault != FaultMode::Refuse, || {
-            format!("{} requests were told to log in again", tally.needs_login)
-        });
+        outcomes.check(&mut verdict, args.run.fault == FaultMode::Refuse);
         verdict.check(self.requests != done, || {
             format!("{} requests never got an outcome", self.requests - done)
         });
@@ -436,7 +393,7 @@ impl Report {
                 )
             },
         );
-        verdict.issuer_invariants(issuer, tally.succeeded);
+        verdict.issuer_invariants(issuer, outcomes.succeeded);
         verdict.print("no failed request, no reuse, no token refreshed twice")
     }
 }

@@ -4,7 +4,9 @@
 
 use core::fmt::Display;
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use reauth_testkit::issuer::Counters;
 
@@ -78,6 +80,92 @@ impl Verdict {
         }
     }
 }
+
+/// What became of a firmware run's requests, on either embedded adapter: answered (with
+/// latencies), turned away with "needs login", or failed otherwise (by kind, the first few kept
+/// as examples).
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
+    /// Requests answered 2xx.
+    pub(crate) succeeded: u64,
+    /// "Needs login" rejections (expected with `--fault refuse`).
+    pub(crate) needs_login: u64,
+    /// Failures other than "needs login", by kind.
+    failures: BTreeMap<&'static str, u64>,
+    /// The first few failures, for the report.
+    examples: Vec<String>,
+    /// Latencies of the 2xx answers.
+    pub(crate) latencies: Latencies,
+}
+
+impl Outcomes {
+    /// Accounts for an answer with `status` to a request sent at `sent`.
+    pub(crate) fn answered(&mut self, status: u16, sent: Instant) {
+        if (200..300).contains(&status) {
+            self.succeeded += 1;
+            self.latencies.record(sent.elapsed());
+        } else {
+            self.fail(format_args!("status {status}"), "status other than 2xx");
+        }
+    }
+
+    /// Accounts for a failure of `kind`, described by `what`.
+    pub(crate) fn fail(&mut self, what: impl Display, kind: &'static str) {
+        *self.failures.entry(kind).or_default() += 1;
+        if self.examples.len() < 3 {
+            self.examples.push(what.to_string());
+        }
+    }
+
+    /// Failures other than "needs login".
+    pub(crate) fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+
+    /// Requests with an outcome.
+    pub(crate) fn done(&self) -> u64 {
+        self.succeeded + self.failed() + self.needs_login
+    }
+
+    /// The rows of succeeded, failed (and by kind) and "needs login".
+    pub(crate) fn rows(&self, table: &mut Table) {
+        table.row("succeeded", self.succeeded, "client");
+        table.row("failed", self.failed(), "client");
+        for (kind, n) in &self.failures {
+            table.row(format_args!("  failed: {kind}"), n, "client");
+        }
+        table.row("needs-login rejections", self.needs_login, "client");
+    }
+
+    /// No failure, and no "needs login" unless the run refused refreshes on purpose.
+    pub(crate) fn check(&self, verdict: &mut Verdict, refusals_expected: bool) {
+        verdict.check(self.failed() > 0, || {
+            let examples = self.examples.iter().map(|e| format!("\n    e.g. {e}"));
+            format!("{} requests failed{}", self.failed(), examples.collect::<String>())
+        });
+        verdict.check(self.needs_login > 0 && !refusals_expected, || {
+            format!("{} requests were told to log in again", self.needs_login)
+        });
+    }
+}
+
+/// The kind of failure a request of an embedded adapter met, for [`Outcomes::fail`]: the
+/// variants reauth-nal's and reauth-nal-async's `Error` share, named by `$error_type` (each
+/// crate has its own type).
+macro_rules! failure_kind {
+    ($error_type:ident, $error:expr) => {
+        match $error {
+            $error_type::Rejected(_) => "rejected",
+            $error_type::Transport { .. } => "transport",
+            $error_type::Timeout(_) => "timeout",
+            $error_type::ConnectionClosed => "connection closed",
+            $error_type::Http(_) => "invalid HTTP",
+            $error_type::ResponseTooLarge { .. } => "response too large",
+            _ => "other",
+        }
+    };
+}
+pub(crate) use failure_kind;
 
 /// Sub-buckets per power of two: values are kept to within 1/32 (about 3 %).
 const SUB_BUCKETS: usize = 32;

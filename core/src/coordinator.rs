@@ -346,6 +346,15 @@ impl<const N: usize> Coordinator<N> {
         matches!(self.state, State::Failed { .. })
     }
 
+    /// True while a refresh episode runs: an attempt in flight, or a backoff before the next
+    /// one ([`State::Refreshing`]). A program that stops (a test run ending, a device going to
+    /// sleep) waits for this to turn false, so that no refresh token is left presented with
+    /// its answer unread.
+    #[must_use]
+    pub const fn is_refreshing(&self) -> bool {
+        matches!(self.state, State::Refreshing { .. })
+    }
+
     /// True if the token endpoint refused the current refresh token: in [`State::Refused`]
     /// (the access token still works until it turns stale) and in `Failed` with
     /// [`FailCause::Refused`]. The stored refresh token is dead: adapters erase it at once, so a

@@ -258,7 +258,10 @@ fn run(
         let open_count = open.iter().flatten().count();
         if !submitting {
             let until = *drain_until.get_or_insert(elapsed.saturating_add(30_000));
-            if open_count == 0 || elapsed >= until {
+            // A refresh started ahead of expiry may be in flight with nothing open: read its
+            // answer first, or the issuer counts a call this report never saw.
+            let refreshing = client.coordinator().is_refreshing();
+            if (open_count == 0 && !refreshing) || elapsed >= until {
                 report.lost = open_count as u32;
                 break;
             }
