@@ -14,6 +14,8 @@ use reauth_core::{
     Action, Admission, Coordinator, Duration, Generation, Instant, Outcome, RefreshFailure,
     RefreshId, Rejection, RequestId, Ticket, TokenError, TokenSet,
 };
+#[cfg(feature = "refusal-description")]
+use reauth_nal::RefusalDescription;
 use reauth_nal::codec::{self, WriteError};
 use reauth_nal::{RefreshExchange, Request, Response, TokenStore, Unusable};
 
@@ -110,6 +112,9 @@ struct Shared<S, const N: usize, const A: usize, const R: usize> {
     /// What the token endpoint's last unusable answer got wrong (a refusal with its OAuth code,
     /// a status, an unreadable body); kept for [`Client::last_refresh_error`].
     last_refresh_error: Option<reauth_nal::AnswerError>,
+    /// The server's `error_description` of that refusal, bounded and sanitised.
+    #[cfg(feature = "refusal-description")]
+    refusal: Option<RefusalDescription>,
 }
 
 /// One open request as the shared state sees it.
@@ -170,6 +175,8 @@ impl<
                     replays: 0,
                 },
                 last_refresh_error: None,
+                #[cfg(feature = "refusal-description")]
+                refusal: None,
             })),
             config,
             exchange,
@@ -207,6 +214,17 @@ impl<
         self.with(|s| s.last_refresh_error)
     }
 
+    /// The token endpoint's own words about the refusal in
+    /// [`last_refresh_error`](Self::last_refresh_error) (its `error_description`, bounded and
+    /// sanitised: see [`RefusalDescription`]). `None` if the server gave none, or if the last
+    /// unusable answer was no refusal. Both are forgotten at a successful refresh, a login, a
+    /// restore and a logout. Needs the `refusal-description` feature (on by default).
+    #[cfg(feature = "refusal-description")]
+    #[must_use]
+    pub fn refusal_description(&self) -> Option<RefusalDescription> {
+        self.with(|s| s.refusal)
+    }
+
     /// What the client did so far.
     #[must_use]
     pub fn stats(&self) -> Stats {
@@ -237,6 +255,7 @@ impl<
         self.with(|s| {
             let generation = s.coordinator.generation().next();
             s.tokens.install(generation, access, Some(refresh)).map_err(LoginError::Token)?;
+            s.forget_refresh_error();
             let saved = s.store.save(refresh, generation);
             let generation = s.coordinator.handle_login(now, lifetime);
             s.drain();
@@ -253,6 +272,7 @@ impl<
         let now = self.clock.now();
         self.with(|s| {
             s.tokens.restore(refresh)?;
+            s.forget_refresh_error();
             s.coordinator.handle_restore(now);
             s.drain();
             Ok(())
@@ -268,6 +288,7 @@ impl<
         let now = self.clock.now();
         self.with(|s| {
             s.tokens.clear();
+            s.forget_refresh_error();
             s.coordinator.handle_logout(now);
             s.drain();
             s.store.clear()
@@ -570,6 +591,7 @@ impl<
                     }
                     if s.coordinator.handle_refresh_success(now, id, refreshed.lifetime).is_ok() {
                         s.stats.refreshes += 1;
+                        s.forget_refresh_error();
                     }
                     // An attempt asked for while this one was on the wire never went out: end it
                     // quietly instead of refreshing a token just installed.
@@ -583,6 +605,15 @@ impl<
                 }
                 Err(Unusable { failure, error }) => {
                     s.last_refresh_error = Some(error);
+                    #[cfg(feature = "refusal-description")]
+                    {
+                        s.refusal = match (error, &response) {
+                            (reauth_nal::AnswerError::Refused { .. }, Some(r)) => {
+                                RefusalDescription::of_error_response(r.body())
+                            }
+                            _ => None,
+                        };
+                    }
                     s.refresh_failed(now, id, failure, error.is_configuration_error());
                 }
             }
@@ -603,6 +634,15 @@ impl<
 }
 
 impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N, A, R> {
+    /// New credentials, or a refresh that worked: the last failure is about older ones.
+    fn forget_refresh_error(&mut self) {
+        self.last_refresh_error = None;
+        #[cfg(feature = "refusal-description")]
+        {
+            self.refusal = None;
+        }
+    }
+
     /// An id no open request has (the counter wraps after 4 billion requests).
     fn fresh_id(&mut self) -> RequestId {
         let mut id = self.next_id;

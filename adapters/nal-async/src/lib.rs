@@ -72,7 +72,11 @@
 //! Tokens never appear in `Debug`, `Display` or errors; the caller's buffer is wiped of them
 //! before a call returns (except the response it hands back).
 //!
-//! Features, all off by default:
+//! Features, all off by default but `client-secret-basic` and `refusal-description`:
+//! - `client-secret-basic` (default): `client_secret_basic` client authentication (HTTP Basic)
+//!   in [`OAuth2`](reauth_nal::OAuth2); without it a secret goes in the form body.
+//! - `refusal-description` (default): [`Client::refusal_description`], the token endpoint's
+//!   `error_description` of its last refusal, bounded and sanitised.
 //! - `embassy-time`: [`EmbassyClock`], the [`Clock`] on embassy-time.
 //! - `tls`: [`tls::Tls`], TLS 1.3 through embedded-tls (async), with the server's certificate
 //!   checked against a pinned CA.

@@ -212,8 +212,15 @@ fn invalid_client_is_a_configuration_error_that_keeps_the_stored_token() {
         let error = client.last_refresh_error().expect("the refusal is kept");
         assert!(error.is_configuration_error(), "{error:?}");
         assert!(format!("{error:?}").contains("InvalidClient"), "{error:?}");
+        // The server's own words, as reauth-nal keeps them.
+        let description = client.refusal_description().expect("the issuer described it");
+        assert_eq!(description.as_str(), "unknown client");
         assert!(!client.with_store(|f| f.cleared), "the unspent refresh token is kept");
         assert_eq!(issuer.counters().refresh_calls, 1);
+        // New credentials: the refusal was about the old ones.
+        let tokens = issuer.login();
+        client.login(&tokens.access_token, &tokens.refresh_token, None).unwrap();
+        assert_eq!((client.last_refresh_error(), client.refusal_description()), (None, None));
     });
 }
 

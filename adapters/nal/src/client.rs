@@ -5,8 +5,6 @@ use core::fmt;
 use core::mem;
 
 use reauth_core::oauth::parse_token_response;
-#[cfg(feature = "refusal-description")]
-use reauth_core::oauth::write_error_description;
 use reauth_core::{
     Action, Admission, Coordinator, Duration, Generation, Instant, Outcome, RefreshFailure,
     RefreshId, Rejection, RequestId, TokenError, TokenSet,
@@ -122,7 +120,7 @@ pub struct Client<
     refresh_news: Option<Event<T::Error, S::Error>>,
     /// The server's `error_description` of the last refusal, bounded and sanitised.
     #[cfg(feature = "refusal-description")]
-    refusal: Description,
+    refusal: RefusalDescription,
     /// The id the next request gets.
     next_id: u32,
     /// The latest instant seen; earlier ones are clamped to it.
@@ -177,12 +175,69 @@ macro_rules! client_type {
 /// [`Client::refusal_description`] keeps.
 pub const REFUSAL_DESCRIPTION_LEN: usize = 64;
 
-/// A refusal's description: printable ASCII, `len` bytes of `bytes`.
-#[derive(Debug)]
-#[cfg(feature = "refusal-description")]
-struct Description {
+/// The token endpoint's own words about a refusal (its `error_description`, RFC 6749 §5.2),
+/// bounded and sanitised: at most [`REFUSAL_DESCRIPTION_LEN`] bytes of printable ASCII, anything
+/// else (quotes and backslashes too) shown as `?`, so that it can go to a log or a display as
+/// it is. A copy type without a heap, for reauth-nal-async, which cannot lend out its shared
+/// state. The text is the server's: show it as its words, not as a fact. Never holds a token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RefusalDescription {
     bytes: [u8; REFUSAL_DESCRIPTION_LEN],
     len: u8,
+}
+
+impl RefusalDescription {
+    /// No description.
+    pub const NONE: Self = Self { bytes: [0; REFUSAL_DESCRIPTION_LEN], len: 0 };
+
+    /// The `error_description` of the error response `body`, cut at
+    /// [`REFUSAL_DESCRIPTION_LEN`] bytes; `None` if it has none (or an empty one).
+    ///
+    /// ```
+    /// use reauth_nal::RefusalDescription;
+    ///
+    /// let body = br#"{"error":"invalid_client","error_description":"Client \"x\"\nunknown"}"#;
+    /// let description = RefusalDescription::of_error_response(body).unwrap();
+    /// assert_eq!(description.as_str(), "Client ?x??unknown");
+    /// assert_eq!(RefusalDescription::of_error_response(br#"{"error":"invalid_grant"}"#), None);
+    /// ```
+    #[must_use]
+    pub fn of_error_response(body: &[u8]) -> Option<Self> {
+        let mut description = Self::NONE;
+        description.read(body);
+        description.text().map(|_| description)
+    }
+
+    /// The text: printable ASCII, never empty.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.text().unwrap_or_default()
+    }
+
+    /// Replaces the text with the `error_description` of `body` (none if it has none).
+    fn read(&mut self, body: &[u8]) {
+        let len = reauth_core::oauth::write_error_description(body, &mut self.bytes);
+        self.len = u8::try_from(len).unwrap_or(0);
+    }
+
+    /// The text, `None` if empty. Printable ASCII only (`write_error_description`'s promise),
+    /// so the UTF-8 check cannot fail.
+    fn text(&self) -> Option<&str> {
+        let text = self.bytes.get(..usize::from(self.len))?;
+        core::str::from_utf8(text).ok().filter(|text| !text.is_empty())
+    }
+}
+
+impl fmt::Display for RefusalDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RefusalDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// Something the application must hear about, from [`Client::poll`].
@@ -284,7 +339,7 @@ impl<
             persist_failed: None,
             refresh_news: None,
             #[cfg(feature = "refusal-description")]
-            refusal: Description { bytes: [0; REFUSAL_DESCRIPTION_LEN], len: 0 },
+            refusal: RefusalDescription::NONE,
             next_id: 1,
             now: Instant::ZERO,
         }
@@ -338,8 +393,7 @@ impl<
     #[cfg(feature = "refusal-description")]
     #[must_use]
     pub fn refusal_description(&self) -> Option<&str> {
-        let text = self.refusal.bytes.get(..usize::from(self.refusal.len))?;
-        core::str::from_utf8(text).ok().filter(|text| !text.is_empty())
+        self.refusal.text()
     }
 
     /// The token store.
@@ -693,8 +747,7 @@ impl<
             Err(Unusable { failure, error }) => {
                 #[cfg(feature = "refusal-description")]
                 if let crate::AnswerError::Refused { .. } = error {
-                    let len = write_error_description(response.body(), &mut self.refusal.bytes);
-                    self.refusal.len = u8::try_from(len).unwrap_or(0);
+                    self.refusal.read(response.body());
                 }
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;

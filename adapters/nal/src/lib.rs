@@ -109,7 +109,7 @@ mod personality;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, Event, REFUSAL_DESCRIPTION_LEN};
+pub use client::{Client, Event, REFUSAL_DESCRIPTION_LEN, RefusalDescription};
 pub use config::{ClientConfig, Endpoint, Timeouts};
 pub use device::{DEVICE_CODE_CAPACITY, DeviceEvent, DeviceFailure, DeviceLogin};
 pub use error::{AnswerError, Error, HttpError, LoginError, Stage, SubmitError, TimeoutKind};
