@@ -74,7 +74,7 @@
 //!
 //! Features, all off by default but `client-secret-basic` and `refusal-description`:
 //! - `client-secret-basic` (default): `client_secret_basic` client authentication (HTTP Basic)
-//!   in [`OAuth2`](reauth_nal::OAuth2); without it a secret goes in the form body.
+//!   in [`OAuth2`]; without it a secret goes in the form body.
 //! - `refusal-description` (default): [`Client::refusal_description`], the token endpoint's
 //!   `error_description` of its last refusal, bounded and sanitised.
 //! - `embassy-time`: [`EmbassyClock`], the [`Clock`] on embassy-time.
