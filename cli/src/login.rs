@@ -148,13 +148,10 @@ fn login(args: &Args, flow: Flow<'_>) -> Result<(), Box<dyn core::error::Error>>
     match flow {
         Flow::Device(device_url) => device_login(args, builder, device_url, secret.as_deref()),
         Flow::AuthorizationCode(authorize_url, client_id) => {
+            // No TLS settings of its own: run through the client, the login uses the client's.
             let mut login = AuthorizationCodeLogin::new(authorize_url, &args.token_url, client_id)
                 .port(args.redirect_port)
-                .wait_timeout(Duration::from_secs(args.wait))
-                .allow_insecure_http(args.allow_insecure_http);
-            for path in &args.root_certificates {
-                login = login.root_certificates_file(path);
-            }
+                .wait_timeout(Duration::from_secs(args.wait));
             if let Some(secret) = &secret {
                 login = login.client_secret(secret.as_str());
             }
@@ -179,6 +176,7 @@ fn device_login(
     device_url: &str,
     secret: Option<&String>,
 ) -> Result<(), Box<dyn core::error::Error>> {
+    // No TLS settings of its own: run through the client, the login uses the client's.
     let mut device = DeviceLogin::new(device_url, &args.token_url);
     if let Some(id) = &args.client_id {
         device = device.client_id(id);

@@ -360,6 +360,39 @@ fn get_over_https_trusts_the_private_ca_it_is_given_and_names_the_problem_otherw
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `reauth login --device --root-certificates`: both endpoints of the device grant are
+/// verified against the CA given once (the login shares the client's TLS settings).
+#[test]
+fn device_login_over_https_trusts_the_private_ca_it_is_given() {
+    let pki = reauth_testkit::tls::TestPki::generate().unwrap();
+    let config = IssuerConfig {
+        device_interval: core::time::Duration::ZERO,
+        device_answer: DeviceAnswer::ApproveAfter(1),
+        ..IssuerConfig::default()
+    };
+    let issuer = MockIssuer::start_tls(config, &pki).unwrap();
+    let dir = temp_dir("device-login-tls");
+    let files = pki.write_to(&dir).unwrap();
+    let store = dir.join("tokens.json");
+    let (token_url, device_url) = (issuer.token_url(), issuer.device_authorization_url());
+    let login = ["login", "--device", "--token-url", &token_url, "--device-url", &device_url];
+    let login = || {
+        let mut command = reauth();
+        command.args(login).args(["--store", store.to_str().unwrap()]);
+        command
+    };
+    let untrusted = login().output().unwrap();
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    let trusted =
+        login().args(["--root-certificates", files.ca.to_str().unwrap()]).output().unwrap();
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    let c = issuer.counters();
+    assert_eq!((c.device_authorizations, c.device_approvals), (1, 1), "{c:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn get_refuses_a_plain_http_token_endpoint_off_loopback() {
     let dir = temp_dir("get-insecure");

@@ -150,7 +150,16 @@ impl DeviceLogin {
     /// refusal or failure of the device authorization request, or an unusable answer. Failed
     /// polls (network, 5xx) are retried at the interval until the code expires.
     pub fn run(&self, show: impl FnOnce(&DevicePrompt)) -> Result<NewTokens, DeviceError> {
-        let wire = self.wire()?;
+        self.run_with(&self.tls, show)
+    }
+
+    /// [`run`](Self::run), reaching both endpoints with `tls`.
+    fn run_with(
+        &self,
+        tls: &TlsSettings,
+        show: impl FnOnce(&DevicePrompt),
+    ) -> Result<NewTokens, DeviceError> {
+        let wire = self.wire(tls)?;
         let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
         let form = client.form(device::write_authorization_body).map_err(config_error)?;
         let (status, body) = wire.post(&self.device_url, &client, &form)?;
@@ -220,14 +229,12 @@ impl DeviceLogin {
     }
 
     /// The agent of this login (see [`FormPoster`]).
-    fn wire(&self) -> Result<Wire, DeviceError> {
+    fn wire(&self, tls: &TlsSettings) -> Result<Wire, DeviceError> {
         let endpoints = [
             (self.device_url.as_str(), "the device endpoint"),
             (self.token_url.as_str(), "the token endpoint"),
         ];
-        FormPoster::new(&self.tls, &endpoints, self.call_timeout)
-            .map(Wire)
-            .map_err(DeviceError::Settings)
+        FormPoster::new(tls, &endpoints, self.call_timeout).map(Wire).map_err(DeviceError::Settings)
     }
 }
 
@@ -255,6 +262,9 @@ impl Client {
     /// user code to display), then installs the tokens and saves them to the store, as
     /// [`login`](Self::login) does. Requests that wait meanwhile are released once it succeeds.
     ///
+    /// A `login` given no TLS settings of its own (root certificates, the platform verifier,
+    /// plain http) reaches both endpoints with the client's, so a private CA is given once.
+    ///
     /// # Errors
     /// [`DeviceError`] as [`DeviceLogin::run`] gives it; [`DeviceError::NoRefreshToken`] if the
     /// server sent no refresh token; [`DeviceError::Login`] if the tokens could not be
@@ -264,7 +274,8 @@ impl Client {
         login: &DeviceLogin,
         show: impl FnOnce(&DevicePrompt),
     ) -> Result<(), DeviceError> {
-        let tokens = login.run(show)?;
+        let tls = if login.tls.is_default() { self.tls() } else { &login.tls };
+        let tokens = login.run_with(tls, show)?;
         let refresh = tokens.refresh().ok_or(DeviceError::NoRefreshToken)?;
         self.login(tokens.access(), refresh, tokens.expires_in()).map_err(DeviceError::Login)
     }

@@ -213,6 +213,12 @@ fn the_device_login_follows_the_same_tls_rules() {
         Err(DeviceError::Tls(e)) => assert_eq!(e.problem(), TlsProblem::UnknownIssuer),
         other => panic!("expected DeviceError::Tls, got {other:?}"),
     }
+    // Run through a client, a login with no TLS settings of its own uses the client's: the
+    // private CA is given once.
+    let client = common::builder(&issuer, "app").root_certificates_pem(pki.ca_pem()).build();
+    let client = client.unwrap();
+    client.login_with_device(&login(), |_| {}).unwrap();
+    assert_eq!(client.get(&issuer.api_url("x")).unwrap().status(), 200);
     let insecure = DeviceLogin::new("http://auth.example.invalid/device", issuer.token_url());
     match insecure.run(|_| {}) {
         Err(DeviceError::Settings(Error::InsecureUrl { what, .. })) => {
