@@ -14,6 +14,7 @@ use embedded_nal_async::{AddrType, Dns, TcpConnect};
 use reauth_core::{Duration, Generation, Instant};
 use reauth_nal_async::{
     Client, ClientConfig, Clock, Endpoint, Error, OAuth2, Request, Tcp, TcpError, TokenStore,
+    Transport,
 };
 use reauth_testkit::issuer::MockIssuer;
 
@@ -138,13 +139,34 @@ pub(crate) fn net() -> Tcp<'static, Loopback, Literal> {
 
 /// One request: its status, or its error shown as text (checked for tokens by the caller).
 pub(crate) async fn get(client: &TestClient, path: &str) -> Result<u16, Error<NetError>> {
+    get_over(client, &net(), path).await
+}
+
+/// [`get`] over `transport`.
+pub(crate) async fn get_over<T: Transport<Error = NetError>>(
+    client: &TestClient,
+    transport: &T,
+    path: &str,
+) -> Result<u16, Error<NetError>> {
     let mut buf = [0u8; 2048];
-    client.send(&net(), &Request::get(path), &mut buf).await.map(|r| r.status())
+    client.send(transport, &Request::get(path), &mut buf).await.map(|r| r.status())
 }
 
 /// `tasks` tasks, each sending `per_task` requests one after another, `pause` apart.
 pub(crate) async fn storm(
     client: &Rc<TestClient>,
+    tasks: usize,
+    per_task: usize,
+    pause: StdDuration,
+) -> Vec<Result<u16, Error<NetError>>> {
+    static NET: Tcp<'static, Loopback, Literal> = Tcp::new(&Loopback, &Literal);
+    storm_over(client, &NET, tasks, per_task, pause).await
+}
+
+/// [`storm`] over `transport`.
+pub(crate) async fn storm_over<T: Transport<Error = NetError> + Sync>(
+    client: &Rc<TestClient>,
+    transport: &'static T,
     tasks: usize,
     per_task: usize,
     pause: StdDuration,
@@ -155,7 +177,7 @@ pub(crate) async fn storm(
         handles.push(tokio::task::spawn_local(async move {
             let mut results = Vec::new();
             for _ in 0..per_task {
-                results.push(get(&client, "/api/items").await);
+                results.push(get_over(&client, transport, "/api/items").await);
                 tokio::time::sleep(pause).await;
             }
             results
