@@ -224,6 +224,14 @@ pub(crate) fn raw_error_code(body: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// What [`write_error_description`] writes in place of a description that quotes the refresh
+/// token.
+pub const DESCRIPTION_WITHHELD: &str = "(withheld: it quoted the refresh token)";
+
+/// How many of a refresh token's first bytes in a description count as quoting it (all of a
+/// shorter token).
+const QUOTED_RUN: usize = 12;
+
 /// The `error_description` of an error response (RFC 6749 §5.2), bounded and sanitised into
 /// `out`: escapes decoded, every character outside printable ASCII (and `"` and `\\`) written
 /// as `?`, cut at `out.len()` bytes. Returns the number of bytes written, all printable ASCII
@@ -231,14 +239,25 @@ pub(crate) fn raw_error_code(body: &[u8]) -> Option<&[u8]> {
 /// `error_description`, or an empty one. The text is the server's: show it to the user as its
 /// words, not as a fact.
 ///
+/// Some servers quote the refresh token they refuse (Spring Security OAuth's `Invalid refresh
+/// token: <token>`). A description that holds the first 12 bytes of `refresh_token` (the one
+/// the refused request presented; all of it if shorter) is replaced by [`DESCRIPTION_WITHHELD`],
+/// so that no token reaches an error, a log or a display through it.
+///
 /// ```
-/// let mut out = [0u8; 24];
+/// use reauth_core::oauth::{DESCRIPTION_WITHHELD, write_error_description};
+///
+/// let mut out = [0u8; 64];
 /// let body = br#"{"error":"invalid_client","error_description":"Client \"x\" is not allowed\nhere"}"#;
-/// let len = reauth_core::oauth::write_error_description(body, &mut out);
+/// let len = write_error_description(body, "rt-0123456789abcdef", &mut out[..24]);
 /// assert_eq!(&out[..len], b"Client ?x? is not allowe");
+///
+/// let echo = br#"{"error":"invalid_grant","error_description":"Invalid refresh token: rt-0123456789abcdef"}"#;
+/// let len = write_error_description(echo, "rt-0123456789abcdef", &mut out);
+/// assert_eq!(&out[..len], DESCRIPTION_WITHHELD.as_bytes());
 /// ```
 #[must_use]
-pub fn write_error_description(body: &[u8], out: &mut [u8]) -> usize {
+pub fn write_error_description(body: &[u8], refresh_token: &str, out: &mut [u8]) -> usize {
     let mut description = None;
     let mut members = Members::new(body);
     while let Ok(Some((key, value))) = members.next() {
@@ -255,7 +274,23 @@ pub fn write_error_description(body: &[u8], out: &mut [u8]) -> usize {
         };
         len += 1;
     }
+    let written = out.get(..len).unwrap_or_default();
+    if quotes(written, refresh_token.as_bytes()) {
+        let withheld = DESCRIPTION_WITHHELD.as_bytes();
+        len = withheld.len().min(out.len());
+        out[..len].copy_from_slice(&withheld[..len]);
+    }
     len
+}
+
+/// True if `text` holds the first [`QUOTED_RUN`] bytes of `secret` (all of it if shorter).
+/// The start is enough: a server that quotes a token quotes it whole, and a quote that begins
+/// too late in the kept text for its first 12 bytes to show leaves at most 11 bytes of it.
+fn quotes(text: &[u8], secret: &[u8]) -> bool {
+    let start = secret.get(..QUOTED_RUN).unwrap_or(secret);
+    // Byte by byte: slice equality would link `memcmp` (116 B on Cortex-M) for this alone.
+    !start.is_empty()
+        && text.windows(start.len()).any(|seen| seen.iter().zip(start).all(|(a, b)| a == b))
 }
 
 /// Classifies a token endpoint answer that is not a success.
@@ -887,7 +922,7 @@ mod tests {
     fn error_descriptions_are_bounded_and_sanitised() {
         let describe = |body: &[u8]| {
             let mut out = [0u8; 16];
-            let len = write_error_description(body, &mut out);
+            let len = write_error_description(body, "a-refresh-token", &mut out);
             let text = core::str::from_utf8(&out[..len]).unwrap();
             (len > 0).then(|| std::string::String::from(text))
         };
@@ -909,6 +944,46 @@ mod tests {
             describe(br#"{"error_description":"0123456789abcdefghij"}"#),
             Some("0123456789abcdef".into())
         );
+    }
+
+    #[test]
+    fn error_descriptions_that_quote_the_refresh_token_are_withheld() {
+        let describe = |body: &str, token: &str| {
+            let mut out = [0u8; 64];
+            let len = write_error_description(body.as_bytes(), token, &mut out);
+            std::string::String::from(core::str::from_utf8(&out[..len]).unwrap())
+        };
+        let body = |text: &str| {
+            std::format!(r#"{{"error":"invalid_grant","error_description":"{text}"}}"#)
+        };
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZXZpY2UifQ.c2lnbmF0dXJl";
+        // The whole token or its first 12 bytes, anywhere in what is kept.
+        for quoted in [token, &token[..12], &token[..30]] {
+            let text = std::format!("Invalid refresh token: {quoted}");
+            assert_eq!(describe(&body(&text), token), DESCRIPTION_WITHHELD, "{quoted}");
+        }
+        // A piece from the middle is no quote of the token (servers quote tokens whole).
+        let piece = std::format!("token part {}", &token[30..42]);
+        assert_eq!(describe(&body(&piece), token), piece);
+        // What is kept is judged: 12 bytes of the token before the 64-byte cut are a quote,
+        // 11 are not (the rest of the token never leaves the body).
+        let late = std::format!("{} {token}", "x".repeat(51));
+        assert_eq!(describe(&body(&late), token), DESCRIPTION_WITHHELD);
+        let later = std::format!("{} {token}", "x".repeat(52));
+        assert_eq!(
+            describe(&body(&later), token),
+            std::format!("{} {}", "x".repeat(52), &token[..11])
+        );
+        // 11 bytes are not a quote; a short token is quoted whole or not at all.
+        let near = std::format!("Invalid refresh token: {}", &token[..11]);
+        assert_eq!(describe(&body(&near), token), near);
+        assert_eq!(describe(&body("token abcd revoked"), "abcd"), DESCRIPTION_WITHHELD);
+        assert_eq!(describe(&body("token abc revoked"), "abcd"), "token abc revoked");
+        // An empty token quotes nothing; the withheld text is cut to the buffer like any other.
+        assert_eq!(describe(&body("expired"), ""), "expired");
+        let mut small = [0u8; 9];
+        let len = write_error_description(body("abcd revoked").as_bytes(), "abcd", &mut small);
+        assert_eq!(&small[..len], &DESCRIPTION_WITHHELD.as_bytes()[..9]);
     }
 
     #[test]

@@ -142,9 +142,12 @@ pub fn token_response(data: &[u8]) {
         }
     }
     let mut described = [0u8; 32];
-    let len = oauth::write_error_description(data, &mut described);
+    let len = oauth::write_error_description(data, "old-refresh", &mut described);
     assert!(len <= described.len());
     assert!(described[..len].iter().all(|&b| (0x20..=0x7E).contains(&b) && b != b'"'));
+    // The presented refresh token never shows through the server's description.
+    let shown = &described[..len];
+    assert!(!shown.windows(11).any(|w| w == b"old-refresh"), "the refresh token was quoted");
     let code = parse_error_response(data);
     let retry_after = parse_retry_after(data);
     let failure = classify_failure(400, data, retry_after);

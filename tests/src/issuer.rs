@@ -136,6 +136,10 @@ pub struct IssuerConfig {
     /// (some servers do this on rotation): requests still carrying it are answered with a bare
     /// `403` and no `WWW-Authenticate`. Default false.
     pub revoke_access_on_refresh: bool,
+    /// A refused refresh token is quoted in the refusal's `error_description`
+    /// (`Invalid refresh token: <token>`, as Spring Security OAuth answers): a client must not
+    /// pass that on to its errors and logs. Default false.
+    pub quote_refused_token: bool,
     /// Answer every `/api` response with `Transfer-Encoding: chunked` instead of
     /// `Content-Length`, to exercise a client's chunked decoder. Default false.
     pub chunked_api: bool,
@@ -214,6 +218,7 @@ impl Default for IssuerConfig {
             revoke_on_reuse: false,
             reuse_grace: Duration::ZERO,
             revoke_access_on_refresh: false,
+            quote_refused_token: false,
             chunked_api: false,
             client_id: None,
             client_secret: None,

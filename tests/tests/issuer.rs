@@ -987,3 +987,22 @@ fn device_endpoints_check_the_client() {
     assert_eq!(poll_device(&issuer, &device_code).status, 503);
     assert_eq!(poll_device(&issuer, &device_code).json_str("error"), "authorization_pending");
 }
+
+/// `quote_refused_token`: the refusal's description quotes the token, as Spring Security OAuth's
+/// does (what the adapters' withholding is tested against).
+#[test]
+fn a_quoting_issuer_puts_the_refused_token_in_its_description() {
+    let issuer = start(IssuerConfig { quote_refused_token: true, ..IssuerConfig::default() });
+    let tokens = issuer.login();
+    issuer.revoke_session();
+    let body = format!("grant_type=refresh_token&refresh_token={}", tokens.refresh_token);
+    let response = post_form(&issuer, "/oauth/token", &body);
+    assert_eq!(response.status, 400);
+    let expected =
+        format!(r#""error_description":"Invalid refresh token: {}""#, tokens.refresh_token);
+    assert!(response.text().contains(&expected), "{}", response.text());
+    // Off by default.
+    let plain = start(IssuerConfig::default());
+    let response = post_form(&plain, "/oauth/token", "grant_type=refresh_token&refresh_token=x1");
+    assert!(!response.text().contains("x1"), "{}", response.text());
+}

@@ -609,7 +609,9 @@ impl<
                     {
                         s.refusal = match (error, &response) {
                             (reauth_nal::AnswerError::Refused { .. }, Some(r)) => {
-                                RefusalDescription::of_error_response(r.body())
+                                // A refusal changed no token: this is the one presented.
+                                let presented = s.tokens.refresh().unwrap_or_default();
+                                RefusalDescription::of_error_response(r.body(), presented)
                             }
                             _ => None,
                         };

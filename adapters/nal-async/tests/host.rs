@@ -224,6 +224,24 @@ fn invalid_client_is_a_configuration_error_that_keeps_the_stored_token() {
     });
 }
 
+/// A server that quotes the refused refresh token in its `error_description` (Spring Security
+/// OAuth's `Invalid refresh token: <token>`): the client keeps the description withheld.
+#[test]
+fn a_refusal_that_quotes_the_refresh_token_is_withheld() {
+    let issuer =
+        MockIssuer::start(IssuerConfig { quote_refused_token: true, ..IssuerConfig::default() })
+            .unwrap();
+    run(async {
+        let client = logged_in(&issuer, None);
+        issuer.revoke_session();
+        issuer.expire_all_now();
+        let result = get(&client, "/api/x").await;
+        assert!(matches!(result, Err(Error::Rejected(Rejection::NeedsLogin))), "{result:?}");
+        let description = client.refusal_description().expect("the issuer described it");
+        assert_eq!(description.as_str(), reauth_core::oauth::DESCRIPTION_WITHHELD);
+    });
+}
+
 #[test]
 fn an_oversized_token_answer_is_lost_and_its_reuse_refused() {
     let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();

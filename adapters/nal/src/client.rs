@@ -178,7 +178,8 @@ pub const REFUSAL_DESCRIPTION_LEN: usize = 64;
 /// The token endpoint's own words about a refusal (its `error_description`, RFC 6749 §5.2),
 /// bounded and sanitised: at most [`REFUSAL_DESCRIPTION_LEN`] bytes of printable ASCII, anything
 /// else (quotes and backslashes too) shown as `?`, so that it can go to a log or a display as
-/// it is. A copy type without a heap, for reauth-nal-async, which cannot lend out its shared
+/// it is, and withheld if it quotes the refresh token the refused request presented (some
+/// servers do). A copy type without a heap, for reauth-nal-async, which cannot lend out its shared
 /// state. The text is the server's: show it as its words, not as a fact. Never holds a token.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RefusalDescription {
@@ -190,21 +191,24 @@ impl RefusalDescription {
     /// No description.
     pub const NONE: Self = Self { bytes: [0; REFUSAL_DESCRIPTION_LEN], len: 0 };
 
-    /// The `error_description` of the error response `body`, cut at
-    /// [`REFUSAL_DESCRIPTION_LEN`] bytes; `None` if it has none (or an empty one).
+    /// The `error_description` of the error response `body` to a request that presented
+    /// `refresh_token`, cut at [`REFUSAL_DESCRIPTION_LEN`] bytes; `None` if it has none (or an
+    /// empty one). A description that quotes the token is withheld
+    /// ([`DESCRIPTION_WITHHELD`](reauth_core::oauth::DESCRIPTION_WITHHELD) instead).
     ///
     /// ```
     /// use reauth_nal::RefusalDescription;
     ///
     /// let body = br#"{"error":"invalid_client","error_description":"Client \"x\"\nunknown"}"#;
-    /// let description = RefusalDescription::of_error_response(body).unwrap();
+    /// let description = RefusalDescription::of_error_response(body, "rt-1").unwrap();
     /// assert_eq!(description.as_str(), "Client ?x??unknown");
-    /// assert_eq!(RefusalDescription::of_error_response(br#"{"error":"invalid_grant"}"#), None);
+    /// let none = RefusalDescription::of_error_response(br#"{"error":"invalid_grant"}"#, "rt-1");
+    /// assert_eq!(none, None);
     /// ```
     #[must_use]
-    pub fn of_error_response(body: &[u8]) -> Option<Self> {
+    pub fn of_error_response(body: &[u8], refresh_token: &str) -> Option<Self> {
         let mut description = Self::NONE;
-        description.read(body);
+        description.read(body, refresh_token);
         description.text().map(|_| description)
     }
 
@@ -214,9 +218,10 @@ impl RefusalDescription {
         self.text().unwrap_or_default()
     }
 
-    /// Replaces the text with the `error_description` of `body` (none if it has none).
-    fn read(&mut self, body: &[u8]) {
-        let len = reauth_core::oauth::write_error_description(body, &mut self.bytes);
+    /// Replaces the text with the `error_description` of `body` (none if it has none), withheld
+    /// if it quotes `refresh_token`.
+    fn read(&mut self, body: &[u8], refresh_token: &str) {
+        let len = reauth_core::oauth::write_error_description(body, refresh_token, &mut self.bytes);
         self.len = u8::try_from(len).unwrap_or(0);
     }
 
@@ -747,7 +752,9 @@ impl<
             Err(Unusable { failure, error }) => {
                 #[cfg(feature = "refusal-description")]
                 if let crate::AnswerError::Refused { .. } = error {
-                    self.refusal.read(response.body());
+                    // The refused token is still the installed one: quoting it is withheld.
+                    let presented = self.tokens.refresh().unwrap_or_default();
+                    self.refusal.read(response.body(), presented);
                 }
                 self.refresh_failed(now, id, failure, Error::Refresh(error));
                 return;

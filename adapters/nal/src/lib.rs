@@ -37,7 +37,7 @@
 //! - RAM: about `(K + 1) * (REQ + RESP) + A + R` bytes plus a few hundred, all inside the
 //!   [`Client`] value (no heap); the example firmware's client (`K = 2`, 512, 1024, 256, 128)
 //!   takes 6,048 bytes. The two crates add 15.5 KiB of flash to it (thumbv7em,
-//!   `opt-level = "s"`, without the default features), 16.0 KiB with `keep-alive`, 17.4 KiB
+//!   `opt-level = "s"`, without the default features), 16.0 KiB with `keep-alive`, 17.6 KiB
 //!   with `keep-alive` and the default features (BENCHMARKS.md, "Firmware footprint").
 //!
 //! # Network stacks
@@ -61,7 +61,7 @@
 //!
 //! Features, all off by default but `client-secret-basic` and `refusal-description`:
 //! - `refusal-description` (default): [`Client::refusal_description`], the token endpoint's
-//!   `error_description` of its last refusal, bounded and sanitised (64 B of RAM, 392 B of
+//!   `error_description` of its last refusal, bounded and sanitised (64 B of RAM, 588 B of
 //!   flash).
 //! - `client-secret-basic` (default): `client_secret_basic` client authentication in
 //!   [`OAuth2`], the default when a secret is given (1,068 B of flash on thumbv7em);

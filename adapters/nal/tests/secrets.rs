@@ -189,6 +189,31 @@ fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() 
     assert!(refresh_failures > faults_len, "{shown:?}");
 }
 
+/// A server that quotes the refused refresh token in its `error_description` (Spring Security
+/// OAuth's `Invalid refresh token: <token>`): the client keeps the description withheld.
+#[test]
+fn a_refusal_that_quotes_the_refresh_token_is_withheld() {
+    let issuer =
+        MockIssuer::start(IssuerConfig { quote_refused_token: true, ..IssuerConfig::default() })
+            .unwrap();
+    let host = issuer.addr().to_string();
+    let spy = Spy { inner: oauth(), installed: Rc::new(RefCell::new(Vec::new())) };
+    let start = StdInstant::now();
+    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let mut client: TestClient<'_> =
+        Client::new(config(&host, issuer.addr(), &issuer), spy, Flash::default());
+    let tokens = issuer.login();
+    client.login(now(), &tokens.access_token, &tokens.refresh_token, None).unwrap();
+    issuer.revoke_session();
+    issuer.expire_all_now();
+    client.submit(now(), &Request::get("/api/x")).unwrap();
+    let mut shown = Vec::new();
+    drive(&mut client, start, 1, &mut shown);
+    assert!(client.needs_login());
+    assert_eq!(client.refusal_description(), Some(reauth_core::oauth::DESCRIPTION_WITHHELD));
+    assert_hidden(&shown, &[&tokens.refresh_token, &tokens.access_token]);
+}
+
 #[test]
 fn realistic_workload_never_sends_a_token_to_the_wrong_endpoint() {
     let issuer = MockIssuer::start(IssuerConfig {

@@ -26,6 +26,8 @@ pub const QUEUE_CAPACITY: usize = 256;
 pub const ACCESS_CAPACITY: usize = 8 * 1024;
 /// Capacity of the refresh-token buffer in bytes.
 pub const REFRESH_CAPACITY: usize = 2 * 1024;
+/// Longest `error_description` kept from a refusal, in bytes (characters: one each).
+const DESCRIPTION_LIMIT: usize = 200;
 
 /// Turns a refresh token into new tokens.
 ///
@@ -76,7 +78,9 @@ pub enum RefreshError {
         code: Option<ErrorCode>,
         /// The server's `error_description`, when it sent one: at most 200 characters, every
         /// character outside the set RFC 6749 allows there (printable ASCII but `"` and `\`)
-        /// replaced by `?`, so that it cannot forge lines in a log or a terminal.
+        /// replaced by `?`, so that it cannot forge lines in a log or a terminal. A description
+        /// that quotes the refresh token the request presented is replaced by
+        /// [`DESCRIPTION_WITHHELD`](reauth_core::oauth::DESCRIPTION_WITHHELD).
         description: Option<String>,
     },
     /// The endpoint answered a status worth retrying (408, 429, 5xx, an unexpected 3xx).
@@ -275,7 +279,7 @@ impl RefreshExchange for OAuthExchange {
             RefreshFailure::Refused => RefreshError::Refused {
                 status: Some(status),
                 code: parse_error_response(&body),
-                description: error_description(&body),
+                description: error_description(&body, refresh_token),
             },
             RefreshFailure::Transient { retry_after } => RefreshError::Unavailable {
                 status,
@@ -292,19 +296,13 @@ fn encode_error(e: EncodeError) -> RefreshError {
     RefreshError::Other(e.0)
 }
 
-/// The server's `error_description`, bounded and sanitised (see [`RefreshError::Refused`]).
-fn error_description(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        error_description: Option<String>,
-    }
-    let text = serde_json::from_slice::<ErrorBody>(body).ok()?.error_description?;
-    let clean: String = text
-        .chars()
-        .take(200)
-        .map(|c| if matches!(c, ' '..='~') && c != '"' && c != '\\' { c } else { '?' })
-        .collect();
-    (!clean.is_empty()).then_some(clean)
+/// The server's `error_description`, bounded and sanitised (see [`RefreshError::Refused`]),
+/// withheld if it quotes `refresh_token`, the token the refused request presented.
+fn error_description(body: &[u8], refresh_token: &str) -> Option<String> {
+    let mut text = [0u8; DESCRIPTION_LIMIT];
+    let len = oauth::write_error_description(body, refresh_token, &mut text);
+    // Printable ASCII only: the conversion cannot fail.
+    core::str::from_utf8(&text[..len]).ok().filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// True for a transport error that happened before any byte of the request left: the refresh

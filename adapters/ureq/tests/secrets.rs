@@ -133,6 +133,30 @@ fn no_public_type_shows_tokens_installed_by_a_real_refresh_or_any_error_chain() 
     );
 }
 
+/// A server that quotes the refused refresh token in its `error_description` (Spring Security
+/// OAuth's `Invalid refresh token: <token>`) does not get it into the error, its `Display` or
+/// `last_refresh_error`: the description is withheld, and says why.
+#[test]
+fn a_refusal_that_quotes_the_refresh_token_is_withheld() {
+    let issuer =
+        MockIssuer::start(IssuerConfig { quote_refused_token: true, ..IssuerConfig::default() })
+            .unwrap();
+    let client = builder(&issuer).store(MemoryStore::new()).build().unwrap();
+    let tokens = issuer.login();
+    client.login(&tokens.access_token, &tokens.refresh_token, None).unwrap();
+    issuer.revoke_session();
+    issuer.expire_all_now();
+    let error = client.get(&issuer.api_url("x")).unwrap_err();
+    assert!(matches!(error, Error::NeedsLogin), "{error:?}");
+    let last = client.last_refresh_error().expect("the refusal is kept");
+    let RefreshError::Refused { description: Some(description), .. } = &last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(description, reauth_core::oauth::DESCRIPTION_WITHHELD);
+    let shown = [error_chain(&error), format!("{last:?}"), last.to_string(), format!("{client:?}")];
+    assert_hidden(&shown, &[&tokens.refresh_token, &tokens.access_token]);
+}
+
 #[test]
 fn store_errors_never_quote_the_token_file() {
     let scratch = Scratch::new("corrupt");

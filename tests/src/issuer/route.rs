@@ -190,6 +190,13 @@ fn grant(
         GrantOutcome::Revoked => "refresh token revoked",
         GrantOutcome::Unknown => "unknown refresh token",
     };
+    let quoted;
+    let refused = if state.config.quote_refused_token {
+        quoted = format!("Invalid refresh token: {presented}");
+        quoted.as_str()
+    } else {
+        refused
+    };
     match endpoint {
         Endpoint::OAuth => oauth_error(400, "invalid_grant", refused),
         Endpoint::Classic => classic_error(401, refused),
