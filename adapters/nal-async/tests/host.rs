@@ -11,48 +11,18 @@ use reauth_nal_async::{Error, Request};
 use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 use reauth_testkit::secrets::assert_hidden;
 
-use crate::common::{Flash, N, TestClient, TokioClock, get, logged_in, net, run, storm};
+use crate::common::{
+    Flash, LOOPBACK, N, TestClient, TokioClock, get, logged_in, net, run, scenario, storm,
+};
 
 #[test]
 fn many_tasks_across_expiries_get_one_refresh_each_and_no_failure() {
-    let issuer = MockIssuer::start(IssuerConfig {
-        token_lifetime: StdDuration::from_secs(1),
-        ..IssuerConfig::default()
-    })
-    .unwrap();
-    run(async {
-        let client = logged_in(&issuer, Some(StdDuration::from_secs(1)));
-        let results = storm(&client, 12, 40, StdDuration::from_millis(60)).await;
-        let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
-        assert!(failed.is_empty(), "{failed:?}");
-        let counters = issuer.counters();
-        let stats = client.stats();
-        assert!(stats.refreshes >= 2, "{stats:?}");
-        assert_eq!(counters.refresh_calls, stats.refresh_calls);
-        assert_eq!(stats.refresh_calls, stats.refreshes);
-        assert_eq!(counters.reuse_attempts, 0);
-        assert!(counters.refreshes_per_access_token_max <= 1, "{counters:?}");
-        assert_eq!(counters.refresh_token_seen_on_api, 0);
-        assert_eq!(counters.access_token_seen_on_token_endpoint, 0);
-        // Every rotated refresh token was saved before use, in order.
-        let saved = client.with_store(|f| f.saved.len());
-        assert_eq!(saved as u64, 1 + stats.refreshes);
-    });
+    scenario::many_tasks_across_expiries(&LOOPBACK);
 }
 
 #[test]
 fn a_storm_on_an_expired_token_parks_every_task_behind_one_refresh() {
-    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    issuer.set_latency(StdDuration::from_millis(100), StdDuration::ZERO);
-    run(async {
-        let client = logged_in(&issuer, None);
-        issuer.expire_all_now();
-        let results = storm(&client, N, 1, StdDuration::ZERO).await;
-        assert!(results.iter().all(|r| matches!(r, Ok(200))), "{results:?}");
-        assert_eq!(issuer.counters().refresh_calls, 1);
-        assert_eq!(client.stats().refreshes, 1);
-        assert_eq!(issuer.counters().reuse_attempts, 0);
-    });
+    scenario::storm_on_an_expired_token(&LOOPBACK);
 }
 
 #[test]
@@ -158,16 +128,7 @@ fn a_reset_or_a_malformed_answer_costs_one_retry() {
         Fault::CloseBeforeAnswer { times: 1 },
         Fault::MalformedJson { times: 1 },
     ] {
-        let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-        run(async {
-            let client = logged_in(&issuer, None);
-            issuer.expire_all_now();
-            issuer.inject(fault.clone());
-            assert!(matches!(get(&client, "/api/x").await, Ok(200)), "{fault:?}");
-            let stats = client.stats();
-            assert_eq!((stats.refresh_failures, stats.refreshes), (1, 1), "{fault:?}");
-            assert_eq!(issuer.counters().reuse_attempts, 0);
-        });
+        scenario::one_retry_after(&LOOPBACK, fault);
     }
 }
 

@@ -10,15 +10,14 @@ mod common;
 use core::future::pending;
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use core::time::Duration as StdDuration;
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorType, Read, Write};
 use embedded_nal_async::TcpConnect;
 use reauth_nal_async::Tcp;
-use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::Fault;
 
-use crate::common::{Literal, get_over, logged_in, run, storm_over};
+use crate::common::{Literal, scenario};
 
 /// Bytes a read hands over at most.
 const READ_PIECE: usize = 61;
@@ -77,38 +76,12 @@ static MODEM: Tcp<'static, Modem, Literal> = Tcp::new(&Modem, &Literal);
 
 #[test]
 fn many_tasks_across_expiries_get_one_refresh_each_and_no_failure() {
-    let issuer = MockIssuer::start(IssuerConfig {
-        token_lifetime: StdDuration::from_secs(1),
-        ..IssuerConfig::default()
-    })
-    .unwrap();
-    run(async {
-        let client = logged_in(&issuer, Some(StdDuration::from_secs(1)));
-        let results = storm_over(&client, &MODEM, 8, 30, StdDuration::from_millis(60)).await;
-        let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
-        assert!(failed.is_empty(), "{failed:?}");
-        let counters = issuer.counters();
-        let stats = client.stats();
-        assert!(stats.refreshes >= 1, "{stats:?}");
-        assert_eq!(counters.refresh_calls, stats.refresh_calls);
-        assert_eq!(stats.refresh_calls, stats.refreshes, "one call per episode: {stats:?}");
-        assert_eq!(counters.reuse_attempts, 0);
-        assert!(counters.refreshes_per_access_token_max <= 1, "{counters:?}");
-    });
+    scenario::many_tasks_across_expiries(&MODEM);
 }
 
-/// A storm on an expired token over the modem: one refresh, every task answered.
 #[test]
 fn a_storm_on_an_expired_token_parks_every_task_behind_one_refresh() {
-    let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-    run(async {
-        let client = logged_in(&issuer, None);
-        issuer.expire_all_now();
-        let results = storm_over(&client, &MODEM, 12, 1, StdDuration::ZERO).await;
-        assert!(results.iter().all(|r| matches!(r, Ok(200))), "{results:?}");
-        let counters = issuer.counters();
-        assert_eq!((counters.refresh_calls, counters.reuse_attempts), (1, 0), "{counters:?}");
-    });
+    scenario::storm_on_an_expired_token(&MODEM);
 }
 
 /// A token endpoint that closes without answering is, to this modem, one that never answers:
@@ -116,26 +89,10 @@ fn a_storm_on_an_expired_token_parks_every_task_behind_one_refresh() {
 /// by a reset and a malformed answer cost one retry each, as on any stack.
 #[test]
 fn a_silent_close_a_reset_or_a_malformed_answer_costs_one_retry() {
-    for fault in [
-        Fault::CloseBeforeAnswer { times: 1 },
-        Fault::ResetMidBody { times: 1 },
-        Fault::MalformedJson { times: 1 },
-    ] {
-        let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
-        run(async {
-            let client = logged_in(&issuer, None);
-            issuer.expire_all_now();
-            issuer.inject(fault.clone());
-            let unreported = UNREPORTED_CLOSES.load(Ordering::Relaxed);
-            let result = get_over(&client, &MODEM, "/api/x").await;
-            assert!(matches!(result, Ok(200)), "{fault:?}: {result:?}");
-            if let Fault::CloseBeforeAnswer { .. } = fault {
-                // The attempt really met the silence, and ended by its timeout.
-                assert!(UNREPORTED_CLOSES.load(Ordering::Relaxed) > unreported);
-            }
-            let stats = client.stats();
-            assert_eq!((stats.refresh_failures, stats.refreshes), (1, 1), "{fault:?}");
-            assert_eq!(issuer.counters().reuse_attempts, 0, "{fault:?}");
-        });
-    }
+    let unreported = UNREPORTED_CLOSES.load(Ordering::Relaxed);
+    scenario::one_retry_after(&MODEM, Fault::CloseBeforeAnswer { times: 1 });
+    // The attempt really met the silence, and ended by its timeout.
+    assert!(UNREPORTED_CLOSES.load(Ordering::Relaxed) > unreported);
+    scenario::one_retry_after(&MODEM, Fault::ResetMidBody { times: 1 });
+    scenario::one_retry_after(&MODEM, Fault::MalformedJson { times: 1 });
 }

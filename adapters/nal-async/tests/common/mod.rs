@@ -16,7 +16,7 @@ use reauth_nal_async::{
     Client, ClientConfig, Clock, Endpoint, Error, OAuth2, Request, Tcp, TcpError, TokenStore,
     Transport,
 };
-use reauth_testkit::issuer::MockIssuer;
+use reauth_testkit::issuer::{Fault, IssuerConfig, MockIssuer};
 
 /// tokio's clock, in milliseconds since the test started.
 #[derive(Clone, Copy)]
@@ -159,9 +159,11 @@ pub(crate) async fn storm(
     per_task: usize,
     pause: StdDuration,
 ) -> Vec<Result<u16, Error<NetError>>> {
-    static NET: Tcp<'static, Loopback, Literal> = Tcp::new(&Loopback, &Literal);
-    storm_over(client, &NET, tasks, per_task, pause).await
+    storm_over(client, &LOOPBACK, tasks, per_task, pause).await
 }
+
+/// The host's TCP as a `'static` transport, which tasks can share.
+pub(crate) static LOOPBACK: Tcp<'static, Loopback, Literal> = Tcp::new(&Loopback, &Literal);
 
 /// [`storm`] over `transport`.
 pub(crate) async fn storm_over<T: Transport<Error = NetError> + Sync>(
@@ -193,4 +195,74 @@ pub(crate) async fn storm_over<T: Transport<Error = NetError> + Sync>(
 pub(crate) fn run<F: Future>(f: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, f)
+}
+
+/// The scenarios every stack personality runs (`tests/host.rs` over loopback TCP,
+/// `tests/modem.rs` over a modem's manners), each against a fresh issuer.
+pub(crate) mod scenario {
+    use super::*;
+
+    /// 12 tasks sending 40 requests each, 60 ms apart, across 1 s tokens: no failure, one
+    /// refresh call per episode, no reuse, no token refreshed twice, no token where it does not
+    /// belong, and every rotated refresh token saved before use.
+    pub(crate) fn many_tasks_across_expiries<T: Transport<Error = NetError> + Sync>(
+        transport: &'static T,
+    ) {
+        let issuer = MockIssuer::start(IssuerConfig {
+            token_lifetime: StdDuration::from_secs(1),
+            ..IssuerConfig::default()
+        })
+        .unwrap();
+        run(async {
+            let client = logged_in(&issuer, Some(StdDuration::from_secs(1)));
+            let results =
+                storm_over(&client, transport, 12, 40, StdDuration::from_millis(60)).await;
+            let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
+            assert!(failed.is_empty(), "{failed:?}");
+            let counters = issuer.counters();
+            let stats = client.stats();
+            assert!(stats.refreshes >= 2, "{stats:?}");
+            assert_eq!(counters.refresh_calls, stats.refresh_calls);
+            assert_eq!(stats.refresh_calls, stats.refreshes);
+            assert_eq!(counters.reuse_attempts, 0);
+            assert!(counters.refreshes_per_access_token_max <= 1, "{counters:?}");
+            assert_eq!(counters.refresh_token_seen_on_api, 0);
+            assert_eq!(counters.access_token_seen_on_token_endpoint, 0);
+            let saved = client.with_store(|f| f.saved.len());
+            assert_eq!(saved as u64, 1 + stats.refreshes);
+        });
+    }
+
+    /// `N` tasks at once on an expired token, the issuer answering in 100 ms: every one parks
+    /// behind one refresh and is answered.
+    pub(crate) fn storm_on_an_expired_token<T: Transport<Error = NetError> + Sync>(
+        transport: &'static T,
+    ) {
+        let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+        issuer.set_latency(StdDuration::from_millis(100), StdDuration::ZERO);
+        run(async {
+            let client = logged_in(&issuer, None);
+            issuer.expire_all_now();
+            let results = storm_over(&client, transport, N, 1, StdDuration::ZERO).await;
+            assert!(results.iter().all(|r| matches!(r, Ok(200))), "{results:?}");
+            assert_eq!(issuer.counters().refresh_calls, 1);
+            assert_eq!(client.stats().refreshes, 1);
+            assert_eq!(issuer.counters().reuse_attempts, 0);
+        });
+    }
+
+    /// `fault` served to the first refresh costs one retry, and the request succeeds.
+    pub(crate) fn one_retry_after<T: Transport<Error = NetError>>(transport: &T, fault: Fault) {
+        let issuer = MockIssuer::start(IssuerConfig::default()).unwrap();
+        run(async {
+            let client = logged_in(&issuer, None);
+            issuer.expire_all_now();
+            issuer.inject(fault.clone());
+            let result = get_over(&client, transport, "/api/x").await;
+            assert!(matches!(result, Ok(200)), "{fault:?}: {result:?}");
+            let stats = client.stats();
+            assert_eq!((stats.refresh_failures, stats.refreshes), (1, 1), "{fault:?}");
+            assert_eq!(issuer.counters().reuse_attempts, 0, "{fault:?}");
+        });
+    }
 }
