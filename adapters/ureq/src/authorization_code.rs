@@ -601,7 +601,7 @@ impl Client {
         login: &AuthorizationCodeLogin,
         open: impl FnOnce(&AuthorizationPrompt),
     ) -> Result<(), AuthorizationCodeError> {
-        let tls = if login.tls.is_default() { self.tls() } else { &login.tls };
+        let tls = login.tls.or(self.tls());
         let body = login.authorize_and_exchange(tls, open)?;
         let tokens =
             NewTokens::from_token_response(&body).map_err(AuthorizationCodeError::InvalidToken)?;

@@ -274,7 +274,7 @@ impl Client {
         login: &DeviceLogin,
         show: impl FnOnce(&DevicePrompt),
     ) -> Result<(), DeviceError> {
-        let tls = if login.tls.is_default() { self.tls() } else { &login.tls };
+        let tls = login.tls.or(self.tls());
         let tokens = login.run_with(tls, show)?;
         let refresh = tokens.refresh().ok_or(DeviceError::NoRefreshToken)?;
         self.login(tokens.access(), refresh, tokens.expires_in()).map_err(DeviceError::Login)

@@ -68,8 +68,14 @@ enum RootSource {
 
 impl TlsSettings {
     /// Whether nothing was set: the bundled roots, https only off loopback.
-    pub(crate) const fn is_default(&self) -> bool {
+    const fn is_default(&self) -> bool {
         self.roots.is_empty() && !self.platform_verifier && !self.allow_insecure_http
+    }
+
+    /// These settings, or `inherited` when nothing was set here: a login run through a client
+    /// takes the client's, so that a private CA is given once.
+    pub(crate) const fn or<'s>(&'s self, inherited: &'s Self) -> &'s Self {
+        if self.is_default() { inherited } else { self }
     }
 
     pub(crate) fn add_pem(&mut self, pem: &[u8]) {
