@@ -31,7 +31,7 @@ use crate::client::Client;
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::exchange::NewTokens;
-use crate::form_post::{FormPoster, PostError, RESPONSE_LIMIT};
+use crate::form_post::{Answer, FormPoster, PostError, RESPONSE_LIMIT};
 use crate::tls::{TlsError, TlsSettings};
 
 /// The path of the redirect URI on the loopback listener.
@@ -311,11 +311,7 @@ impl AuthorizationCodeLogin {
                 oauth::write_authorization_code_body(out, code, redirect_uri, verifier, params)
             })
             .map_err(cannot_encode)?;
-        let (status, body) = wire.post(&self.token_url, &client, &form).map_err(|e| match e {
-            PostError::Tls(e) => AuthorizationCodeError::Tls(e),
-            PostError::Transport(e) => AuthorizationCodeError::Transport(e),
-            PostError::TooLarge => AuthorizationCodeError::ResponseTooLarge,
-        })?;
+        let Answer { status, body, .. } = wire.post(&self.token_url, &client, &form)?;
         if !(200..300).contains(&status) {
             return Err(match oauth::classify_failure(status, &body, None) {
                 RefreshFailure::Refused => AuthorizationCodeError::Refused {
@@ -333,7 +329,7 @@ impl Attempt {
     /// Draws a fresh verifier and state from the system's random number generator.
     fn new() -> Result<Self, AuthorizationCodeError> {
         let random = SystemRandom::new();
-        let draw = |len: usize| {
+        let draw = |len: usize| -> Result<Zeroizing<String>, AuthorizationCodeError> {
             let mut bytes = Zeroizing::new(vec![0u8; len]);
             random.fill(&mut bytes).map_err(|_| AuthorizationCodeError::Randomness)?;
             Ok(Zeroizing::new(URL_SAFE_NO_PAD.encode(&*bytes)))
@@ -583,6 +579,17 @@ fn listener_error(e: io::Error) -> AuthorizationCodeError {
     AuthorizationCodeError::Listener(Arc::new(e))
 }
 
+impl From<PostError> for AuthorizationCodeError {
+    fn from(e: PostError) -> Self {
+        match e {
+            PostError::Tls(e) => Self::Tls(e),
+            PostError::Transport(e) => Self::Transport(e),
+            // An answer not captured whole is treated as one too large to keep.
+            PostError::TooLarge | PostError::NotCaptured => Self::ResponseTooLarge,
+        }
+    }
+}
+
 impl Client {
     /// Logs in through the authorization code grant with PKCE and a loopback redirect: runs
     /// `login` (calling `open` with the URL the user's browser must visit), then installs the
@@ -608,8 +615,7 @@ impl Client {
         if !tokens.rotates_refresh_token() {
             return Err(AuthorizationCodeError::NoRefreshToken);
         }
-        drop(tokens);
-        self.login_from_token_response(&body).map_err(AuthorizationCodeError::Login)
+        self.install_login(&tokens).map_err(AuthorizationCodeError::Login)
     }
 }
 

@@ -8,21 +8,19 @@ use std::collections::hash_map::RandomState;
 
 use reauth_core::{Config, Coordinator};
 use std::sync::Arc;
-use ureq::Agent;
-use ureq::config::RedirectAuthHeaders;
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, DefaultConnector};
 
+use crate::agent::{Timeouts, agent};
 use crate::client::StoreErrorCallback;
 use crate::client::{Client, Parts};
 use crate::credentials::Credentials;
 use crate::discovery::ServerMetadata;
 use crate::error::Error;
-use crate::exchange::{OAuthExchange, RefreshExchange, TOKEN_RESPONSE_LIMIT};
+use crate::exchange::{OAuthExchange, RefreshExchange};
 use crate::expiry::Expiry;
+use crate::form_post::FormPoster;
 use crate::store::{MemoryStore, StoreError, TokenStore};
 use crate::tls::{self, TlsSettings};
-use crate::wire::{Capture, Masks, WireConnector};
+use crate::wire::{Masks, WireConnector};
 
 /// Configures a [`Client`]. Start with [`Client::builder`].
 ///
@@ -298,28 +296,18 @@ impl ClientBuilder {
                 // pooled connection the server has closed meanwhile (Node's default keep-alive
                 // is 5 s) fails after the refresh token was written to it, which reads as a
                 // lost answer. A fresh connection per refresh costs one handshake per expiry.
-                let masks = Arc::new(Masks::default());
-                let capture = Arc::new(Capture::new(TOKEN_RESPONSE_LIMIT));
-                let wire = WireConnector {
-                    masks: Arc::clone(&masks),
-                    capture: Some(Arc::clone(&capture)),
-                };
-                let token_agent = agent(
-                    Timeouts::Global(Some(refresh_timeout)),
-                    self.connect_timeout,
-                    self.env_proxy,
-                    self.user_agent.as_deref(),
-                    Some(0),
-                    &tls_config,
-                    wire,
-                );
-                Box::new(OAuthExchange {
-                    agent: token_agent,
-                    token_url,
-                    credentials,
-                    masks,
-                    capture,
-                })
+                let poster = FormPoster::with_agent(|wire| {
+                    agent(
+                        Timeouts::Global(Some(refresh_timeout)),
+                        self.connect_timeout,
+                        self.env_proxy,
+                        self.user_agent.as_deref(),
+                        Some(0),
+                        &tls_config,
+                        wire,
+                    )
+                });
+                Box::new(OAuthExchange { poster, token_url, credentials })
             }
             (None, None) => {
                 return Err(Error::Config("set a token_url, an issuer or a refresh exchange"));
@@ -348,52 +336,6 @@ impl ClientBuilder {
             api_masks,
         })
     }
-}
-
-/// An agent that hands statuses back as responses and never follows a redirect itself (the
-/// client follows API redirects by hand; the token endpoint's are not followed at all).
-fn agent(
-    timeouts: Timeouts,
-    connect: Option<Duration>,
-    env_proxy: bool,
-    user_agent: Option<&str>,
-    idle_connections: Option<usize>,
-    tls: &ureq::tls::TlsConfig,
-    wire: WireConnector,
-) -> Agent {
-    let mut config = Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .redirect_auth_headers(RedirectAuthHeaders::Never)
-        .tls_config(tls.clone())
-        .timeout_connect(connect);
-    config = match timeouts {
-        Timeouts::Global(limit) => config.timeout_global(limit),
-        Timeouts::PerPhase(limit) => config
-            .timeout_send_request(limit)
-            .timeout_send_body(limit)
-            .timeout_recv_response(limit)
-            .timeout_recv_body(limit),
-    };
-    if !env_proxy {
-        config = config.proxy(None);
-    }
-    if let Some(user_agent) = user_agent {
-        config = config.user_agent(user_agent);
-    }
-    if let Some(idle) = idle_connections {
-        config = config.max_idle_connections(idle).max_idle_connections_per_host(idle);
-    }
-    let connector = DefaultConnector::new().chain(wire);
-    Agent::with_parts(config.build(), connector, DefaultResolver::default())
-}
-
-/// How an agent bounds an exchange.
-enum Timeouts {
-    /// One deadline for the whole call: the refresh call, which must end by the refresh timeout.
-    Global(Option<Duration>),
-    /// A limit per phase: API calls (see [`ClientBuilder::request_timeout`] for why).
-    PerPhase(Option<Duration>),
 }
 
 impl Client {

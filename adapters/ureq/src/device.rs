@@ -19,13 +19,12 @@ use reauth_core::device::{
 };
 use reauth_core::oauth::{self, ErrorCode, TokenResponseError};
 use reauth_core::{Token, TokenError};
-use zeroize::Zeroizing;
 
 use crate::client::Client;
-use crate::credentials::{Authentication, Credentials, EncodeError};
+use crate::credentials::{Credentials, EncodeError};
 use crate::error::Error;
 use crate::exchange::NewTokens;
-use crate::form_post::{FormPoster, PostError, RESPONSE_LIMIT};
+use crate::form_post::{Answer, FormPoster, PostError, RESPONSE_LIMIT};
 use crate::tls::{TlsError, TlsSettings};
 
 /// Largest device code accepted, in bytes (RFC 8628 sets no limit; real ones are under 100).
@@ -162,7 +161,7 @@ impl DeviceLogin {
         let wire = self.wire(tls)?;
         let client = self.credentials.authenticate(&self.token_url).map_err(config_error)?;
         let form = client.form(device::write_authorization_body).map_err(config_error)?;
-        let (status, body) = wire.post(&self.device_url, &client, &form)?;
+        let Answer { status, body, .. } = wire.post(&self.device_url, &client, &form)?;
         let start = Instant::now();
         if !(200..300).contains(&status) {
             return Err(match oauth::classify_failure(status, &body, None) {
@@ -204,10 +203,10 @@ impl DeviceLogin {
                 .map_err(config_error)?;
             let answer = wire.post(&self.token_url, &client, &poll);
             // A certificate the client does not accept will not be accepted at the next poll.
-            if let Err(DeviceError::Tls(e)) = answer {
+            if let Err(PostError::Tls(e)) = answer {
                 return Err(DeviceError::Tls(e));
             }
-            let Ok((status, body)) = answer else {
+            let Ok(Answer { status, body, .. }) = answer else {
                 if let PollOutcome::Expired = poller.handle_transport_error(now()) {
                     return Err(DeviceError::Expired);
                 }
@@ -229,31 +228,23 @@ impl DeviceLogin {
     }
 
     /// The agent of this login (see [`FormPoster`]).
-    fn wire(&self, tls: &TlsSettings) -> Result<Wire, DeviceError> {
+    fn wire(&self, tls: &TlsSettings) -> Result<FormPoster, DeviceError> {
         let endpoints = [
             (self.device_url.as_str(), "the device endpoint"),
             (self.token_url.as_str(), "the token endpoint"),
         ];
-        FormPoster::new(tls, &endpoints, self.call_timeout).map(Wire).map_err(DeviceError::Settings)
+        FormPoster::new(tls, &endpoints, self.call_timeout).map_err(DeviceError::Settings)
     }
 }
 
-/// The device login's [`FormPoster`], answering in [`DeviceError`]s.
-struct Wire(FormPoster);
-
-impl Wire {
-    /// POSTs `form` to `url`, authenticated as `client` says; the status and the body.
-    fn post(
-        &self,
-        url: &str,
-        client: &Authentication<'_>,
-        form: &[u8],
-    ) -> Result<(u16, Zeroizing<Vec<u8>>), DeviceError> {
-        self.0.post(url, client, form).map_err(|e| match e {
-            PostError::Tls(e) => DeviceError::Tls(e),
-            PostError::Transport(e) => DeviceError::Transport(e),
-            PostError::TooLarge => DeviceError::ResponseTooLarge,
-        })
+impl From<PostError> for DeviceError {
+    fn from(e: PostError) -> Self {
+        match e {
+            PostError::Tls(e) => Self::Tls(e),
+            PostError::Transport(e) => Self::Transport(e),
+            // An answer not captured whole is treated as one too large to keep.
+            PostError::TooLarge | PostError::NotCaptured => Self::ResponseTooLarge,
+        }
     }
 }
 
@@ -276,8 +267,10 @@ impl Client {
     ) -> Result<(), DeviceError> {
         let tls = login.tls.or(self.tls());
         let tokens = login.run_with(tls, show)?;
-        let refresh = tokens.refresh().ok_or(DeviceError::NoRefreshToken)?;
-        self.login(tokens.access(), refresh, tokens.expires_in()).map_err(DeviceError::Login)
+        if !tokens.rotates_refresh_token() {
+            return Err(DeviceError::NoRefreshToken);
+        }
+        self.install_login(&tokens).map_err(DeviceError::Login)
     }
 }
 

@@ -9,12 +9,12 @@
 //! can serve one document could name the endpoints of another.
 
 use core::fmt;
-use std::io::Read;
 use std::sync::Arc;
 
 use http::Uri;
 use serde::Deserialize;
 
+use crate::form_post::{ReadError, read_limited};
 use crate::tls::{self, TlsError};
 
 /// What an authorization server publishes about itself (RFC 8414 §2), the fields reauth uses.
@@ -123,17 +123,10 @@ impl ServerMetadata {
                 tried.push((url, status));
                 continue;
             }
-            let mut body = Vec::new();
-            let cap = u64::try_from(METADATA_LIMIT).unwrap_or(u64::MAX) + 1;
-            response
-                .body_mut()
-                .as_reader()
-                .take(cap)
-                .read_to_end(&mut body)
-                .map_err(|e| DiscoveryError::from_transport(ureq::Error::Io(e)))?;
-            if body.len() > METADATA_LIMIT {
-                return Err(invalid(&url, format!("larger than {METADATA_LIMIT} bytes")));
-            }
+            let body = read_limited(response.body_mut(), METADATA_LIMIT).map_err(|e| match e {
+                ReadError::Io(e) => DiscoveryError::from_transport(ureq::Error::Io(e)),
+                ReadError::TooLarge => invalid(&url, format!("larger than {METADATA_LIMIT} bytes")),
+            })?;
             return Self::from_document(&url, &body, issuer, allow_insecure_http);
         }
         Err(DiscoveryError::NotFound(tried))

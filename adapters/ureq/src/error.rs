@@ -182,9 +182,7 @@ impl From<Refusal> for Error {
             Refusal::RootCertificates(what) => Self::RootCertificates(what),
             Refusal::Conflict(what) => Self::Config(what),
             Refusal::InsecureUrl { what, origin } => Self::InsecureUrl { what, origin },
-            Refusal::NotHttp(what) => {
-                Self::InvalidRequest(format!("{what}: not an http or https URL with a host"))
-            }
+            Refusal::NotHttp(_) => Self::InvalidRequest(refusal.to_string()),
         }
     }
 }

@@ -4,20 +4,18 @@
 
 use core::fmt;
 use core::time::Duration;
-use std::io::Read;
 use std::sync::Arc;
 
 use reauth_core::oauth::{
     self, ErrorCode, TokenResponse, TokenResponseError, classify_failure, parse_error_response,
-    parse_retry_after, parse_token_response,
+    parse_token_response,
 };
 use reauth_core::{Generation, RefreshFailure, TokenError, TokenSet};
-use zeroize::Zeroizing;
 
 use crate::credentials::{Credentials, EncodeError};
+use crate::form_post::{Answer, FormPoster, PostError, RESPONSE_LIMIT};
 use crate::store::StoreError;
 use crate::tls::TlsError;
-use crate::wire::{Capture, Masks};
 
 /// How many requests may wait for a refresh at once; one more is refused with
 /// [`Error::QueueFull`](crate::Error::QueueFull).
@@ -229,22 +227,14 @@ impl RefreshError {
     }
 }
 
-/// Largest token response accepted: the buffers hold 10 KiB of tokens, the rest is headroom for
-/// `id_token` and friends.
-pub(crate) const TOKEN_RESPONSE_LIMIT: usize = 64 * 1024;
-
 /// The OAuth 2.0 refresh grant (RFC 6749 §6) against one token endpoint.
 pub(crate) struct OAuthExchange {
     /// Configured for the token endpoint: no redirects, no proxy from the environment unless
     /// asked, statuses as responses, a global timeout of the refresh timeout.
-    pub(crate) agent: ureq::Agent,
+    pub(crate) poster: FormPoster,
     pub(crate) token_url: String,
     /// Who the client is and how it authenticates.
     pub(crate) credentials: Credentials,
-    /// The placeholders of the agent's wire filter (the Basic header).
-    pub(crate) masks: Arc<Masks>,
-    /// Where the agent's wire filter puts the answer's body, out of ureq's sight.
-    pub(crate) capture: Arc<Capture>,
 }
 
 impl RefreshExchange for OAuthExchange {
@@ -253,25 +243,15 @@ impl RefreshExchange for OAuthExchange {
         let form = auth
             .form(|out, params| oauth::write_refresh_body(out, refresh_token, params))
             .map_err(encode_error)?;
-        let request = self
-            .agent
-            .post(&self.token_url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json");
-        let (request, _mask) = auth.apply(request, &self.masks);
-        self.capture.clear();
-        let mut response = request.send(&form[..]).map_err(RefreshError::from_transport)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| parse_retry_after(v.as_bytes()));
-        // What ureq read is the body masked; its length is the real one.
-        let masked = read_limited(response.body_mut(), TOKEN_RESPONSE_LIMIT)?;
-        let body = self.capture.take();
-        if body.len() != masked.len() {
-            return Err(RefreshError::Other("the token response was not captured whole".into()));
-        }
+        let Answer { status, retry_after, body } =
+            self.poster.post(&self.token_url, &auth, &form).map_err(|e| match e {
+                PostError::Tls(e) => RefreshError::Tls(e),
+                PostError::Transport(e) => RefreshError::Transport(e),
+                PostError::TooLarge => RefreshError::ResponseTooLarge { limit: RESPONSE_LIMIT },
+                PostError::NotCaptured => {
+                    RefreshError::Other("the token response was not captured whole".into())
+                }
+            })?;
         if (200..300).contains(&status) {
             return NewTokens::from_token_response(&body).map_err(RefreshError::InvalidResponse);
         }
@@ -330,25 +310,6 @@ fn never_sent(e: &ureq::Error) -> bool {
         ),
         _ => false,
     }
-}
-
-/// Reads a token endpoint's body into a wiped buffer, refusing more than `limit` bytes.
-pub(crate) fn read_limited(
-    body: &mut ureq::Body,
-    limit: usize,
-) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
-    // All the room up front: a buffer that grew would leave copies of the tokens in the freed,
-    // unwiped allocations it outgrew.
-    let mut out = Zeroizing::new(Vec::with_capacity(limit.saturating_add(1)));
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    body.as_reader()
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|e| RefreshError::Transport(Arc::new(ureq::Error::Io(e))))?;
-    if out.len() > limit {
-        return Err(RefreshError::ResponseTooLarge { limit });
-    }
-    Ok(out)
 }
 
 impl fmt::Debug for NewTokens {

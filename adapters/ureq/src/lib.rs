@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod agent;
 #[cfg(feature = "private-key-jwt")]
 mod assertion;
 mod authorization_code;

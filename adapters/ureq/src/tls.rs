@@ -179,11 +179,13 @@ pub(crate) fn require_https(
     allow_insecure_http: bool,
     what: &'static str,
 ) -> Result<(), Refusal> {
-    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
-    match (scheme.as_deref(), uri.host()) {
-        (Some("https"), Some(_)) => Ok(()),
-        (Some("http"), Some(host)) if allow_insecure_http || is_loopback(host) => Ok(()),
-        (Some("http"), Some(host)) => Err(Refusal::InsecureUrl {
+    // Compared without a lowercase copy: this runs for every request and every redirect hop.
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let (https, http) = (scheme.eq_ignore_ascii_case("https"), scheme.eq_ignore_ascii_case("http"));
+    match uri.host() {
+        Some(_) if https => Ok(()),
+        Some(host) if http && (allow_insecure_http || is_loopback(host)) => Ok(()),
+        Some(host) if http => Err(Refusal::InsecureUrl {
             what,
             origin: match uri.port_u16() {
                 Some(port) => format!("http://{host}:{port}"),

@@ -439,11 +439,8 @@ fn body_framing(head: &[u8]) -> Framing {
         return Framing::Passthrough;
     };
     let code = response.code.unwrap_or(0);
-    if code < 200 {
-        // An interim response: the real one follows.
-        return Framing::Head(Vec::new());
-    }
-    if code == 204 || code == 304 {
+    // An interim response (the real one follows), or one that never has a body.
+    if code < 200 || code == 204 || code == 304 {
         return Framing::Head(Vec::new());
     }
     let header = |name: &str| {

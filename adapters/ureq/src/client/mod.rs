@@ -301,13 +301,20 @@ impl Client {
         expires_in: Option<Duration>,
     ) -> Result<(), Error> {
         let tokens = NewTokens::new(access_token, Some(refresh_token), expires_in)?;
+        self.install_login(&tokens)
+    }
+
+    /// [`login`](Self::login) with tokens already checked, which carry a refresh token: the
+    /// login flows hand theirs over without copying them again.
+    pub(crate) fn install_login(&self, tokens: &NewTokens) -> Result<(), Error> {
+        let expires_in = tokens.expires_in();
         // A login replaces whatever record the store holds, whoever wrote it.
-        let saved = self.save_over(&tokens);
+        let saved = self.save_over(tokens);
         let mut shared = self.lock();
         let (drained, ()) = self.input(&mut shared, |shared, now| {
             let generation =
                 shared.coordinator.handle_login(now, expires_in.map(reauth_core::Duration::from));
-            shared.install(generation, &tokens);
+            shared.install(generation, tokens);
             shared.last_refresh_error = None;
             if let Ok(version) = saved {
                 shared.version = version;
@@ -328,8 +335,10 @@ impl Client {
     /// `refresh_token`; nothing is changed then. [`Error::Store`] as for `login`.
     pub fn login_from_token_response(&self, body: &[u8]) -> Result<(), Error> {
         let tokens = NewTokens::from_token_response(body).map_err(Error::TokenResponse)?;
-        let refresh = tokens.refresh().ok_or(Error::Token(reauth_core::TokenError::Empty))?;
-        self.login(tokens.access(), refresh, tokens.expires_in())
+        if !tokens.rotates_refresh_token() {
+            return Err(Error::Token(reauth_core::TokenError::Empty));
+        }
+        self.install_login(&tokens)
     }
 
     /// Forgets the tokens (in memory and in the store). Waiting requests are rejected with
