@@ -30,10 +30,10 @@ use reauth_nal_async::tls::{MAX_RECORD, Tls};
 use reauth_nal_async::{
     Client, ClientConfig, EmbassyClock, Endpoint, Error, NoStore, OAuth2, Request, Tcp,
 };
-use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{Counters, MockIssuer};
 use reauth_testkit::tls::TestPki;
 
-use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, start_issuer_on};
+use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, issuer_config, start_issuer_on};
 use crate::fault::{FaultMode, FaultSchedule, Storms};
 use crate::firmware::{MAX_REQUESTS, coordinator, millis_of, run_duration, timeouts};
 use crate::flags::RunFlags;
@@ -150,15 +150,13 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let latency = StdDuration::from_millis(args.run.latency);
     crate::tap::make_device()?;
     let kernel_ip = crate::tap::KERNEL_IP.to_string();
-    let pki = TestPki::generate_for(&[kernel_ip.as_str()])?;
-    let issuer = if args.https {
-        let config = IssuerConfig {
-            token_lifetime,
-            latency_jitter: latency,
-            seed: args.seed,
-            ..IssuerConfig::default()
-        };
-        MockIssuer::start_tls_at(SocketAddr::new(crate::tap::KERNEL_IP.into(), 0), config, &pki)?
+    // The run's CA and the issuer's certificate: only the HTTPS run has a use for them.
+    let pki = args.https.then(|| TestPki::generate_for(&[kernel_ip.as_str()])).transpose()?;
+    let issuer = if let Some(pki) = &pki {
+        // `start_issuer_on`'s settings but the device grant's interval, which this run, without
+        // a device login, never meets.
+        let config = issuer_config(token_lifetime, latency, args.seed);
+        MockIssuer::start_tls_at(SocketAddr::new(crate::tap::KERNEL_IP.into(), 0), config, pki)?
     } else {
         start_issuer_on(crate::tap::KERNEL_IP.into(), token_lifetime, latency, args.seed)?
     };
@@ -197,7 +195,7 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         .map_err(|e| format!("login: {e}"))?;
     issuer.reset_counters();
 
-    let tls = args.https.then(|| {
+    let tls = pki.map(|pki| {
         let ca: &'static [u8] = Box::leak(pki.ca_der().to_vec().into_boxed_slice());
         let rng = ChaCha20Rng::seed_from_u64(args.seed ^ u64::from(std::process::id()));
         Tls::new(Tcp::new(tcp, dns), ca, rng, MAX_RECORD, TLS_WRITE)
