@@ -76,15 +76,22 @@ pub(crate) fn start_issuer_on(
     MockIssuer::start_on(
         ip,
         IssuerConfig {
-            token_lifetime,
-            latency_jitter: latency,
-            seed,
             // For `reauth firmware --device-login`: a first poll one second after the code is
             // shown rather than RFC 8628's default five.
             device_interval: Duration::from_secs(1),
-            ..IssuerConfig::default()
+            ..issuer_config(token_lifetime, latency, seed)
         },
     )
+}
+
+/// The mock issuer's settings in every run: tokens living `token_lifetime`, answers delayed by
+/// up to `latency` at random, drawn from `seed`; the rest the defaults.
+pub(crate) fn issuer_config(
+    token_lifetime: Duration,
+    latency: Duration,
+    seed: u64,
+) -> IssuerConfig {
+    IssuerConfig { token_lifetime, latency_jitter: latency, seed, ..IssuerConfig::default() }
 }
 
 /// The client's retry backoff in every run: 100 ms doubling up to 2 s, jittered from `seed`.

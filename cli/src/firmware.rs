@@ -268,25 +268,9 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
     let issuer = start_issuer_on(S::ISSUER_IP, token_lifetime, latency, args.seed)?;
     let host = issuer.addr().to_string();
     let endpoint = Endpoint { addr: issuer.addr(), host: &host };
-    let coordinator = Config {
-        refresh_timeout: millis_of(REFRESH_TIMEOUT),
-        wait_timeout: millis_of(WAIT_TIMEOUT),
-        backoff: backoff(args.seed),
-        // Four attempts per episode (the default is two): these runs ride out a lease holder's
-        // death or a burst of faults within one episode.
-        max_refresh_attempts: 4,
-        ..Config::DEFAULT
-    };
-    // Short, so that a hanging token endpoint frees the refresh exchange soon after the
-    // coordinator has given up on it; long enough for the issuer's latency.
-    let answer_timeout = Duration::from_secs(1).saturating_add(millis_of(latency * 2));
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        response: answer_timeout,
-        idle: answer_timeout,
-        total: Duration::from_secs(10),
-        keep_alive: if args.keep_alive { Timeouts::DEFAULT.keep_alive } else { Duration::ZERO },
-    };
+    let coordinator = coordinator(args.seed);
+    let keep_alive = if args.keep_alive { Timeouts::DEFAULT.keep_alive } else { Duration::ZERO };
+    let timeouts = timeouts(latency, keep_alive);
     let client_config =
         ClientConfig { coordinator, timeouts, ..ClientConfig::new(endpoint, endpoint) };
     let exchange = OAuth2 { path: "/oauth/token", ..OAuth2::default() };
@@ -310,11 +294,7 @@ fn firmware<S: Drive>(args: &Args, stack: S) -> Result<Report, Box<dyn core::err
     // The workload's time starts now (the client's clock, `now`, keeps running from before).
     let start = StdInstant::now();
 
-    let duration = if args.requests.is_some() {
-        StdDuration::from_secs(600)
-    } else {
-        StdDuration::from_secs_f64(args.run.duration.clamp(0.1, 3600.0))
-    };
+    let duration = run_duration(&args.run, args.requests);
     let target = args.requests.unwrap_or(MAX_REQUESTS);
     let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
     let mut storms = Storms::new(storm_every, start);
@@ -493,15 +473,54 @@ impl Report {
     }
 }
 
-/// Requests of a run limited by time only: every load loop is bounded in count too.
-const MAX_REQUESTS: u64 = 10_000_000;
+/// Requests of a run limited by time only: every load loop is bounded in count too. Also
+/// `reauth firmware-async`'s.
+pub(crate) const MAX_REQUESTS: u64 = 10_000_000;
 
 /// A request at least this slow is counted apart: on loopback none is.
 const SLOW: StdDuration = StdDuration::from_millis(500);
 
 /// A std duration as the core's milliseconds.
-fn millis_of(d: StdDuration) -> Duration {
+pub(crate) fn millis_of(d: StdDuration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The coordinator of `reauth firmware` and `reauth firmware-async`: the demo's refresh and
+/// wait timeouts and backoff (jittered from `seed`), and four attempts per episode (the default
+/// is two): these runs ride out a lease holder's death or a burst of faults within one episode.
+pub(crate) fn coordinator(seed: u64) -> Config {
+    Config {
+        refresh_timeout: millis_of(REFRESH_TIMEOUT),
+        wait_timeout: millis_of(WAIT_TIMEOUT),
+        backoff: backoff(seed),
+        max_refresh_attempts: 4,
+        ..Config::DEFAULT
+    }
+}
+
+/// The exchange timeouts of `reauth firmware` and `reauth firmware-async`, with `keep_alive`
+/// as given. The answer timeout is short, so that a hanging token endpoint frees the refresh
+/// exchange soon after the coordinator has given up on it, and long enough for the issuer's
+/// `latency`.
+pub(crate) fn timeouts(latency: StdDuration, keep_alive: Duration) -> Timeouts {
+    let answer_timeout = Duration::from_secs(1).saturating_add(millis_of(latency * 2));
+    Timeouts {
+        connect: Duration::from_secs(2),
+        response: answer_timeout,
+        idle: answer_timeout,
+        total: Duration::from_secs(10),
+        keep_alive,
+    }
+}
+
+/// How long the workload of `reauth firmware` and `reauth firmware-async` runs: `--duration`
+/// (0.1 s to an hour), or 600 s at most when it is bounded by `requests` instead.
+pub(crate) fn run_duration(run: &RunFlags, requests: Option<u64>) -> StdDuration {
+    if requests.is_some() {
+        StdDuration::from_secs(600)
+    } else {
+        StdDuration::from_secs_f64(run.duration.clamp(0.1, 3600.0))
+    }
 }
 
 /// What [`Watched`] saw on the wire.

@@ -25,16 +25,17 @@ use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use reauth_core::{Config, Duration, Rejection};
+use reauth_core::{Duration, Rejection};
 use reauth_nal_async::tls::{MAX_RECORD, Tls};
 use reauth_nal_async::{
-    Client, ClientConfig, EmbassyClock, Endpoint, Error, NoStore, OAuth2, Request, Tcp, Timeouts,
+    Client, ClientConfig, EmbassyClock, Endpoint, Error, NoStore, OAuth2, Request, Tcp,
 };
-use reauth_testkit::issuer::{Counters, IssuerConfig, MockIssuer};
+use reauth_testkit::issuer::{Counters, MockIssuer};
 use reauth_testkit::tls::TestPki;
 
-use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, backoff, start_issuer_on};
+use crate::demo::{REFRESH_TIMEOUT, WAIT_TIMEOUT, issuer_config, start_issuer_on};
 use crate::fault::{FaultMode, FaultSchedule, Storms};
+use crate::firmware::{MAX_REQUESTS, coordinator, millis_of, run_duration, timeouts};
 use crate::flags::RunFlags;
 use crate::netns;
 use crate::report::{Outcomes, Table, Verdict, failure_kind};
@@ -149,15 +150,13 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let latency = StdDuration::from_millis(args.run.latency);
     crate::tap::make_device()?;
     let kernel_ip = crate::tap::KERNEL_IP.to_string();
-    let pki = TestPki::generate_for(&[kernel_ip.as_str()])?;
-    let issuer = if args.https {
-        let config = IssuerConfig {
-            token_lifetime,
-            latency_jitter: latency,
-            seed: args.seed,
-            ..IssuerConfig::default()
-        };
-        MockIssuer::start_tls_at(SocketAddr::new(crate::tap::KERNEL_IP.into(), 0), config, &pki)?
+    // The run's CA and the issuer's certificate: only the HTTPS run has a use for them.
+    let pki = args.https.then(|| TestPki::generate_for(&[kernel_ip.as_str()])).transpose()?;
+    let issuer = if let Some(pki) = &pki {
+        // `start_issuer_on`'s settings but the device grant's interval, which this run, without
+        // a device login, never meets.
+        let config = issuer_config(token_lifetime, latency, args.seed);
+        MockIssuer::start_tls_at(SocketAddr::new(crate::tap::KERNEL_IP.into(), 0), config, pki)?
     } else {
         start_issuer_on(crate::tap::KERNEL_IP.into(), token_lifetime, latency, args.seed)?
     };
@@ -180,28 +179,11 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
     let host: &'static str = Box::leak(addr.to_string().into_boxed_str());
     let name: &'static str = Box::leak(addr.ip().to_string().into_boxed_str());
     let endpoint = Endpoint { name, port: addr.port(), addr: Some(addr.ip()), host };
-    let coordinator = Config {
-        refresh_timeout: millis_of(REFRESH_TIMEOUT),
-        wait_timeout: millis_of(WAIT_TIMEOUT),
-        backoff: backoff(args.seed),
-        // Four attempts per episode (the default is two), as `reauth firmware`: the fault runs
-        // ride out a burst of faults within one episode.
-        max_refresh_attempts: 4,
-        ..Config::DEFAULT
-    };
-    // As `reauth firmware`: a hanging token endpoint frees its task soon after the coordinator
-    // gave up on it, and the issuer's latency fits.
-    let answer_timeout = Duration::from_secs(1).saturating_add(millis_of(latency * 2));
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        response: answer_timeout,
-        idle: answer_timeout,
-        total: Duration::from_secs(10),
-        keep_alive: Duration::ZERO,
-    };
+    // As `reauth firmware`'s, without keep-alive: a hanging token endpoint frees its task soon
+    // after the coordinator gave up on it, and the issuer's latency fits.
     let client_config = ClientConfig {
-        coordinator,
-        timeouts,
+        coordinator: coordinator(args.seed),
+        timeouts: timeouts(latency, Duration::ZERO),
         https: args.https,
         ..ClientConfig::new(endpoint, endpoint)
     };
@@ -213,7 +195,7 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         .map_err(|e| format!("login: {e}"))?;
     issuer.reset_counters();
 
-    let tls = args.https.then(|| {
+    let tls = pki.map(|pki| {
         let ca: &'static [u8] = Box::leak(pki.ca_der().to_vec().into_boxed_slice());
         let rng = ChaCha20Rng::seed_from_u64(args.seed ^ u64::from(std::process::id()));
         Tls::new(Tcp::new(tcp, dns), ca, rng, MAX_RECORD, TLS_WRITE)
@@ -229,11 +211,7 @@ fn workload(args: &Args) -> Result<Report, Box<dyn core::error::Error>> {
         target: args.requests.unwrap_or(MAX_REQUESTS),
         tally: RefCell::new(Tally::default()),
     }));
-    let duration = if args.requests.is_some() {
-        StdDuration::from_secs(600)
-    } else {
-        StdDuration::from_secs_f64(args.run.duration.clamp(0.1, 3600.0))
-    };
+    let duration = run_duration(&args.run, args.requests);
     let storm_every = (args.storm_every > 0).then(|| StdDuration::from_millis(args.storm_every));
     let fault = args.run.fault;
     let tasks = usize::from(args.tasks);
@@ -303,13 +281,20 @@ impl Tally {
         Error<E>: core::fmt::Display,
     {
         let outcomes = &mut self.outcomes;
-        let needs_login = matches!(result, Err(Error::Rejected(Rejection::NeedsLogin)));
         match result {
-            Ok(status) => outcomes.answered(status, sent),
-            Err(Error::Rejected(Rejection::NeedsLogin)) => outcomes.needs_login += 1,
-            Err(error) => outcomes.fail(&error, failure_kind!(Error, &error)),
+            Ok(status) => {
+                outcomes.answered(status, sent);
+                false
+            }
+            Err(Error::Rejected(Rejection::NeedsLogin)) => {
+                outcomes.needs_login += 1;
+                true
+            }
+            Err(error) => {
+                outcomes.fail(&error, failure_kind!(Error, &error));
+                false
+            }
         }
-        needs_login
     }
 }
 
@@ -400,11 +385,3 @@ impl Report {
 
 /// embassy-net's side of the TAP device.
 const STACK_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-
-/// Requests of a run limited by time only: every load loop is bounded in count too.
-const MAX_REQUESTS: u64 = 10_000_000;
-
-/// A std duration as the core's milliseconds.
-fn millis_of(d: StdDuration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}

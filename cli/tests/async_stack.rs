@@ -16,41 +16,29 @@
 //! and no access token was refreshed twice. The test also reads the table: refresh calls equal
 //! refresh episodes. No timing is asserted; the latencies are printed.
 
+mod support;
+
 use core::time::Duration;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use reauth_testkit::issuer::{IssuerConfig, MockIssuer};
 use reauth_testkit::tls::TestPki;
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status.lines().any(|line| {
-            line.strip_prefix("Uid:").and_then(|ids| ids.split_whitespace().next()) == Some("0")
-        })
-    })
-}
+use support::{can_run_unless, has_thumb_target, is_root, on_path};
 
 /// True when the test may go on; prints `skipped: WHY` and returns false when it may not, and
 /// fails instead under CI.
 fn can_run(test: &str) -> bool {
-    let why = if !is_root() {
-        "not root (ip netns and ip tuntap need it)"
+    let missing = if !is_root() {
+        Some("not root (ip netns and ip tuntap need it)")
     } else if !on_path("ip") {
-        "no `ip` command (iproute2)"
+        Some("no `ip` command (iproute2)")
     } else if !Path::new("/dev/net/tun").exists() {
-        "no /dev/net/tun"
+        Some("no /dev/net/tun")
     } else {
-        return true;
+        None
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} cannot run in CI: {why}");
-    println!("skipped: {test}: {why}");
-    false
+    can_run_unless(test, missing)
 }
 
 /// Runs `reauth firmware-async ARGS`, prints its summary, asserts its verdict and that refresh
@@ -95,28 +83,16 @@ fn embassy_net_on_a_tap_device_over_https() {
     }
 }
 
-/// Whether the Rust standard library for `thumbv7em-none-eabihf` is installed.
-fn has_thumb_target() -> bool {
-    Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", "thumbv7em-none-eabihf"])
-        .output()
-        .is_ok_and(|o| {
-            o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir()
-        })
-}
-
 /// True when the QEMU test may go on (see [`can_run`]).
 fn can_run_qemu(test: &str) -> bool {
-    let why = if !on_path("qemu-system-arm") {
-        "no qemu-system-arm (apt-get install --no-install-recommends qemu-system-arm)"
+    let missing = if !on_path("qemu-system-arm") {
+        Some("no qemu-system-arm (apt-get install --no-install-recommends qemu-system-arm)")
     } else if !has_thumb_target() {
-        "no thumbv7em-none-eabihf target (rustup target add thumbv7em-none-eabihf)"
+        Some("no thumbv7em-none-eabihf target (rustup target add thumbv7em-none-eabihf)")
     } else {
-        return true;
+        None
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} cannot run in CI: {why}");
-    println!("skipped: {test}: {why}");
-    false
+    can_run_unless(test, missing)
 }
 
 /// Boots `firmware/embassy` built with `features` on QEMU against a mock issuer (over HTTPS

@@ -14,32 +14,12 @@
 //! and no access token was refreshed twice. The tests also read the table: refresh calls equal
 //! refresh episodes. No timing is asserted; the latencies are printed.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
-/// Whether a program is on the `PATH`.
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status.lines().any(|line| {
-            line.strip_prefix("Uid:").and_then(|ids| ids.split_whitespace().next()) == Some("0")
-        })
-    })
-}
-
-/// Whether the Rust standard library for `thumbv7em-none-eabihf` is installed.
-fn has_thumb_target() -> bool {
-    Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", "thumbv7em-none-eabihf"])
-        .output()
-        .is_ok_and(|o| {
-            o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir()
-        })
-}
+use support::{can_run_unless, has_thumb_target, is_root, on_path};
 
 /// `None` when the run can happen here, or why not.
 fn missing(qemu: bool) -> Option<&'static str> {
@@ -61,10 +41,7 @@ fn missing(qemu: bool) -> Option<&'static str> {
 /// True when the test may go on; prints `skipped: WHY` and returns false when it may not, and
 /// fails instead under CI.
 fn can_run(test: &str, qemu: bool) -> bool {
-    let Some(why) = missing(qemu) else { return true };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test} cannot run in CI: {why}");
-    println!("skipped: {test}: {why}");
-    false
+    can_run_unless(test, missing(qemu))
 }
 
 /// Runs `reauth firmware ARGS`, prints its summary, asserts its verdict and that refresh calls

@@ -162,9 +162,7 @@ impl<const N: usize> Checked<N> {
             {
                 assert_eq!(self.coordinator.refresh_in_flight(), Some(id), "inv 1");
             }
-            self.unconfirmed = 0;
-            self.cooling_until = None;
-            self.refused = false;
+            self.new_credentials();
         }
         self.settle(true);
         generation
@@ -253,9 +251,7 @@ impl<const N: usize> Checked<N> {
         let result = self.coordinator.handle_refresh_success(now, id, lifetime);
         match result {
             Ok(generation) => {
-                self.unconfirmed = 0;
-                self.cooling_until = None;
-                self.refused = false;
+                self.new_credentials();
                 assert!(live, "a result for a dead attempt was applied");
                 assert!(generation > before, "inv 7: a refresh bumps the generation");
                 assert_eq!(generation, self.coordinator.generation());
@@ -337,6 +333,12 @@ impl<const N: usize> Checked<N> {
 
     fn new_session(&mut self) {
         self.session += 1;
+        self.new_credentials();
+    }
+
+    /// Forgets what held for the refresh token before the credentials changed (invs 11-13):
+    /// no unconfirmed attempt, no cool-down, no refusal.
+    fn new_credentials(&mut self) {
         self.unconfirmed = 0;
         self.cooling_until = None;
         self.refused = false;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use reauth_core::oauth::ClientAuth;
 use reauth_ureq::ureq;
 use ring::rand::SecureRandom;
 
@@ -55,6 +56,15 @@ impl Method {
             Self::Basic => Some("basic secret:%&+=/"),
             Self::Post => Some("post-secret"),
             Self::None | Self::PrivateKeyJwt => None,
+        }
+    }
+
+    /// How the client presents its [`secret`](Self::secret): in the body for
+    /// `client_secret_post`, else in a Basic header.
+    pub(crate) const fn client_auth(self) -> ClientAuth {
+        match self {
+            Self::Post => ClientAuth::Post,
+            _ => ClientAuth::Basic,
         }
     }
 

@@ -38,7 +38,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use flow::Method;
-use reauth_core::oauth::ClientAuth;
 use reauth_ureq::AuthorizationCodeLogin;
 use servers::{Kind, Server, can_run};
 
@@ -258,13 +257,7 @@ fn ureq_authorization_code(test: &str, kind: Kind, method: Method) {
         return;
     }
     let server = Server::start(kind, ACCESS_TTL);
-    let (authorize, scope) = match kind {
-        // A refresh token only with offline_access and a consent prompt (TECH-NOTES §15).
-        Kind::OidcProvider => {
-            (format!("{}/auth?prompt=consent", server.base()), "openid offline_access")
-        }
-        Kind::Authlib { .. } => (format!("{}/authorize", server.base()), "profile"),
-    };
+    let (authorize, scope) = authorize_url(&server);
     // The login's token call has TLS settings of its own (the client's are not used): the
     // test CA again.
     let token_url = format!("{}{}", server.base(), kind.token_path());
@@ -273,10 +266,7 @@ fn ureq_authorization_code(test: &str, kind: Kind, method: Method) {
         .scope(scope)
         .wait_timeout(Duration::from_secs(30));
     if let Some(secret) = method.secret() {
-        login = login.client_secret(secret).client_auth(match method {
-            Method::Post => ClientAuth::Post,
-            _ => ClientAuth::Basic,
-        });
+        login = login.client_secret(secret).client_auth(method.client_auth());
     }
     let client = storm::client_builder(&server, method, 1).build().unwrap();
     let before = server.counts();

@@ -9,7 +9,6 @@ use std::rc::Rc;
 use embedded_io_adapters::tokio_1::FromTokio;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use reauth_core::oauth::{ClientAuth, RefreshParams};
 use reauth_core::{Duration, Instant};
 use reauth_nal_async::embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use reauth_nal_async::embedded_nal_async::{AddrType, Dns, TcpConnect};
@@ -18,7 +17,7 @@ use reauth_nal_async::{Client, ClientConfig, Clock, Endpoint, NoStore, OAuth2, R
 
 use crate::flow::{self, Method};
 use crate::servers::Server;
-use crate::storm::Storm;
+use crate::storm::{self, MAX_REQUESTS_PER_THREAD, Storm};
 
 /// tokio's clock, in milliseconds since the storm started.
 #[derive(Clone, Copy)]
@@ -88,24 +87,13 @@ pub(crate) fn storm(server: &Server, method: Method, duration: StdDuration) -> S
     config.https = true;
     config.coordinator.refresh_timeout = Duration::from_secs(5);
     config.coordinator.wait_timeout = Duration::from_secs(8);
-    let exchange = OAuth2 {
-        path: server.kind.token_path(),
-        params: RefreshParams {
-            client_id: Some(method.client_id()),
-            client_secret: method.secret(),
-            scope: None,
-        },
-        auth: match method {
-            Method::Post => ClientAuth::Post,
-            _ => ClientAuth::Basic,
-        },
-    };
+    let exchange = storm::oauth2(server, method);
     let path = server.kind.api_path();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
     let before = server.counts();
     let started = std::time::Instant::now();
-    let (requests, failed, examples, stats) = local.block_on(&runtime, async {
+    let (mut storm, stats) = local.block_on(&runtime, async {
         let clock = TokioClock(tokio::time::Instant::now());
         let client: Rc<AsyncClient<'_>> = Rc::new(Client::new(config, exchange, NoStore, clock));
         let lifetime = answer["expires_in"].as_u64().map(Duration::from_secs);
@@ -127,51 +115,39 @@ pub(crate) fn storm(server: &Server, method: Method, duration: StdDuration) -> S
         let tasks: [_; TASKS] =
             // Boxed: each holds a TLS connection's state, too big for the stack in debug builds.
             core::array::from_fn(|_| Box::pin(task(client.clone(), &net, path, deadline)));
-        let all = embassy_futures::join::join_array(tasks).await;
-        let (mut requests, mut failed, mut examples) = (0, 0, Vec::new());
-        for (r, f, e) in all {
-            requests += r;
-            failed += f;
-            examples.extend(e.into_iter().take(5 - examples.len().min(5)));
+        let mut storm = Storm::default();
+        for part in embassy_futures::join::join_array(tasks).await {
+            storm.add(part);
         }
-        (requests, failed, examples, client.stats())
+        (storm, client.stats())
     });
-    let mut storm = Storm {
-        requests,
-        failed,
-        examples,
-        episodes: stats.refreshes,
-        refreshes_failed: stats.refresh_failures,
-        stale_replays: Some(stats.replays),
-        seconds: started.elapsed().as_secs_f64(),
-        ..Storm::default()
-    };
+    storm.episodes = stats.refreshes;
+    storm.refreshes_failed = stats.refresh_failures;
+    storm.stale_replays = Some(stats.replays);
+    storm.seconds = started.elapsed().as_secs_f64();
     storm.server_side(server, &before, method);
     storm
 }
 
-/// One task: GETs `path` one after another until `deadline`; requests, failures, examples.
+/// One task: GETs `path` one after another until `deadline`; its requests, failures, examples.
 async fn task(
     client: Rc<AsyncClient<'_>>,
     net: &Tls<'_, Loopback, NoLookup, ChaCha20Rng>,
     path: &str,
     deadline: tokio::time::Instant,
-) -> (u64, u64, Vec<String>) {
+) -> Storm {
     let mut buf = vec![0u8; MAX_RECORD + 4096 + 4096];
-    let (mut requests, mut failed, mut examples) = (0u64, 0u64, Vec::new());
-    while tokio::time::Instant::now() < deadline && requests < 50_000 {
-        requests += 1;
+    let mut storm = Storm::default();
+    while tokio::time::Instant::now() < deadline && storm.requests < MAX_REQUESTS_PER_THREAD {
+        storm.requests += 1;
         let problem = match client.send(net, &Request::get(path), &mut buf).await {
             Ok(response) if (200..300).contains(&response.status()) => None,
             Ok(response) => Some(format!("status {}", response.status())),
             Err(e) => Some(e.to_string()),
         };
         if let Some(problem) = problem {
-            failed += 1;
-            if examples.len() < 5 {
-                examples.push(problem);
-            }
+            storm.fail(problem);
         }
     }
-    (requests, failed, examples)
+    storm
 }

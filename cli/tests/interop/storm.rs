@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Instant as StdInstant;
 
-use reauth_core::oauth::{ClientAuth, RefreshParams};
+use reauth_core::oauth::RefreshParams;
 use reauth_core::{Config, Duration, Instant, RequestId};
 use reauth_nal::{ClientConfig, Endpoint, Event, NoStore, OAuth2, Request, Timeouts};
 use reauth_ureq::{Client, ClientAssertionKey, ClientBuilder};
@@ -17,7 +17,7 @@ use crate::flow::{self, Method};
 use crate::servers::{CLIENT_KEY_ID, Counts, Server};
 
 /// Requests per thread at most, whatever the time (the loop's count bound).
-const MAX_REQUESTS_PER_THREAD: u64 = 50_000;
+pub(crate) const MAX_REQUESTS_PER_THREAD: u64 = 50_000;
 
 /// What one storm did, from both sides.
 #[derive(Debug, Default)]
@@ -104,10 +104,7 @@ pub(crate) fn client_builder(server: &Server, method: Method, threads: usize) ->
         .client_id(method.client_id())
         .root_certificates_pem(&server.pki.ca_pem);
     if let Some(secret) = method.secret() {
-        builder = builder.client_secret(secret).client_auth(match method {
-            Method::Post => ClientAuth::Post,
-            _ => ClientAuth::Basic,
-        });
+        builder = builder.client_secret(secret).client_auth(method.client_auth());
     }
     if method == Method::PrivateKeyJwt {
         let pem = std::fs::read(&server.pki.client_key_pem).unwrap();
@@ -206,18 +203,7 @@ pub(crate) fn nal_storm(server: &Server, method: Method, duration: StdDuration) 
         },
         ..ClientConfig::new(endpoint, endpoint)
     };
-    let exchange = OAuth2 {
-        path: server.kind.token_path(),
-        params: RefreshParams {
-            client_id: Some(method.client_id()),
-            client_secret: method.secret(),
-            scope: None,
-        },
-        auth: match method {
-            Method::Post => ClientAuth::Post,
-            _ => ClientAuth::Basic,
-        },
-    };
+    let exchange = oauth2(server, method);
     // 4 KiB for an answer: oidc-provider's refresh answer carries an ID token.
     let mut client: reauth_nal::Client<
         '_,
@@ -294,11 +280,40 @@ pub(crate) fn nal_storm(server: &Server, method: Method, duration: StdDuration) 
     storm
 }
 
+/// reauth-nal's (and reauth-nal-async's) refresh exchange with `server` as `method`'s client.
+pub(crate) fn oauth2(server: &Server, method: Method) -> OAuth2<'static> {
+    OAuth2 {
+        path: server.kind.token_path(),
+        params: RefreshParams {
+            client_id: Some(method.client_id()),
+            client_secret: method.secret(),
+            scope: None,
+        },
+        auth: method.client_auth(),
+    }
+}
+
 impl Storm {
-    fn fail(&mut self, what: String) {
+    /// Counts a failed request; `what` is kept while there are fewer than five examples.
+    pub(crate) fn fail(&mut self, what: String) {
         self.failed += 1;
+        self.example(what);
+    }
+
+    /// Keeps `what` among the examples while there are fewer than five.
+    fn example(&mut self, what: String) {
         if self.examples.len() < 5 {
             self.examples.push(what);
+        }
+    }
+
+    /// Adds `part`'s requests and failures (one task's share of the storm), keeping its
+    /// examples while there is room.
+    pub(crate) fn add(&mut self, part: Self) {
+        self.requests += part.requests;
+        self.failed += part.failed;
+        for what in part.examples {
+            self.example(what);
         }
     }
 }

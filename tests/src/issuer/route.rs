@@ -161,17 +161,12 @@ fn grant(
     now: Instant,
     pad_to: usize,
 ) -> Response {
-    if endpoint == Endpoint::OAuth
-        && form_field(&parse_form(&request.body), "grant_type").ok()
-            == Some(Some(reauth_core::device::GRANT_TYPE))
-    {
-        return device_grant(state, request, now);
-    }
-    if endpoint == Endpoint::OAuth
-        && form_field(&parse_form(&request.body), "grant_type").ok()
-            == Some(Some("authorization_code"))
-    {
-        return code_grant(state, request, now);
+    if endpoint == Endpoint::OAuth {
+        match form_field(&parse_form(&request.body), "grant_type") {
+            Ok(Some(reauth_core::device::GRANT_TYPE)) => return device_grant(state, request, now),
+            Ok(Some("authorization_code")) => return code_grant(state, request, now),
+            _ => {}
+        }
     }
     let presented = match endpoint {
         Endpoint::OAuth => match oauth_refresh_token(state, request) {
@@ -257,8 +252,7 @@ fn code_grant(state: &mut State, request: &Request, now: Instant) -> Response {
     if let Err(response) = check_client(state, request, &form) {
         return response;
     }
-    let from_form = form_field(&form, "client_id").ok().flatten().map(str::to_owned);
-    let client_id = from_form.or_else(|| basic_credentials(request).map(|(user, _)| user));
+    let client_id = presented_client_id(request, &form);
     match state.redeem_code(&form, client_id.as_deref(), now) {
         CodeAnswer::Issued(tokens) => success(&tokens, Endpoint::OAuth),
         CodeAnswer::Error(code, description) => oauth_error(400, code, description),
@@ -296,12 +290,10 @@ fn check_client(
         oauth_error(401, "invalid_client", "unknown client")
             .header("WWW-Authenticate", r#"Basic realm="reauth-mock""#)
     };
-    if let Some(expected) = &state.config.client_id {
-        let from_form = form_field(form, "client_id").ok().flatten().map(str::to_owned);
-        let presented = from_form.or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
-        if presented.as_deref() != Some(expected.as_str()) {
-            return Err(unknown());
-        }
+    if let Some(expected) = &state.config.client_id
+        && presented_client_id(request, form).as_deref() != Some(expected.as_str())
+    {
+        return Err(unknown());
     }
     if let Some(secret) = &state.config.client_secret {
         // Like Authlib: the registered method only, the other one refused with its name.
@@ -314,11 +306,7 @@ fn check_client(
             ClientAuth::None => true,
         };
         if !authenticated {
-            let method = match state.config.client_auth {
-                ClientAuth::Basic => "client_secret_basic",
-                ClientAuth::Post => "client_secret_post",
-                ClientAuth::None => "none",
-            };
+            let method = client_auth_name(state.config.client_auth);
             return Err(oauth_error(
                 401,
                 "invalid_client",
@@ -328,6 +316,22 @@ fn check_client(
         }
     }
     Ok(())
+}
+
+/// The client id a token request presents: the form's `client_id`, else the user of its Basic
+/// credentials.
+fn presented_client_id(request: &Request, form: &[(String, String)]) -> Option<String> {
+    let from_form = form_field(form, "client_id").ok().flatten().map(str::to_owned);
+    from_form.or_else(|| basic_credentials(request).map(|(user, _)| user))
+}
+
+/// A client authentication method's name (RFC 8414's `token_endpoint_auth_methods_supported`).
+const fn client_auth_name(auth: ClientAuth) -> &'static str {
+    match auth {
+        ClientAuth::Basic => "client_secret_basic",
+        ClientAuth::Post => "client_secret_post",
+        ClientAuth::None => "none",
+    }
 }
 
 /// `private_key_jwt`: the request must carry a client assertion the registered key verifies.
@@ -346,8 +350,7 @@ fn check_assertion(
     if field("client_secret").is_some() || basic_credentials(request).is_some() {
         return Err(refuse("a secret besides the assertion"));
     }
-    let host = request.header("host").and_then(|h| core::str::from_utf8(h).ok());
-    let audience = format!("{}://{}/oauth/token", request.scheme, host.unwrap_or("127.0.0.1"));
+    let audience = format!("{}/oauth/token", base_url(request));
     let client_id = state.config.client_id.as_deref();
     if let (Some(expected), Some(given)) = (client_id, field("client_id"))
         && expected != given
@@ -566,17 +569,15 @@ fn discovery(state: &State, request: &Request) -> Reply {
         (_, Some(tenant @ ("" | "/tenant" | "/oidc-only" | "/wrong-issuer"))) => tenant,
         _ => return Reply::now(Response::json(404, r#"{"error":"not_found"}"#)),
     };
-    let host = request.header("host").and_then(|h| core::str::from_utf8(h).ok());
-    let base = format!("{}://{}", request.scheme, host.unwrap_or("127.0.0.1"));
+    let base = base_url(request);
     let issuer = match tenant {
         "/wrong-issuer" => format!("{base}/someone-else"),
         tenant => format!("{base}{tenant}"),
     };
-    let method = match (&state.config.client_secret, state.config.client_auth) {
+    let method = match &state.config.client_secret {
         _ if state.config.client_assertion_key.is_some() => "private_key_jwt",
-        (None, _) | (Some(_), ClientAuth::None) => "none",
-        (Some(_), ClientAuth::Basic) => "client_secret_basic",
-        (Some(_), ClientAuth::Post) => "client_secret_post",
+        None => "none",
+        Some(_) => client_auth_name(state.config.client_auth),
     };
     let body = format!(
         concat!(
@@ -594,4 +595,11 @@ fn discovery(state: &State, request: &Request) -> Reply {
         json_string(method),
     );
     Reply::now(Response::json(200, body))
+}
+
+/// The issuer's base URL as the request addressed it: its scheme and `Host` header (127.0.0.1
+/// without one).
+fn base_url(request: &Request) -> String {
+    let host = request.header("host").and_then(|h| core::str::from_utf8(h).ok());
+    format!("{}://{}", request.scheme, host.unwrap_or("127.0.0.1"))
 }
