@@ -537,15 +537,8 @@ impl<
                 let response = reader.response(http);
                 self.refresh_answered(open, response);
             }
-            Err(_) => {
-                // Once any byte went out the server may have rotated the refresh token.
-                let failure = if sent_any {
-                    RefreshFailure::Lost
-                } else {
-                    RefreshFailure::Transient { retry_after: None }
-                };
-                self.refresh_ended(open, failure);
-            }
+            // Once any byte went out the server may have rotated the refresh token.
+            Err(_) => self.refresh_ended(open, RefreshFailure::unanswered(sent_any)),
         }
         // The request and the answer held tokens.
         codec::wipe(http);
@@ -784,12 +777,7 @@ impl<
             if let Some(Claim { id: refresh, sent_any }) = claim {
                 s.refresh_running = false;
                 s.stats.refresh_calls += u64::from(sent_any);
-                let failure = if sent_any {
-                    RefreshFailure::Lost
-                } else {
-                    RefreshFailure::Transient { retry_after: None }
-                };
-                s.refresh_failed(now, refresh, failure, false);
+                s.refresh_failed(now, refresh, RefreshFailure::unanswered(sent_any), false);
             }
             if let Some(waiter) = s.waiter(id) {
                 if matches!(waiter.state, Wait::Parked) {
