@@ -715,8 +715,9 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
     ) {
         self.stats.refresh_failures += 1;
         self.stats.lost_refreshes += u64::from(failure == RefreshFailure::Lost);
+        // Accepted and now refused only after this `Refused` failure: the coordinator enters a
+        // refused state from `Refreshing` only, and only on a `Refused` failure it accepts.
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
-            && failure == RefreshFailure::Refused
             && self.coordinator.is_refused()
             && !misconfigured
         {
