@@ -254,6 +254,27 @@ pub enum RefreshFailure {
     Lost,
 }
 
+impl RefreshFailure {
+    /// The failure of a refresh that got no answer (a network error, a timeout, a connection
+    /// closed before the whole answer): [`Lost`](Self::Lost) once any byte of the request was
+    /// sent (the server may have rotated the refresh token), else
+    /// [`Transient`](Self::Transient) without a `retry_after`.
+    ///
+    /// ```
+    /// use reauth_core::RefreshFailure;
+    ///
+    /// assert_eq!(RefreshFailure::unanswered(true), RefreshFailure::Lost);
+    /// assert_eq!(
+    ///     RefreshFailure::unanswered(false),
+    ///     RefreshFailure::Transient { retry_after: None }
+    /// );
+    /// ```
+    #[must_use]
+    pub const fn unanswered(sent_any: bool) -> Self {
+        if sent_any { Self::Lost } else { Self::Transient { retry_after: None } }
+    }
+}
+
 /// Something the caller must do, from [`Coordinator::poll_action`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]

@@ -335,12 +335,7 @@ pub fn write_refresh_body(
         params.client_secret.map(|v| ("client_secret", v)),
         params.scope.map(|v| ("scope", v)),
     ];
-    // One encoder, run twice: to measure (into nothing), then to write what is known to fit.
-    let needed = encode_form(&fields, &mut []);
-    let Some(out) = out.get_mut(..needed) else {
-        return Err(BufferTooSmall { needed });
-    };
-    Ok(encode_form(&fields, out))
+    write_form(out, &fields)
 }
 
 /// Writes the form body of the authorization code grant with PKCE (RFC 6749 §4.1.3, RFC 7636
@@ -386,7 +381,8 @@ pub fn write_authorization_code_body(
     write_form(out, &fields)
 }
 
-/// Form-encodes `fields` into `out` if it has room for all of them.
+/// Form-encodes `fields` into `out` if it has room for all of them: one encoder, run twice, to
+/// measure (into nothing), then to write what is known to fit.
 ///
 /// # Errors
 /// [`BufferTooSmall`] with the size needed; `out` is then left untouched.

@@ -537,15 +537,8 @@ impl<
                 let response = reader.response(http);
                 self.refresh_answered(open, response);
             }
-            Err(_) => {
-                // Once any byte went out the server may have rotated the refresh token.
-                let failure = if sent_any {
-                    RefreshFailure::Lost
-                } else {
-                    RefreshFailure::Transient { retry_after: None }
-                };
-                self.refresh_ended(open, failure);
-            }
+            // Once any byte went out the server may have rotated the refresh token.
+            Err(_) => self.refresh_ended(open, RefreshFailure::unanswered(sent_any)),
         }
         // The request and the answer held tokens.
         codec::wipe(http);
@@ -722,8 +715,9 @@ impl<S: TokenStore, const N: usize, const A: usize, const R: usize> Shared<S, N,
     ) {
         self.stats.refresh_failures += 1;
         self.stats.lost_refreshes += u64::from(failure == RefreshFailure::Lost);
+        // Accepted and now refused only after this `Refused` failure: the coordinator enters a
+        // refused state from `Refreshing` only, and only on a `Refused` failure it accepts.
         if self.coordinator.handle_refresh_failure(now, id, failure).is_ok()
-            && failure == RefreshFailure::Refused
             && self.coordinator.is_refused()
             && !misconfigured
         {
@@ -784,12 +778,7 @@ impl<
             if let Some(Claim { id: refresh, sent_any }) = claim {
                 s.refresh_running = false;
                 s.stats.refresh_calls += u64::from(sent_any);
-                let failure = if sent_any {
-                    RefreshFailure::Lost
-                } else {
-                    RefreshFailure::Transient { retry_after: None }
-                };
-                s.refresh_failed(now, refresh, failure, false);
+                s.refresh_failed(now, refresh, RefreshFailure::unanswered(sent_any), false);
             }
             if let Some(waiter) = s.waiter(id) {
                 if matches!(waiter.state, Wait::Parked) {

@@ -38,11 +38,10 @@ pub(crate) async fn run<T: Transport, C: Clock>(
     let Exchange { endpoint, request_len, head_request, timeouts, give_up_at } = x;
     let deadline = |limit: Duration| clock.now().saturating_add(limit).min(give_up_at);
     let connect = net.connect(endpoint, scratch);
-    let mut connection = within(clock, deadline(timeouts.connect), give_up_at, connect)
-        .await
-        .map_err(|kind| kind.unwrap_or(TimeoutKind::Connect))
-        .map_err(Error::Timeout)?
-        .map_err(|error| Error::Transport { stage: Stage::Connect, error })?;
+    let mut connection =
+        timed(clock, deadline(timeouts.connect), give_up_at, TimeoutKind::Connect, connect)
+            .await?
+            .map_err(|error| Error::Transport { stage: Stage::Connect, error })?;
 
     let mut sent = 0;
     while let Some(rest) = http.get(sent..request_len).filter(|rest| !rest.is_empty()) {
@@ -98,22 +97,8 @@ pub(crate) async fn run<T: Transport, C: Clock>(
     }
 }
 
-/// `future` with a deadline: `Err(Some(Total))` if the whole exchange's passed first,
-/// `Err(None)` if the step's did.
-async fn within<F: Future, C: Clock>(
-    clock: &C,
-    at: Instant,
-    give_up_at: Instant,
-    future: F,
-) -> Result<F::Output, Option<TimeoutKind>> {
-    match select(future, clock.sleep_until(at)).await {
-        Either::First(output) => Ok(output),
-        Either::Second(()) if at >= give_up_at => Err(Some(TimeoutKind::Total)),
-        Either::Second(()) => Err(None),
-    }
-}
-
-/// [`within`], with the step's own timeout kind.
+/// `future` with a deadline: [`TimeoutKind::Total`] if the whole exchange's passed first, `kind`
+/// (the step's own timeout) if the step's did.
 async fn timed<F: Future, C: Clock, E>(
     clock: &C,
     at: Instant,
@@ -121,5 +106,9 @@ async fn timed<F: Future, C: Clock, E>(
     kind: TimeoutKind,
     future: F,
 ) -> Result<F::Output, Error<E>> {
-    within(clock, at, give_up_at, future).await.map_err(|k| Error::Timeout(k.unwrap_or(kind)))
+    match select(future, clock.sleep_until(at)).await {
+        Either::First(output) => Ok(output),
+        Either::Second(()) if at >= give_up_at => Err(Error::Timeout(TimeoutKind::Total)),
+        Either::Second(()) => Err(Error::Timeout(kind)),
+    }
 }

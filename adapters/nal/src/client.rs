@@ -701,11 +701,7 @@ impl<
             Err(error) => {
                 // Once any byte of the request went out, the server may have rotated the
                 // refresh token: the exchange is lost, not merely transient.
-                let failure = if self.refresher.sent_any() {
-                    RefreshFailure::Lost
-                } else {
-                    RefreshFailure::Transient { retry_after: None }
-                };
+                let failure = RefreshFailure::unanswered(self.refresher.sent_any());
                 self.refresh_failed(now, id, failure, error);
             }
         }
