@@ -270,16 +270,21 @@ impl ClientBuilder {
         let refresh_timeout = Duration::from_millis(config.refresh_timeout.millis());
         let mut credentials = self.credentials;
         let mut token_url = self.token_url;
-        if let (Some(issuer), None) = (&self.issuer, &self.exchange) {
-            let discovery = agent(
+        // The agent of the calls to the authorization server (discovery, the refresh grant):
+        // one deadline of the refresh timeout each.
+        let server_agent = |wire| {
+            agent(
                 Timeouts::Global(Some(refresh_timeout)),
                 self.connect_timeout,
                 self.env_proxy,
                 self.user_agent.as_deref(),
                 Some(0),
                 &tls_config,
-                WireConnector { masks: Arc::default(), capture: None },
-            );
+                wire,
+            )
+        };
+        if let (Some(issuer), None) = (&self.issuer, &self.exchange) {
+            let discovery = server_agent(WireConnector { masks: Arc::default(), capture: None });
             let metadata =
                 ServerMetadata::discover_with(&discovery, issuer, self.tls.allow_insecure_http)?;
             token_url.get_or_insert(metadata.token_endpoint);
@@ -296,17 +301,7 @@ impl ClientBuilder {
                 // pooled connection the server has closed meanwhile (Node's default keep-alive
                 // is 5 s) fails after the refresh token was written to it, which reads as a
                 // lost answer. A fresh connection per refresh costs one handshake per expiry.
-                let poster = FormPoster::with_agent(|wire| {
-                    agent(
-                        Timeouts::Global(Some(refresh_timeout)),
-                        self.connect_timeout,
-                        self.env_proxy,
-                        self.user_agent.as_deref(),
-                        Some(0),
-                        &tls_config,
-                        wire,
-                    )
-                });
+                let poster = FormPoster::with_agent(server_agent);
                 Box::new(OAuthExchange { poster, token_url, credentials })
             }
             (None, None) => {
